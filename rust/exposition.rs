@@ -1,0 +1,365 @@
+//! Prometheus text 0.0.4 and OpenMetrics 1.0.0 encoders, byte-for-byte with prometheus-client 0.26.
+
+use crate::metrics::family::{Family, Kind, Series, Value};
+use std::sync::Arc;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// `text/plain; version=0.0.4`
+    Text,
+    /// `application/openmetrics-text; version=1.0.0`
+    OpenMetrics,
+}
+
+pub const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+pub const OPENMETRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Picks the format a scraper asked for in its Accept header (OpenMetrics when offered, as
+/// prometheus-client's `choose_encoder` does).
+pub fn negotiate(accept: &str) -> Format {
+    let wants_om = accept.split(',').any(|part| {
+        let mut fields = part.split(';').map(str::trim);
+        if fields.next() != Some("application/openmetrics-text") {
+            return false;
+        }
+        // A version other than 1.0.0 we do not speak; no version means the latest we have.
+        fields.all(|f| !f.starts_with("version=") || f == "version=1.0.0")
+    });
+    if wants_om {
+        Format::OpenMetrics
+    } else {
+        Format::Text
+    }
+}
+
+/// Python's `repr(float)`: shortest round-trip digits, exponent outside 1e-4 <= |v| < 1e16.
+pub fn python_float_repr(v: f64, out: &mut String) {
+    if v.is_nan() {
+        out.push_str("nan");
+        return;
+    }
+    if v.is_infinite() {
+        out.push_str(if v > 0.0 { "inf" } else { "-inf" });
+        return;
+    }
+    if v.is_sign_negative() {
+        out.push('-');
+    }
+    let a = v.abs();
+    if a == 0.0 {
+        out.push_str("0.0");
+        return;
+    }
+    // Whole numbers below 2^53 print as themselves: the common case (counts) without float formatting.
+    if a.fract() == 0.0 && a < 1e16 {
+        let mut buf = itoa_u64(a as u64);
+        buf.push_str(".0");
+        out.push_str(&buf);
+        return;
+    }
+    let sci = format!("{a:e}");
+    let (mant, exp) = sci.split_once('e').expect("LowerExp always has an exponent");
+    let exp: i32 = exp.parse().expect("LowerExp exponent is an integer");
+    let digits: String = mant.chars().filter(|c| *c != '.').collect();
+    let decpt = exp + 1;
+    if -4 < decpt && decpt <= 16 {
+        if decpt <= 0 {
+            out.push_str("0.");
+            (0..-decpt).for_each(|_| out.push('0'));
+            out.push_str(&digits);
+        } else if decpt as usize >= digits.len() {
+            out.push_str(&digits);
+            (0..decpt as usize - digits.len()).for_each(|_| out.push('0'));
+            out.push_str(".0");
+        } else {
+            out.push_str(&digits[..decpt as usize]);
+            out.push('.');
+            out.push_str(&digits[decpt as usize..]);
+        }
+    } else {
+        out.push_str(&digits[..1]);
+        if digits.len() > 1 {
+            out.push('.');
+            out.push_str(&digits[1..]);
+        }
+        out.push('e');
+        out.push(if decpt - 1 < 0 { '-' } else { '+' });
+        let e = (decpt - 1).abs();
+        if e < 10 {
+            out.push('0');
+        }
+        out.push_str(&itoa_u64(e as u64));
+    }
+}
+
+fn itoa_u64(mut n: u64) -> String {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    String::from_utf8_lossy(&buf[i..]).into_owned()
+}
+
+/// prometheus-client's `floatToGoString`: Python's repr, with Go's earlier switch to exponents.
+pub fn go_float(v: f64, out: &mut String) {
+    if v == f64::INFINITY {
+        out.push_str("+Inf");
+        return;
+    }
+    if v == f64::NEG_INFINITY {
+        out.push_str("-Inf");
+        return;
+    }
+    if v.is_nan() {
+        out.push_str("NaN");
+        return;
+    }
+    let start = out.len();
+    python_float_repr(v, out);
+    let s = &out[start..];
+    if v > 0.0 {
+        if let Some(dot) = s.find('.') {
+            if dot > 6 {
+                let mut mantissa = String::with_capacity(s.len() + 1);
+                mantissa.push_str(&s[..1]);
+                mantissa.push('.');
+                mantissa.push_str(&s[1..dot]);
+                mantissa.push_str(&s[dot + 1..]);
+                let mantissa = mantissa.trim_end_matches(['0', '.']).to_owned();
+                out.truncate(start);
+                out.push_str(&mantissa);
+                out.push_str("e+");
+                if dot - 1 < 10 {
+                    out.push('0');
+                }
+                out.push_str(&itoa_u64((dot - 1) as u64));
+            }
+        }
+    }
+}
+
+/// Escapes a label value (both formats): backslash, newline, double quote.
+fn escape_label_value(v: &str, out: &mut String) {
+    if !v.contains(['\\', '\n', '"']) {
+        out.push_str(v);
+        return;
+    }
+    for c in v.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '"' => out.push_str("\\\""),
+            c => out.push(c),
+        }
+    }
+}
+
+/// Escapes HELP text: backslash and newline in text 0.0.4; also double quote in OpenMetrics.
+fn escape_help(v: &str, format: Format, out: &mut String) {
+    for c in v.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '"' if format == Format::OpenMetrics => out.push_str("\\\""),
+            c => out.push(c),
+        }
+    }
+}
+
+/// Writes `{a="x",le="1.0",z="y"}`: the series' sorted labels with `le` merged in its place.
+fn write_labels(series: &Series, le: Option<&str>, out: &mut String) {
+    if series.labels.is_empty() && le.is_none() {
+        return;
+    }
+    out.push('{');
+    let mut first = true;
+    let mut le = le;
+    let mut sep = |out: &mut String| {
+        if !first {
+            out.push(',');
+        }
+        first = false;
+    };
+    for (name, value) in series.labels.iter() {
+        if let Some(l) = le {
+            if "le" < &**name {
+                sep(out);
+                out.push_str("le=\"");
+                out.push_str(l);
+                out.push('"');
+                le = None;
+            }
+        }
+        sep(out);
+        out.push_str(name);
+        out.push_str("=\"");
+        escape_label_value(value, out);
+        out.push('"');
+    }
+    if let Some(l) = le {
+        sep(out);
+        out.push_str("le=\"");
+        out.push_str(l);
+        out.push('"');
+    }
+    out.push('}');
+}
+
+fn sample(out: &mut String, name: &str, suffix: &str, series: &Series, le: Option<&str>, value: f64) {
+    out.push_str(name);
+    out.push_str(suffix);
+    write_labels(series, le, out);
+    out.push(' ');
+    go_float(value, out);
+    out.push('\n');
+}
+
+fn encode_family(f: &Family, series: &[Arc<Series>], format: Format, out: &mut String) {
+    let exposed = match (f.kind, format) {
+        (Kind::Counter, Format::Text) => format!("{}_total", f.name),
+        _ => f.name.clone(),
+    };
+    out.push_str("# HELP ");
+    out.push_str(&exposed);
+    out.push(' ');
+    escape_help(&f.help, format, out);
+    out.push_str("\n# TYPE ");
+    out.push_str(&exposed);
+    out.push(' ');
+    out.push_str(f.kind.as_str());
+    out.push('\n');
+    let les: Vec<String> = f
+        .bounds()
+        .unwrap_or(&[])
+        .iter()
+        .map(|&b| {
+            let mut s = String::new();
+            go_float(b, &mut s);
+            s
+        })
+        .collect();
+    let has_sum = f.bounds().is_some_and(|b| b[0] >= 0.0);
+    for s in series {
+        match &s.value {
+            Value::Counter(c) => sample(out, &f.name, "_total", s, None, c.get()),
+            Value::Gauge(g) => sample(out, &f.name, "", s, None, g.get()),
+            Value::Histogram(h) => {
+                let cumulative = h.cumulative();
+                for (le, &n) in les.iter().zip(&cumulative) {
+                    sample(out, &f.name, "_bucket", s, Some(le), n as f64);
+                }
+                sample(out, &f.name, "_count", s, None, *cumulative.last().unwrap_or(&0) as f64);
+                if has_sum {
+                    sample(out, &f.name, "_sum", s, None, h.sum());
+                }
+            }
+        }
+    }
+}
+
+/// Encodes families in the order given (the registry's registration order).
+pub fn encode(families: &[Arc<Family>], format: Format) -> String {
+    let mut out = String::with_capacity(4096);
+    for f in families {
+        let series = f.snapshot();
+        if f.hide_when_empty && series.is_empty() {
+            continue;
+        }
+        encode_family(f, &series, format, &mut out);
+    }
+    if format == Format::OpenMetrics {
+        out.push_str("# EOF\n");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::family::{Family, FamilySpec};
+
+    fn repr(v: f64) -> String {
+        let mut s = String::new();
+        python_float_repr(v, &mut s);
+        s
+    }
+
+    fn go(v: f64) -> String {
+        let mut s = String::new();
+        go_float(v, &mut s);
+        s
+    }
+
+    #[test]
+    fn floats_print_like_python() {
+        assert_eq!(repr(1.0), "1.0");
+        assert_eq!(repr(0.1), "0.1");
+        assert_eq!(repr(123.4), "123.4");
+        assert_eq!(repr(1e16), "1e+16");
+        assert_eq!(repr(1234567890123456.0), "1234567890123456.0");
+        assert_eq!(repr(0.0001), "0.0001");
+        assert_eq!(repr(0.00001), "1e-05");
+        assert_eq!(repr(-2.5), "-2.5");
+        assert_eq!(repr(1.5e300), "1.5e+300");
+        assert_eq!(repr(-0.0), "-0.0");
+        assert_eq!(repr(2.5e-7), "2.5e-07");
+    }
+
+    #[test]
+    fn floats_print_like_go() {
+        assert_eq!(go(f64::INFINITY), "+Inf");
+        assert_eq!(go(f64::NAN), "NaN");
+        assert_eq!(go(1234567.0), "1.234567e+06");
+        assert_eq!(go(10000000.0), "1e+07");
+        assert_eq!(go(123456.0), "123456.0");
+        assert_eq!(go(-12345678.0), "-12345678.0");
+        assert_eq!(go(10.0), "10.0");
+    }
+
+    #[test]
+    fn negotiates_openmetrics() {
+        assert_eq!(negotiate("application/openmetrics-text; version=1.0.0,text/plain;q=0.5"), Format::OpenMetrics);
+        assert_eq!(negotiate("application/openmetrics-text"), Format::OpenMetrics);
+        assert_eq!(negotiate("application/openmetrics-text; version=0.0.1"), Format::Text);
+        assert_eq!(negotiate("text/plain"), Format::Text);
+        assert_eq!(negotiate(""), Format::Text);
+    }
+
+    #[test]
+    fn encodes_histogram_with_le_in_label_order() {
+        let mut spec = FamilySpec::new("h", "a \"help\"\\\n", Kind::Histogram, &["a", "z"]);
+        spec.buckets = Some(vec![1.0, 2.0]);
+        let f = Family::new(spec, None).unwrap();
+        f.lookup(&["x\"", "y\n"]).series.observe(1.5);
+        let text = encode(&[f.clone()], Format::Text);
+        assert_eq!(
+            text,
+            "# HELP h a \"help\"\\\\\\n\n# TYPE h histogram\n\
+             h_bucket{a=\"x\\\"\",le=\"1.0\",z=\"y\\n\"} 0.0\n\
+             h_bucket{a=\"x\\\"\",le=\"2.0\",z=\"y\\n\"} 1.0\n\
+             h_bucket{a=\"x\\\"\",le=\"+Inf\",z=\"y\\n\"} 1.0\n\
+             h_count{a=\"x\\\"\",z=\"y\\n\"} 1.0\n\
+             h_sum{a=\"x\\\"\",z=\"y\\n\"} 1.5\n"
+        );
+        let om = encode(&[f], Format::OpenMetrics);
+        assert!(om.starts_with("# HELP h a \\\"help\\\"\\\\\\n\n"));
+        assert!(om.ends_with("# EOF\n"));
+    }
+
+    #[test]
+    fn counters_carry_total_in_text_but_not_in_openmetrics_family() {
+        let f = Family::new(FamilySpec::new("req_total", "h", Kind::Counter, &[]), None).unwrap();
+        f.lookup(&[]).series.inc(2.0);
+        assert_eq!(encode(&[f.clone()], Format::Text), "# HELP req_total h\n# TYPE req_total counter\nreq_total 2.0\n");
+        assert_eq!(
+            encode(&[f], Format::OpenMetrics),
+            "# HELP req h\n# TYPE req counter\nreq_total 2.0\n# EOF\n"
+        );
+    }
+}

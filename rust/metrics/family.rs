@@ -1,0 +1,385 @@
+//! A metric family: name, help, type, label names, and its labelled series under a series cap.
+
+use super::hdr::HdrRecorder;
+use super::histogram::{Bounds, HistogramValue};
+use super::labels::LabelMap;
+use super::validate;
+use super::value::{CounterValue, GaugeValue};
+use crate::error::{Error, Result};
+use parking_lot::RwLock;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+
+/// The label value of every label of the series that new label sets fold into past the cap.
+pub const OVERFLOW_VALUE: &str = "__overflow__";
+pub const DEFAULT_SERIES_CAP: usize = 10_000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Counter,
+    Gauge,
+    Histogram,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Counter => "counter",
+            Kind::Gauge => "gauge",
+            Kind::Histogram => "histogram",
+        }
+    }
+}
+
+#[derive(Debug)]
+pub enum Value {
+    Counter(CounterValue),
+    Gauge(GaugeValue),
+    Histogram(HistogramValue),
+}
+
+/// One labelled time series. Its labels are kept sorted by name, the order both text formats use.
+#[derive(Debug)]
+pub struct Series {
+    pub labels: Box<[(Arc<str>, Box<str>)]>,
+    pub value: Value,
+    hdr: Option<Arc<HdrRecorder>>,
+}
+
+impl Series {
+    /// Counter increment; the caller has checked `v` is finite and non-negative.
+    #[inline]
+    pub fn inc(&self, v: f64) {
+        match &self.value {
+            Value::Counter(c) => c.inc(v),
+            Value::Gauge(g) => g.add(v),
+            Value::Histogram(_) => {}
+        }
+    }
+
+    #[inline]
+    pub fn inc_int(&self, n: u64) {
+        match &self.value {
+            Value::Counter(c) => c.inc_int(n),
+            Value::Gauge(g) => g.add(n as f64),
+            Value::Histogram(_) => {}
+        }
+    }
+
+    #[inline]
+    pub fn set(&self, v: f64) {
+        if let Value::Gauge(g) = &self.value {
+            g.set(v)
+        }
+    }
+
+    #[inline]
+    pub fn add(&self, v: f64) {
+        if let Value::Gauge(g) = &self.value {
+            g.add(v)
+        }
+    }
+
+    /// Histogram observation; also feeds the family's percentile recorder when it has one.
+    #[inline]
+    pub fn observe(&self, v: f64) {
+        if let Value::Histogram(h) = &self.value {
+            h.observe(v);
+            if let Some(hdr) = &self.hdr {
+                if v >= 0.0 && v.is_finite() {
+                    hdr.record(v);
+                }
+            }
+        }
+    }
+
+    /// Counter or gauge value; a histogram's count.
+    pub fn get(&self) -> f64 {
+        match &self.value {
+            Value::Counter(c) => c.get(),
+            Value::Gauge(g) => g.get(),
+            Value::Histogram(h) => h.count() as f64,
+        }
+    }
+
+    pub fn label(&self, name: &str) -> Option<&str> {
+        self.labels.iter().find(|(n, _)| &**n == name).map(|(_, v)| &**v)
+    }
+}
+
+/// What a label lookup found; `first_overflow` is true once per family, so the caller can warn.
+pub struct Lookup {
+    pub series: Arc<Series>,
+    pub first_overflow: bool,
+}
+
+#[derive(Debug)]
+pub struct Family {
+    /// The family name: for counters without the `_total` suffix, as prometheus-client does.
+    pub name: String,
+    pub help: String,
+    pub kind: Kind,
+    pub labelnames: Arc<[Arc<str>]>,
+    /// Series may carry extra `name=value` pairs after the fixed label values.
+    pub extra_labels: bool,
+    /// Internal families (invalid samples, overflow) are exposed only once they have a series.
+    pub hide_when_empty: bool,
+    bounds: Option<Bounds>,
+    hdr: Option<Arc<HdrRecorder>>,
+    series: RwLock<LabelMap<Arc<Series>>>,
+    cap: usize,
+    overflow: OnceLock<Arc<Series>>,
+    warned: AtomicBool,
+    /// The registry's `<prefix>_metric_series_overflow_total` family, counted on overflow.
+    overflow_counter: Option<Arc<Family>>,
+}
+
+/// Everything needed to define a family; `Family::new` validates it.
+#[derive(Debug, Clone)]
+pub struct FamilySpec {
+    pub name: String,
+    pub help: String,
+    pub kind: Kind,
+    pub labelnames: Vec<String>,
+    pub buckets: Option<Vec<f64>>,
+    pub percentiles: bool,
+    pub extra_labels: bool,
+    pub cap: usize,
+}
+
+impl FamilySpec {
+    pub fn new(name: &str, help: &str, kind: Kind, labelnames: &[&str]) -> Self {
+        FamilySpec {
+            name: name.to_owned(),
+            help: help.to_owned(),
+            kind,
+            labelnames: labelnames.iter().map(|s| s.to_string()).collect(),
+            buckets: None,
+            percentiles: false,
+            extra_labels: false,
+            cap: DEFAULT_SERIES_CAP,
+        }
+    }
+}
+
+impl Family {
+    pub fn new(spec: FamilySpec, overflow_counter: Option<Arc<Family>>) -> Result<Arc<Family>> {
+        validate::check_metric_name(&spec.name)?;
+        let reserved: &[&str] = if spec.kind == Kind::Histogram { &["le"] } else { &[] };
+        validate::check_label_names(&spec.name, &spec.labelnames, reserved)?;
+        if spec.cap == 0 {
+            return Err(Error::value(&spec.name, "series cap must be at least 1"));
+        }
+        let name = match spec.kind {
+            Kind::Counter => spec.name.strip_suffix("_total").unwrap_or(&spec.name).to_owned(),
+            _ => spec.name.clone(),
+        };
+        if name.is_empty() {
+            return Err(Error::value(&spec.name, "invalid metric name: nothing left before _total"));
+        }
+        let bounds = match (spec.kind, &spec.buckets) {
+            (Kind::Histogram, Some(b)) => Some(Bounds::new(&spec.name, b)?),
+            (Kind::Histogram, None) => return Err(Error::value(&spec.name, "histogram needs buckets")),
+            (_, Some(_)) => return Err(Error::value(&spec.name, "only histograms take buckets")),
+            _ => None,
+        };
+        let hdr = (spec.kind == Kind::Histogram && spec.percentiles).then(|| Arc::new(HdrRecorder::default()));
+        let family = Arc::new(Family {
+            name,
+            help: spec.help,
+            kind: spec.kind,
+            labelnames: spec.labelnames.iter().map(|s| Arc::from(s.as_str())).collect(),
+            extra_labels: spec.extra_labels,
+            hide_when_empty: false,
+            bounds,
+            hdr,
+            series: RwLock::new(LabelMap::default()),
+            cap: spec.cap,
+            overflow: OnceLock::new(),
+            warned: AtomicBool::new(false),
+            overflow_counter,
+        });
+        if family.labelnames.is_empty() && !family.extra_labels {
+            family.lookup(&[]);
+        }
+        Ok(family)
+    }
+
+    pub(crate) fn hidden(mut self: Arc<Self>) -> Arc<Self> {
+        if let Some(f) = Arc::get_mut(&mut self) {
+            f.hide_when_empty = true;
+        }
+        self
+    }
+
+    pub fn hdr(&self) -> Option<&HdrRecorder> {
+        self.hdr.as_deref()
+    }
+
+    pub fn bounds(&self) -> Option<&[f64]> {
+        self.bounds.as_ref().map(|b| b.as_slice())
+    }
+
+    fn new_series(&self, labels: Vec<(Arc<str>, Box<str>)>) -> Arc<Series> {
+        let mut labels = labels;
+        labels.sort_by(|a, b| a.0.cmp(&b.0));
+        let value = match self.kind {
+            Kind::Counter => Value::Counter(CounterValue::default()),
+            Kind::Gauge => Value::Gauge(GaugeValue::default()),
+            Kind::Histogram => Value::Histogram(HistogramValue::new(self.bounds.clone().expect("validated"))),
+        };
+        Arc::new(Series { labels: labels.into(), value, hdr: self.hdr.clone() })
+    }
+
+    /// Checks the label-value count of a generic (fixed-label) lookup.
+    pub fn check_arity(&self, n: usize) -> Result<()> {
+        if n != self.labelnames.len() {
+            return Err(Error::value(
+                &self.name,
+                format!("expected {} label values ({}), got {n}", self.labelnames.len(), self.labelnames.join(", ")),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Finds or creates the series for `parts`: the fixed label values, then (for families with
+    /// extra labels) `name, value` pairs sorted by name, already validated by the caller.
+    #[inline]
+    pub fn lookup(&self, parts: &[&str]) -> Lookup {
+        let hash = {
+            let map = self.series.read();
+            let hash = map.hash(parts);
+            if let Some(s) = map.get(hash, parts) {
+                return Lookup { series: s.clone(), first_overflow: false };
+            }
+            hash
+        };
+        self.lookup_slow(hash, parts)
+    }
+
+    #[cold]
+    fn lookup_slow(&self, hash: u64, parts: &[&str]) -> Lookup {
+        let mut map = self.series.write();
+        if let Some(s) = map.get(hash, parts) {
+            return Lookup { series: s.clone(), first_overflow: false };
+        }
+        if map.len() >= self.cap {
+            drop(map);
+            return self.overflowed();
+        }
+        let n = self.labelnames.len();
+        let mut labels: Vec<(Arc<str>, Box<str>)> =
+            self.labelnames.iter().zip(&parts[..n]).map(|(k, v)| (k.clone(), Box::from(*v))).collect();
+        for pair in parts[n..].chunks_exact(2) {
+            labels.push((Arc::from(pair[0]), Box::from(pair[1])));
+        }
+        let series = self.new_series(labels);
+        map.insert(hash, parts, series.clone());
+        Lookup { series, first_overflow: false }
+    }
+
+    fn overflowed(&self) -> Lookup {
+        let series = self
+            .overflow
+            .get_or_init(|| {
+                self.new_series(self.labelnames.iter().map(|k| (k.clone(), Box::from(OVERFLOW_VALUE))).collect())
+            })
+            .clone();
+        if let Some(counter) = &self.overflow_counter {
+            counter.lookup(&[&self.name]).series.inc_int(1);
+        }
+        let first_overflow = !self.warned.swap(true, Ordering::Relaxed);
+        Lookup { series, first_overflow }
+    }
+
+    /// The series in exposition order: insertion order, the overflow series last.
+    pub fn snapshot(&self) -> Vec<Arc<Series>> {
+        let mut v: Vec<Arc<Series>> = self.series.read().values().cloned().collect();
+        if let Some(o) = self.overflow.get() {
+            v.push(o.clone());
+        }
+        v
+    }
+
+    pub fn series_count(&self) -> usize {
+        self.series.read().len() + usize::from(self.overflow.get().is_some())
+    }
+
+    /// Sum over all series of their values (histograms: of their counts).
+    pub fn total(&self) -> f64 {
+        self.snapshot().iter().map(|s| s.get()).sum()
+    }
+
+    /// Drops every labelled series (prometheus-client's `clear()`); unlabelled families keep their one.
+    pub fn clear(&self) {
+        self.series.write().clear();
+        if self.labelnames.is_empty() && !self.extra_labels {
+            self.lookup(&[]);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn counter(labels: &[&str], cap: usize) -> Arc<Family> {
+        let mut spec = FamilySpec::new("c_total", "help", Kind::Counter, labels);
+        spec.cap = cap;
+        Family::new(spec, None).unwrap()
+    }
+
+    #[test]
+    fn strips_total_from_counter_names() {
+        assert_eq!(counter(&[], 10).name, "c");
+    }
+
+    #[test]
+    fn unlabelled_family_has_one_series() {
+        assert_eq!(counter(&[], 10).snapshot().len(), 1);
+        assert_eq!(counter(&["a"], 10).snapshot().len(), 0);
+    }
+
+    #[test]
+    fn same_labels_same_series() {
+        let f = counter(&["a", "b"], 10);
+        f.lookup(&["x", "y"]).series.inc(1.0);
+        f.lookup(&["x", "y"]).series.inc(2.0);
+        assert_eq!(f.snapshot().len(), 1);
+        assert_eq!(f.total(), 3.0);
+    }
+
+    #[test]
+    fn cap_folds_into_overflow_once_warned() {
+        let overflow = counter(&["metric"], 100);
+        let mut spec = FamilySpec::new("c_total", "help", Kind::Counter, &["a"]);
+        spec.cap = 2;
+        let f = Family::new(spec, Some(overflow.clone())).unwrap();
+        assert!(!f.lookup(&["1"]).first_overflow);
+        assert!(!f.lookup(&["2"]).first_overflow);
+        let l = f.lookup(&["3"]);
+        assert!(l.first_overflow);
+        assert_eq!(l.series.label("a"), Some(OVERFLOW_VALUE));
+        assert!(!f.lookup(&["4"]).first_overflow);
+        assert_eq!(f.series_count(), 3);
+        assert_eq!(overflow.total(), 2.0);
+    }
+
+    #[test]
+    fn extra_labels_are_sorted_with_fixed_ones() {
+        let mut spec = FamilySpec::new("c_total", "help", Kind::Counter, &["m"]);
+        spec.extra_labels = true;
+        let f = Family::new(spec, None).unwrap();
+        let s = f.lookup(&["v", "a", "1"]).series;
+        let names: Vec<&str> = s.labels.iter().map(|(k, _)| &**k).collect();
+        assert_eq!(names, vec!["a", "m"]);
+    }
+
+    #[test]
+    fn definition_errors_name_the_metric() {
+        let e = Family::new(FamilySpec::new("bad-name", "", Kind::Gauge, &[]), None).unwrap_err();
+        assert!(e.to_string().contains("bad-name"));
+        let e = Family::new(FamilySpec::new("h", "", Kind::Histogram, &["le"]), None).unwrap_err();
+        assert!(e.to_string().contains("\"h\""));
+    }
+}

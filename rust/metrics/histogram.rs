@@ -1,0 +1,133 @@
+//! Prometheus cumulative-bucket histograms: validated bounds, per-bucket atomic counts, a sum.
+
+use super::atomic::AtomicF64;
+use crate::error::{Error, Result};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// Validated upper bounds, strictly increasing, always ending in +Inf.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Bounds(Arc<[f64]>);
+
+impl Bounds {
+    pub fn new(metric: &str, bounds: &[f64]) -> Result<Self> {
+        if bounds.is_empty() {
+            return Err(Error::value(metric, "histogram needs at least one bucket"));
+        }
+        let mut v: Vec<f64> = Vec::with_capacity(bounds.len() + 1);
+        for &b in bounds {
+            if b.is_nan() {
+                return Err(Error::value(metric, "histogram bucket bound is NaN"));
+            }
+            if let Some(&last) = v.last() {
+                if b <= last {
+                    return Err(Error::value(metric, "histogram buckets must be in strictly increasing order"));
+                }
+            }
+            v.push(b);
+        }
+        if *v.last().unwrap() != f64::INFINITY {
+            v.push(f64::INFINITY);
+        }
+        Ok(Bounds(v.into()))
+    }
+
+    pub fn as_slice(&self) -> &[f64] {
+        &self.0
+    }
+
+    /// Index of the first bucket whose bound is >= v (+Inf catches everything, NaN included).
+    #[inline]
+    pub fn index(&self, v: f64) -> usize {
+        let b = &self.0;
+        // A short linear scan beats binary search for the usual ten-odd buckets.
+        if b.len() <= 16 {
+            b.iter().position(|&ub| v <= ub).unwrap_or(b.len() - 1)
+        } else {
+            b.partition_point(|&ub| ub < v).min(b.len() - 1)
+        }
+    }
+}
+
+/// One labelled histogram series: non-cumulative counts per bucket (cumulated when encoded) and a sum.
+#[derive(Debug)]
+pub struct HistogramValue {
+    bounds: Bounds,
+    counts: Box<[AtomicU64]>,
+    sum: AtomicF64,
+}
+
+impl HistogramValue {
+    pub fn new(bounds: Bounds) -> Self {
+        let counts = (0..bounds.as_slice().len()).map(|_| AtomicU64::new(0)).collect();
+        HistogramValue { bounds, counts, sum: AtomicF64::default() }
+    }
+
+    #[inline]
+    pub fn observe(&self, v: f64) {
+        self.counts[self.bounds.index(v)].fetch_add(1, Ordering::Relaxed);
+        self.sum.add(v);
+    }
+
+    pub fn bounds(&self) -> &[f64] {
+        self.bounds.as_slice()
+    }
+
+    /// Cumulative counts, one per bound; the last is the total count.
+    pub fn cumulative(&self) -> Vec<u64> {
+        let mut acc = 0;
+        self.counts
+            .iter()
+            .map(|c| {
+                acc += c.load(Ordering::Relaxed);
+                acc
+            })
+            .collect()
+    }
+
+    pub fn count(&self) -> u64 {
+        self.counts.iter().map(|c| c.load(Ordering::Relaxed)).sum()
+    }
+
+    pub fn sum(&self) -> f64 {
+        self.sum.get()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bounds_get_inf_and_reject_disorder() {
+        let b = Bounds::new("m", &[1.0, 2.0]).unwrap();
+        assert_eq!(b.as_slice(), &[1.0, 2.0, f64::INFINITY]);
+        assert!(Bounds::new("m", &[2.0, 1.0]).is_err());
+        assert!(Bounds::new("m", &[1.0, 1.0]).is_err());
+        assert!(Bounds::new("m", &[f64::NAN]).is_err());
+        assert!(Bounds::new("m", &[]).is_err());
+        assert_eq!(Bounds::new("m", &[1.0, f64::INFINITY]).unwrap().as_slice().len(), 2);
+    }
+
+    #[test]
+    fn observe_lands_in_le_bucket() {
+        let h = HistogramValue::new(Bounds::new("m", &[1.0, 5.0]).unwrap());
+        h.observe(1.0);
+        h.observe(3.0);
+        h.observe(100.0);
+        assert_eq!(h.cumulative(), vec![1, 2, 3]);
+        assert_eq!(h.count(), 3);
+        assert_eq!(h.sum(), 104.0);
+    }
+
+    #[test]
+    fn many_bounds_use_binary_search() {
+        let bounds: Vec<f64> = (1..=40).map(|i| i as f64).collect();
+        let b = Bounds::new("m", &bounds).unwrap();
+        assert_eq!(b.index(0.5), 0);
+        assert_eq!(b.index(1.0), 0);
+        assert_eq!(b.index(1.5), 1);
+        assert_eq!(b.index(40.0), 39);
+        assert_eq!(b.index(41.0), 40);
+    }
+}

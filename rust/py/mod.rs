@@ -1,0 +1,25 @@
+//! The only PyO3 code: `#[pyclass]` wrappers over the core and the `_core` module.
+
+mod metrics;
+mod trace;
+
+use crate::error::{Error, ErrorKind};
+use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::prelude::*;
+
+impl From<Error> for PyErr {
+    fn from(e: Error) -> PyErr {
+        match e.kind {
+            ErrorKind::Value => PyValueError::new_err(e.to_string()),
+            ErrorKind::Type => PyTypeError::new_err(e.to_string()),
+        }
+    }
+}
+
+#[pymodule]
+fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    metrics::register(m)?;
+    trace::register(m)?;
+    Ok(())
+}
