@@ -240,7 +240,13 @@ impl CollectorCore {
     pub fn record_outcome(&self, group: &Group, parts: &[&str], success: bool, duration: f64) -> Vec<String> {
         let r = group.resolve(parts);
         r.series[0].inc_int(1);
-        r.series[if success { 1 } else { 2 }].inc_int(1);
+        // Layouts: [total, success, errors, duration] (requests) or [total, errors, duration].
+        match (r.series.len(), success) {
+            (4, true) => r.series[1].inc_int(1),
+            (4, false) => r.series[2].inc_int(1),
+            (_, false) => r.series[1].inc_int(1),
+            (_, true) => {}
+        }
         match check_non_negative(duration) {
             Ok(v) => r.series[r.series.len() - 1].observe(v),
             Err(why) => self.registry.count_invalid(&exposed_name(&group.families[group.families.len() - 1]), why),
@@ -313,6 +319,16 @@ mod tests {
         assert!(text.contains("victor_request_errors_total{endpoint=\"/chat\",model=\"m1\",provider=\"anthropic\"} 1.0\n"));
         assert!(text.contains("victor_request_latency_ms_count{endpoint=\"/chat\",model=\"m1\",provider=\"anthropic\"} 2.0\n"));
         assert_eq!(c.request_error_rate(), 50.0);
+    }
+
+    #[test]
+    fn tool_success_is_not_an_error() {
+        let c = CollectorCore::new("victor", 100).unwrap();
+        c.record_outcome(&c.tools, &["read_file"], true, 1.0);
+        c.record_outcome(&c.tools, &["read_file"], false, 1.0);
+        assert_eq!(c.tools.families[0].total(), 2.0);
+        assert_eq!(c.tools.families[1].total(), 1.0);
+        assert_eq!(c.tools.families[2].total(), 2.0);
     }
 
     #[test]
