@@ -133,13 +133,15 @@ class MetricBase(Generic[C]):
             series_cap,
         )
         self._series_cap = series_cap
+        self._display_name = full
         self._children: dict[tuple[Any, ...], C] = {}
         self._lock = threading.Lock()
         self._unlabelled: C | None = self._family.labels() if not self._labelnames else None
 
     @property
     def name(self) -> str:
-        return self._family.name
+        """The name as defined (a counter's family name, without ``_total``, is ``_family.name``)."""
+        return self._display_name
 
     def labels(self, *values: Any, **kwvalues: Any) -> C:
         """The child of one label set: positional values in label-name order, or by name."""

@@ -37,8 +37,8 @@ impl Group {
         Group { families, fixed, map: RwLock::new(LabelMap::default()), cap }
     }
 
-    pub fn name(&self) -> &str {
-        &self.families[0].name
+    pub fn name(&self) -> String {
+        self.families[0].exposed_name()
     }
 
     /// Drops extra labels whose names are invalid, reserved or clash with a fixed label, then sorts
@@ -57,7 +57,7 @@ impl Group {
             ok
         });
         if extras.len() != before {
-            registry.count_invalid_reason(self.name(), "invalid_label");
+            registry.count_invalid_reason(&self.name(), "invalid_label");
         }
         extras.sort_unstable_by(|a, b| a.0.cmp(b.0));
     }
@@ -84,7 +84,7 @@ impl Group {
             .map(|f| {
                 let l = f.lookup(parts);
                 if l.first_overflow {
-                    first_overflows.push(f.name.clone());
+                    first_overflows.push(f.exposed_name());
                 }
                 l.series
             })
@@ -249,7 +249,7 @@ impl CollectorCore {
         }
         match check_non_negative(duration) {
             Ok(v) => r.series[r.series.len() - 1].observe(v),
-            Err(why) => self.registry.count_invalid(&exposed_name(&group.families[group.families.len() - 1]), why),
+            Err(why) => self.registry.count_invalid(&group.families[group.families.len() - 1].exposed_name(), why),
         }
         r.first_overflows
     }
@@ -295,13 +295,6 @@ impl CollectorCore {
     }
 }
 
-/// A family's name as the text format exposes it (counters gain `_total`).
-pub fn exposed_name(f: &Family) -> String {
-    match f.kind {
-        Kind::Counter => format!("{}_total", f.name),
-        _ => f.name.clone(),
-    }
-}
 
 
 #[cfg(test)]

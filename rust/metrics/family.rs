@@ -212,6 +212,14 @@ impl Family {
         self
     }
 
+    /// The name as the text format writes it and users define it: counters end in `_total`.
+    pub fn exposed_name(&self) -> String {
+        match self.kind {
+            Kind::Counter => format!("{}_total", self.name),
+            _ => self.name.clone(),
+        }
+    }
+
     pub fn hdr(&self) -> Option<&HdrRecorder> {
         self.hdr.as_deref()
     }
@@ -235,7 +243,7 @@ impl Family {
     pub fn check_arity(&self, n: usize) -> Result<()> {
         if n != self.labelnames.len() {
             return Err(Error::value(
-                &self.name,
+                &self.exposed_name(),
                 format!("expected {} label values ({}), got {n}", self.labelnames.len(), self.labelnames.join(", ")),
             ));
         }
@@ -286,7 +294,7 @@ impl Family {
             })
             .clone();
         if let Some(counter) = &self.overflow_counter {
-            counter.lookup(&[&self.name]).series.inc_int(1);
+            counter.lookup(&[&self.exposed_name()]).series.inc_int(1);
         }
         let first_overflow = !self.warned.swap(true, Ordering::Relaxed);
         Lookup { series, first_overflow }

@@ -1,7 +1,7 @@
 //! Python bindings of rust/metrics/ and rust/exposition.rs: registry, families, child handles, collector.
 
 use crate::exposition::{self, Format};
-use crate::metrics::collector::{exposed_name, CollectorCore as Core, Group};
+use crate::metrics::collector::{CollectorCore as Core, Group};
 use crate::metrics::family::{Family, FamilySpec, Kind, Series, Value, DEFAULT_SERIES_CAP};
 use crate::metrics::value::{check_non_negative, Invalid};
 use crate::metrics::Registry;
@@ -230,7 +230,7 @@ impl FamilyCore {
         let parts: SmallVec<[&str; 8]> = strs.iter().map(|s| s.to_str()).collect::<PyResult<_>>()?;
         let found = self.inner.lookup(&parts);
         if found.first_overflow {
-            warn_overflow(py, std::slice::from_ref(&self.inner.name));
+            warn_overflow(py, &[self.inner.exposed_name()]);
         }
         child(py, &self.inner, found.series)
     }
@@ -273,7 +273,7 @@ impl CounterChild {
         } else {
             Err(PyValueError::new_err(format!(
                 "metric {:?}: counters can only be incremented by non-negative finite amounts, got {amount}",
-                exposed_name(&self.family)
+                self.family.exposed_name()
             )))
         }
     }
@@ -353,7 +353,7 @@ fn with_group<R>(
                 extra_strs.push((label_str(&k)?, label_str(&v)?));
             }
         } else if !labels.is_none() {
-            core.registry.count_invalid_reason(group.name(), "invalid_labels");
+            core.registry.count_invalid_reason(&group.name(), "invalid_labels");
         }
     }
     let mut parts: SmallVec<[&str; 8]> = fixed_strs.iter().map(|s| s.to_str()).collect::<PyResult<_>>()?;
@@ -538,7 +538,7 @@ impl CollectorCore {
         let t = label_str(error_type)?;
         let found = self.core.errors.lookup(&[t.to_str()?]);
         if found.first_overflow {
-            warn_overflow(py, std::slice::from_ref(&self.core.errors.name));
+            warn_overflow(py, &[self.core.errors.exposed_name()]);
         }
         found.series.inc_int(1);
         Ok(())
