@@ -10,7 +10,6 @@ from collections.abc import Iterator
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-
 from victor_observability import MetricCategory, ProductionMetricsCollector, create_production_collector
 
 
@@ -127,11 +126,35 @@ def test_every_guide_metric_name_is_exported() -> None:
     c = create_production_collector(prefix="acme", collect_system_metrics=True)
     text = c.export_prometheus()
     c.close()
-    names = """request_total request_success_total request_errors_total request_latency_ms active_requests
-        tool_calls_total tool_errors_total tool_duration_ms tool_active coordinator_invocations_total
-        coordinator_errors_total coordinator_duration_ms tasks_completed_total tasks_failed_total total_cost_usd
-        tokens_used_total cache_hits_total cache_misses_total cache_size cache_evictions_total errors_total error_rate
-        memory_usage_bytes cpu_usage_percent disk_usage_bytes open_file_descriptors uptime_seconds""".split()
+    names = [
+        "request_total",
+        "request_success_total",
+        "request_errors_total",
+        "request_latency_ms",
+        "active_requests",
+        "tool_calls_total",
+        "tool_errors_total",
+        "tool_duration_ms",
+        "tool_active",
+        "coordinator_invocations_total",
+        "coordinator_errors_total",
+        "coordinator_duration_ms",
+        "tasks_completed_total",
+        "tasks_failed_total",
+        "total_cost_usd",
+        "tokens_used_total",
+        "cache_hits_total",
+        "cache_misses_total",
+        "cache_size",
+        "cache_evictions_total",
+        "errors_total",
+        "error_rate",
+        "memory_usage_bytes",
+        "cpu_usage_percent",
+        "disk_usage_bytes",
+        "open_file_descriptors",
+        "uptime_seconds",
+    ]
     for n in names:
         assert f"# TYPE acme_{n} " in text, n
     assert "victor_" not in text
@@ -164,7 +187,11 @@ def test_export_json_has_every_series_and_survives_dumps(collector: ProductionMe
     by_name = {m["name"]: m for m in data["metrics"]}
     samples = by_name["victor_request"]["samples"]
     assert samples == [
-        {"name": "victor_request_total", "labels": {"endpoint": "/chat", "model": "m", "provider": "anthropic"}, "value": 1.0}
+        {
+            "name": "victor_request_total",
+            "labels": {"endpoint": "/chat", "model": "m", "provider": "anthropic"},
+            "value": 1.0,
+        }
     ]
     assert by_name["victor_request_latency_ms"]["type"] == "histogram"
     assert data["summary"]["requests"]["total"] == 1
@@ -265,7 +292,15 @@ def test_background_sampler_refreshes_and_stops() -> None:
 
 
 def test_metric_category_enum() -> None:
-    assert {m.value for m in MetricCategory} == {"request", "tool", "coordinator", "business", "system", "cache", "error"}
+    assert {m.value for m in MetricCategory} == {
+        "request",
+        "tool",
+        "coordinator",
+        "business",
+        "system",
+        "cache",
+        "error",
+    }
 
 
 def test_invalid_prefix_is_a_value_error() -> None:

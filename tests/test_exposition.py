@@ -11,7 +11,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as om_parse
 from prometheus_client.parser import text_string_to_metric_families as text_parse
-
 from victor_observability import Counter, Gauge, Histogram, ProductionMetricsCollector, Registry
 
 
@@ -41,7 +40,12 @@ def test_text_and_openmetrics_parse_back_to_the_same_values() -> None:
     c = busy_collector()
     text = as_map(text_parse(c.export_prometheus()))
     om = as_map(om_parse(c.export_prometheus(openmetrics=True)))
-    volatile = {"victor_uptime_seconds", "victor_memory_usage_bytes", "victor_cpu_usage_percent", "victor_disk_usage_bytes"}
+    volatile = {
+        "victor_uptime_seconds",
+        "victor_memory_usage_bytes",
+        "victor_cpu_usage_percent",
+        "victor_disk_usage_bytes",
+    }
     stable = {k: v for k, v in text.items() if k[0] not in volatile}
     assert stable == {k: v for k, v in om.items() if k[0] not in volatile}
     assert text[("victor_request_total", (("endpoint", "/chat"), ("provider", "openai")))] == 1.0
@@ -129,6 +133,9 @@ def test_eight_threads_give_exact_totals() -> None:
     s = collector.get_summary()
     assert s["requests"]["total"] == n * threads
     assert s["cache"]["hits"] == threads
-    assert as_map(text_parse(collector.export_prometheus()))[
-        ("victor_request_latency_ms_sum", (("endpoint", "/e"), ("provider", "p")))
-    ] == n * threads * 0.25
+    assert (
+        as_map(text_parse(collector.export_prometheus()))[
+            ("victor_request_latency_ms_sum", (("endpoint", "/e"), ("provider", "p")))
+        ]
+        == n * threads * 0.25
+    )

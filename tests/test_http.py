@@ -13,7 +13,6 @@ import prometheus_client
 import pytest
 import uvicorn
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as om_parse
-
 from victor_observability import (
     ProductionMetricsCollector,
     create_production_collector,
@@ -73,9 +72,7 @@ def test_asgi_app_negotiates_openmetrics_and_gzip(served: str) -> None:
 def test_start_http_server(collector: ProductionMetricsCollector) -> None:
     server, thread = start_http_server(0, registry=collector)
     try:
-        raw = httpx.get(
-            f"http://127.0.0.1:{server.server_port}/metrics", headers={"Accept-Encoding": "gzip"}
-        )
+        raw = httpx.get(f"http://127.0.0.1:{server.server_port}/metrics", headers={"Accept-Encoding": "gzip"})
         assert raw.status_code == 200
         assert "victor_request_total" in raw.text
         # and without httpx's transparent decoding

@@ -8,10 +8,9 @@ from collections.abc import Iterator
 import prometheus_client
 import pytest
 from prometheus_client.openmetrics import exposition as om_exposition
-
 from victor_observability import Counter, Gauge, Histogram, Registry
 
-WEIRD = ['plain', 'quo"te', "back\\slash", "new\nline", "naïve ☃ 日本"]
+WEIRD = ["plain", 'quo"te', "back\\slash", "new\nline", "naïve ☃ 日本"]
 
 
 @pytest.fixture
@@ -33,7 +32,7 @@ def populate(mod: object, registry: object) -> None:
     u = mod.Counter("plain_events", "No labels, no _total suffix.", **kw)  # type: ignore[attr-defined]
     u.inc(3)
     g = mod.Gauge("temperature_celsius", 'A "quoted" help', ["room"], **kw)  # type: ignore[attr-defined]
-    for v, x in zip(WEIRD, [-1.5, 1e-7, 12345678.9, 1e21, 0.0]):
+    for v, x in zip(WEIRD, [-1.5, 1e-7, 12345678.9, 1e21, 0.0], strict=True):
         g.labels(v).set(x)
     g2 = mod.Gauge("queue_depth", "", **kw)  # type: ignore[attr-defined]
     g2.set(7)

@@ -32,7 +32,10 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
 fn warn_overflow(py: Python<'_>, families: &[String]) {
     static LOGGER: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
     let Ok(logger) = LOGGER.get_or_try_init(py, || -> PyResult<Py<PyAny>> {
-        Ok(py.import("logging")?.call_method1("getLogger", ("victor_observability.metrics",))?.unbind())
+        Ok(py
+            .import("logging")?
+            .call_method1("getLogger", ("victor_observability.metrics",))?
+            .unbind())
     }) else {
         return;
     };
@@ -136,7 +139,9 @@ impl RegistryCore {
     #[new]
     #[pyo3(signature = (prefix = ""))]
     fn new(prefix: &str) -> PyResult<Self> {
-        Ok(RegistryCore { inner: Arc::new(Registry::new(prefix)?) })
+        Ok(RegistryCore {
+            inner: Arc::new(Registry::new(prefix)?),
+        })
     }
 
     /// Defines and registers a family; `kind` is "counter", "gauge" or "histogram".
@@ -156,7 +161,11 @@ impl RegistryCore {
             "counter" => Kind::Counter,
             "gauge" => Kind::Gauge,
             "histogram" => Kind::Histogram,
-            other => return Err(PyValueError::new_err(format!("metric {name:?}: unknown metric type {other:?}"))),
+            other => {
+                return Err(PyValueError::new_err(format!(
+                    "metric {name:?}: unknown metric type {other:?}"
+                )))
+            }
         };
         let spec = FamilySpec {
             name: name.to_owned(),
@@ -168,7 +177,9 @@ impl RegistryCore {
             extra_labels: false,
             cap,
         };
-        Ok(FamilyCore { inner: self.inner.create(spec)? })
+        Ok(FamilyCore {
+            inner: self.inner.create(spec)?,
+        })
     }
 
     fn unregister(&self, name: &str) -> bool {
@@ -358,8 +369,10 @@ fn with_group<R>(
     }
     let mut parts: SmallVec<[&str; 8]> = fixed_strs.iter().map(|s| s.to_str()).collect::<PyResult<_>>()?;
     if !extra_strs.is_empty() {
-        let mut extras: SmallVec<[(&str, &str); 4]> =
-            extra_strs.iter().map(|(k, v)| Ok((k.to_str()?, v.to_str()?))).collect::<PyResult<_>>()?;
+        let mut extras: SmallVec<[(&str, &str); 4]> = extra_strs
+            .iter()
+            .map(|(k, v)| Ok((k.to_str()?, v.to_str()?)))
+            .collect::<PyResult<_>>()?;
         group.clean_extras(&core.registry, &mut extras);
         for (k, v) in extras {
             parts.push(k);
@@ -398,7 +411,9 @@ impl CollectorCore {
     }
 
     fn cache(&self, py: Python<'_>, cache_name: &Bound<'_, PyAny>, which: usize) -> PyResult<()> {
-        let r = with_group(&self.core, &self.core.caches, &[cache_name], None, |parts| self.core.caches.resolve(parts))?;
+        let r = with_group(&self.core, &self.core.caches, &[cache_name], None, |parts| {
+            self.core.caches.resolve(parts)
+        })?;
         r.series[which].inc_int(1);
         if !r.first_overflows.is_empty() {
             warn_overflow(py, &r.first_overflows);
@@ -419,7 +434,12 @@ impl CollectorCore {
         _kwargs: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Self> {
         let core = Core::new(prefix, series_cap)?;
-        let registry = Py::new(py, RegistryCore { inner: core.registry.clone() })?;
+        let registry = Py::new(
+            py,
+            RegistryCore {
+                inner: core.registry.clone(),
+            },
+        )?;
         Ok(CollectorCore { core, registry })
     }
 
@@ -439,7 +459,14 @@ impl CollectorCore {
         latency_ms: &Bound<'_, PyAny>,
         labels: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
-        self.outcome(py, &self.core.requests, &[endpoint, provider], success, latency_ms, labels)
+        self.outcome(
+            py,
+            &self.core.requests,
+            &[endpoint, provider],
+            success,
+            latency_ms,
+            labels,
+        )
     }
 
     /// Marks a request in flight (`<prefix>_active_requests` + 1); `end_request` records and undoes it.
@@ -459,7 +486,14 @@ impl CollectorCore {
         labels: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
         self.core.active_requests.add(-1.0);
-        self.outcome(py, &self.core.requests, &[endpoint, provider], success, latency_ms, labels)
+        self.outcome(
+            py,
+            &self.core.requests,
+            &[endpoint, provider],
+            success,
+            latency_ms,
+            labels,
+        )
     }
 
     #[pyo3(signature = (tool_name, success, duration_ms, labels = None))]
@@ -483,7 +517,14 @@ impl CollectorCore {
         duration_ms: &Bound<'_, PyAny>,
         labels: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
-        self.outcome(py, &self.core.coordinators, &[coordinator_name], success, duration_ms, labels)
+        self.outcome(
+            py,
+            &self.core.coordinators,
+            &[coordinator_name],
+            success,
+            duration_ms,
+            labels,
+        )
     }
 
     #[pyo3(signature = (count = 1))]
@@ -498,7 +539,8 @@ impl CollectorCore {
 
     #[pyo3(signature = (success, cost_usd = None))]
     fn record_task_completion(&self, success: bool, cost_usd: Option<&Bound<'_, PyAny>>) {
-        self.core.record_task_completion(success, cost_usd.map_or(0.0, sample_f64));
+        self.core
+            .record_task_completion(success, cost_usd.map_or(0.0, sample_f64));
     }
 
     fn record_token_usage(&self, token_count: &Bound<'_, PyAny>) {
@@ -592,7 +634,10 @@ impl CollectorCore {
         d.set_item("tool_calls", t[0].total())?;
         d.set_item("tool_errors", t[1].total())?;
         d.set_item("tool_active", c.tool_active.get())?;
-        d.set_item("tool_quantiles", t[2].hdr().map(|h| h.quantiles(&[0.5, 0.95])).unwrap_or_default())?;
+        d.set_item(
+            "tool_quantiles",
+            t[2].hdr().map(|h| h.quantiles(&[0.5, 0.95])).unwrap_or_default(),
+        )?;
         let k = &c.coordinators.families;
         d.set_item("coordinator_invocations", k[0].total())?;
         d.set_item("coordinator_errors", k[1].total())?;
