@@ -1,7 +1,7 @@
 //! Python bindings of rust/metrics/ and rust/exposition.rs: registry, families, child handles, collector.
 
 use crate::exposition::{self, Format};
-use crate::metrics::collector::{CollectorCore as Core, Group};
+use crate::metrics::collector::{CollectorCore as Core, Group, Resolved};
 use crate::metrics::family::{Family, FamilySpec, Kind, Series, Value, DEFAULT_SERIES_CAP};
 use crate::metrics::value::{check_non_negative, Invalid};
 use crate::metrics::Registry;
@@ -346,40 +346,44 @@ impl HistogramChild {
     }
 }
 
-/// Resolves a group's series for fixed label values plus an optional dict of extra labels,
-/// then runs `f` on them. Never raises for bad label names: they are dropped and counted.
+/// Resolves a group's series for fixed label values plus an optional dict of extra labels.
+/// Never raises for bad label names: they are dropped and counted.
 #[inline]
-fn with_group<R>(
+fn resolve(
     core: &Core,
     group: &Group,
     fixed: &[&Bound<'_, PyAny>],
     labels: Option<&Bound<'_, PyAny>>,
-    f: impl FnOnce(&[&str]) -> R,
-) -> PyResult<R> {
+) -> PyResult<Resolved> {
     let fixed_strs: SmallVec<[Bound<'_, PyString>; 4]> = fixed.iter().map(|v| label_str(v)).collect::<PyResult<_>>()?;
     let mut extra_strs: SmallVec<[(Bound<'_, PyString>, Bound<'_, PyString>); 4]> = SmallVec::new();
-    if let Some(labels) = labels {
-        if let Ok(d) = labels.cast::<PyDict>() {
+    let mut parts: SmallVec<[&str; 8]> = fixed_strs.iter().map(|s| s.to_str()).collect::<PyResult<_>>()?;
+    match labels.map(|l| l.cast::<PyDict>()) {
+        None => {}
+        Some(Ok(d)) => {
             for (k, v) in d.iter() {
                 extra_strs.push((label_str(&k)?, label_str(&v)?));
             }
-        } else if !labels.is_none() {
-            core.registry.count_invalid_reason(&group.name(), "invalid_labels");
         }
+        Some(Err(_)) if labels.is_some_and(|l| l.is_none()) => {}
+        Some(Err(_)) => core.registry.count_invalid_reason(&group.name(), "invalid_labels"),
     }
-    let mut parts: SmallVec<[&str; 8]> = fixed_strs.iter().map(|s| s.to_str()).collect::<PyResult<_>>()?;
-    if !extra_strs.is_empty() {
-        let mut extras: SmallVec<[(&str, &str); 4]> = extra_strs
-            .iter()
-            .map(|(k, v)| Ok((k.to_str()?, v.to_str()?)))
-            .collect::<PyResult<_>>()?;
-        group.clean_extras(&core.registry, &mut extras);
-        for (k, v) in extras {
-            parts.push(k);
-            parts.push(v);
-        }
+    if extra_strs.is_empty() {
+        return Ok(group.resolve(&parts));
     }
-    Ok(f(&parts))
+    let mut extras: SmallVec<[(&str, &str); 4]> =
+        extra_strs.iter().map(|(k, v)| Ok((k.to_str()?, v.to_str()?))).collect::<PyResult<_>>()?;
+    extras.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    let fixed_len = parts.len();
+    parts.extend(extras.iter().flat_map(|(k, v)| [*k, *v]));
+    // Only cleaned label sets are ever stored, so a hit needs no validation; a miss is cleaned first.
+    if let Some(series) = group.get(&parts) {
+        return Ok(Resolved { series, first_overflows: Vec::new() });
+    }
+    group.clean_extras(&core.registry, &mut extras);
+    parts.truncate(fixed_len);
+    parts.extend(extras.iter().flat_map(|(k, v)| [*k, *v]));
+    Ok(group.resolve(&parts))
 }
 
 /// The Rust half of `ProductionMetricsCollector`, which subclasses it: its record methods are these.
@@ -400,20 +404,16 @@ impl CollectorCore {
         duration: &Bound<'_, PyAny>,
         labels: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
-        let d = sample_f64(duration);
-        let overflowed = with_group(&self.core, group, fixed, labels, |parts| {
-            self.core.record_outcome(group, parts, success, d)
-        })?;
-        if !overflowed.is_empty() {
-            warn_overflow(py, &overflowed);
+        let r = resolve(&self.core, group, fixed, labels)?;
+        self.core.record_outcome(&r.series, success, sample_f64(duration));
+        if !r.first_overflows.is_empty() {
+            warn_overflow(py, &r.first_overflows);
         }
         Ok(())
     }
 
     fn cache(&self, py: Python<'_>, cache_name: &Bound<'_, PyAny>, which: usize) -> PyResult<()> {
-        let r = with_group(&self.core, &self.core.caches, &[cache_name], None, |parts| {
-            self.core.caches.resolve(parts)
-        })?;
+        let r = resolve(&self.core, &self.core.caches, &[cache_name], None)?;
         r.series[which].inc_int(1);
         if !r.first_overflows.is_empty() {
             warn_overflow(py, &r.first_overflows);
