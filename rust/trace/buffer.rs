@@ -65,13 +65,12 @@ impl Store {
     }
 
     /// Stores a finished span; never blocks beyond one uncontended lock, never grows past the capacities.
-    pub fn push(&self, record: SpanRecord) {
+    pub fn push(&self, record: Arc<SpanRecord>) {
         self.finished.fetch_add(1, Ordering::Relaxed);
         let exporting = self.exporting();
         if self.ring_capacity == 0 && !exporting {
             return;
         }
-        let record = Arc::new(record);
         let mut inner = self.inner.lock();
         if self.ring_capacity > 0 {
             if inner.ring.len() >= self.ring_capacity {
@@ -176,7 +175,7 @@ mod tests {
     fn ring_is_bounded() {
         let s = Store::new(3, 10, 5);
         for i in 1..=5 {
-            s.push(rec(i));
+            s.push(Arc::new(rec(i)));
         }
         assert_eq!(s.all().len(), 3);
         assert_eq!(s.stats().evicted, 2);
@@ -190,7 +189,7 @@ mod tests {
         let s = Store::new(0, 4, 2);
         s.set_exporting(true);
         for i in 1..=6 {
-            s.push(rec(i));
+            s.push(Arc::new(rec(i)));
         }
         assert_eq!(s.stats().queue_dropped, 2);
         assert!(s.wait(Duration::from_millis(1)));
