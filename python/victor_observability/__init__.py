@@ -10,6 +10,7 @@ Drop-in for the guide's ``victor.observability``: change the import line only.
 from victor_observability._core import __version__
 from victor_observability.collector import MetricCategory, ProductionMetricsCollector, create_production_collector
 from victor_observability.http import make_metrics_app, start_http_server
+from victor_observability.middleware import MonitoringMiddleware, create_monitoring_middleware
 from victor_observability.metrics import REGISTRY, Counter, Gauge, Histogram, Registry
 from victor_observability.prometheus_bridge import PrometheusClientBridge, register_with_prometheus_client
 
@@ -19,10 +20,12 @@ __all__ = [
     "Gauge",
     "Histogram",
     "MetricCategory",
+    "MonitoringMiddleware",
     "ProductionMetricsCollector",
     "PrometheusClientBridge",
     "Registry",
     "__version__",
+    "create_monitoring_middleware",
     "create_production_collector",
     "make_metrics_app",
     "register_with_prometheus_client",
