@@ -22,7 +22,13 @@ fn sample_names(f: &Family) -> Vec<String> {
         Kind::Counter => vec![n.clone(), format!("{n}_total"), format!("{n}_created")],
         Kind::Gauge => vec![n.clone()],
         Kind::Histogram => {
-            vec![n.clone(), format!("{n}_bucket"), format!("{n}_count"), format!("{n}_sum"), format!("{n}_created")]
+            vec![
+                n.clone(),
+                format!("{n}_bucket"),
+                format!("{n}_count"),
+                format!("{n}_sum"),
+                format!("{n}_created"),
+            ]
         }
     }
 }
@@ -31,7 +37,11 @@ impl Registry {
     /// A registry whose internal families are named `<prefix>_invalid_samples_total` and
     /// `<prefix>_metric_series_overflow_total`.
     pub fn new(prefix: &str) -> Result<Self> {
-        let p = if prefix.is_empty() { String::new() } else { format!("{prefix}_") };
+        let p = if prefix.is_empty() {
+            String::new()
+        } else {
+            format!("{prefix}_")
+        };
         let overflow = Family::new(
             FamilySpec::new(
                 &format!("{p}metric_series_overflow_total"),
@@ -52,10 +62,11 @@ impl Registry {
             None,
         )?
         .hidden();
-        let r = Registry { families: RwLock::new(Vec::new()), invalid: invalid.clone(), overflow: overflow.clone() };
-        r.register(invalid)?;
-        r.register(overflow)?;
-        Ok(r)
+        Ok(Registry {
+            families: RwLock::new(Vec::new()),
+            invalid,
+            overflow,
+        })
     }
 
     /// Builds and registers a family; the registry's overflow counter is wired in.
@@ -68,9 +79,12 @@ impl Registry {
     pub fn register(&self, f: Arc<Family>) -> Result<()> {
         let mut families = self.families.write();
         let names = sample_names(&f);
-        for other in families.iter() {
+        for other in families.iter().chain([&self.invalid, &self.overflow]) {
             if sample_names(other).iter().any(|n| names.contains(n)) {
-                return Err(Error::value(&f.name, format!("duplicated timeseries in registry (clashes with {:?})", other.name)));
+                return Err(Error::value(
+                    &f.name,
+                    format!("duplicated timeseries in registry (clashes with {:?})", other.name),
+                ));
             }
         }
         families.push(f);
@@ -80,16 +94,20 @@ impl Registry {
     pub fn unregister(&self, name: &str) -> bool {
         let mut families = self.families.write();
         let before = families.len();
-        families.retain(|f| f.name != name || Arc::ptr_eq(f, &self.invalid) || Arc::ptr_eq(f, &self.overflow));
+        families.retain(|f| f.name != name);
         families.len() != before
     }
 
+    /// Families in registration order, the internal ones last.
     pub fn families(&self) -> Vec<Arc<Family>> {
-        self.families.read().clone()
+        let mut v = self.families.read().clone();
+        v.push(self.invalid.clone());
+        v.push(self.overflow.clone());
+        v
     }
 
     pub fn get(&self, name: &str) -> Option<Arc<Family>> {
-        self.families.read().iter().find(|f| f.name == name).cloned()
+        self.families().into_iter().find(|f| f.name == name)
     }
 
     /// Counts one dropped sample of `metric`.
@@ -116,6 +134,9 @@ mod tests {
         let e = r.create(FamilySpec::new("a", "", Kind::Gauge, &[])).unwrap_err();
         assert!(e.to_string().contains("duplicated"));
         assert!(r.create(FamilySpec::new("a_total", "", Kind::Gauge, &[])).is_err());
+        assert!(r
+            .create(FamilySpec::new("victor_invalid_samples_total", "", Kind::Counter, &[]))
+            .is_err());
     }
 
     #[test]

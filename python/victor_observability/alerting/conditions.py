@@ -43,6 +43,10 @@ class MetricCondition:
         return value > self.threshold if self.above else value < self.threshold
 
 
+def _num(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
 def _section(source: SummarySource, name: str) -> Mapping[str, Any]:
     section = source.get_summary().get(name)
     return section if isinstance(section, Mapping) else {}
@@ -61,7 +65,7 @@ def error_rate_above(collector: SummarySource, percent: float, min_requests: int
         requests = _section(collector, "requests")
         if float(requests.get("total", 0)) < max(min_requests, 1):
             return None
-        return float(requests.get("error_rate", 0.0))
+        return _num(requests.get("error_rate"))
 
     return MetricCondition("error_rate_above", read, percent, above=True)
 
@@ -71,7 +75,7 @@ def p95_latency_above(collector: SummarySource, milliseconds: float) -> MetricCo
 
     def read() -> float | None:
         requests = _section(collector, "requests")
-        return float(requests.get("latency_p95", 0.0)) if requests.get("total", 0) else None
+        return _num(requests.get("latency_p95")) if requests.get("total", 0) else None
 
     return MetricCondition("p95_latency_above", read, milliseconds, above=True)
 
@@ -101,8 +105,7 @@ def memory_above(collector: SummarySource, bytes_: float) -> MetricCondition:
     """Process memory (resident bytes from the collector's system sampling) above the threshold."""
 
     def read() -> float | None:
-        value = _section(collector, "system").get("memory_bytes")
-        return float(value) if value else None
+        return _num(_section(collector, "system").get("memory_bytes"))
 
     return MetricCondition("memory_above", read, bytes_, above=True)
 
@@ -111,8 +114,7 @@ def cpu_above(collector: SummarySource, percent: float) -> MetricCondition:
     """Process CPU (percent) above the threshold."""
 
     def read() -> float | None:
-        value = _section(collector, "system").get("cpu_percent")
-        return float(value) if value is not None else None
+        return _num(_section(collector, "system").get("cpu_percent"))
 
     return MetricCondition("cpu_above", read, percent, above=True)
 

@@ -1,0 +1,97 @@
+"""Serving /metrics: an ASGI app and a standalone threaded HTTP server, with OpenMetrics and gzip."""
+
+from __future__ import annotations
+
+import gzip
+import threading
+from collections.abc import Awaitable, Callable, MutableMapping
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Protocol
+
+from victor_observability.metrics import REGISTRY, Registry
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+
+
+class HasRegistry(Protocol):
+    registry: Registry
+
+
+def _registry_of(source: Registry | HasRegistry | None) -> Registry:
+    if source is None:
+        return REGISTRY
+    if isinstance(source, Registry):
+        return source
+    return source.registry
+
+
+def render(registry: Registry, accept: str, accept_encoding: str) -> tuple[bytes, list[tuple[str, str]]]:
+    """Body and headers for a scrape: the format its Accept asks for, gzipped when it accepts gzip."""
+    body, content_type = registry.generate(accept)
+    headers = [("Content-Type", content_type)]
+    if "gzip" in accept_encoding.lower():
+        body = gzip.compress(body, compresslevel=1)
+        headers.append(("Content-Encoding", "gzip"))
+    headers.append(("Content-Length", str(len(body))))
+    return body, headers
+
+
+def make_metrics_app(source: Registry | HasRegistry | None = None) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
+    """An ASGI app that answers every HTTP request with the registry's exposition.
+
+    >>> from victor_observability import create_production_collector
+    >>> app = make_metrics_app(create_production_collector(collect_system_metrics=False))
+    """
+    registry = _registry_of(source)
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        body, out = render(registry, headers.get("accept", ""), headers.get("accept-encoding", ""))
+        if scope.get("method") == "HEAD":
+            body = b""
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(k.lower().encode(), v.encode()) for k, v in out],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+    return app
+
+
+class _Handler(BaseHTTPRequestHandler):
+    registry: Registry
+
+    def do_GET(self) -> None:
+        body, headers = render(self.registry, self.headers.get("Accept", ""), self.headers.get("Accept-Encoding", ""))
+        self.send_response(200)
+        for k, v in headers:
+            self.send_header(k, v)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        # Scrapes every few seconds would flood stderr.
+        return
+
+
+def start_http_server(
+    port: int, addr: str = "127.0.0.1", registry: Registry | HasRegistry | None = None
+) -> tuple[ThreadingHTTPServer, threading.Thread]:
+    """Serves the exposition on ``addr:port`` from a daemon thread, like prometheus-client's.
+
+    Returns the server and its thread; ``server.shutdown()`` stops it. Port 0 picks a free port
+    (``server.server_port``).
+    """
+    handler = type("MetricsHandler", (_Handler,), {"registry": _registry_of(registry)})
+    server = ThreadingHTTPServer((addr, port), handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, name="victor-metrics-http", daemon=True)
+    thread.start()
+    return server, thread
