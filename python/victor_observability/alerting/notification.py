@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
@@ -98,6 +100,13 @@ def safe_url(url: str) -> str:
     return f"{parts.scheme}://{host}{port}/{REDACTED}"
 
 
+def public_url(url: str) -> str:
+    """The URL without userinfo (for URLs that are not credentials themselves)."""
+    parts = urlsplit(url)
+    netloc = (parts.hostname or "") + (f":{parts.port}" if parts.port else "")
+    return parts._replace(netloc=netloc).geturl()
+
+
 def notifier_secrets(notifier: object) -> list[str]:
     """Secrets a notifier declares through an optional `secrets()` method (used to scrub foreign errors)."""
     getter = getattr(notifier, "secrets", None)
@@ -107,3 +116,34 @@ def notifier_secrets(notifier: object) -> list[str]:
         return [s for s in getter() if isinstance(s, str)]
     except Exception:
         return []
+
+
+class _RedactingFilter(logging.Filter):
+    """Scrubs registered secrets from records of the HTTP client's loggers (httpx logs every request URL at INFO)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.secrets: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.secrets:
+            message = record.getMessage()
+            scrubbed = redact(message, self.secrets)
+            if scrubbed != message:
+                record.msg, record.args = scrubbed, None
+        return True
+
+
+_FILTER = _RedactingFilter()
+_FILTER_LOCK = threading.Lock()
+_SCRUBBED_LOGGERS = ("httpx", "httpcore")
+
+
+def register_secrets(secrets: Iterable[str]) -> None:
+    """Keep these secrets out of the HTTP client libraries' log lines (called by each notifier that holds one)."""
+    with _FILTER_LOCK:
+        _FILTER.secrets.update(s for s in secrets if s)
+        for name in _SCRUBBED_LOGGERS:
+            target = logging.getLogger(name)
+            if _FILTER not in target.filters:
+                target.addFilter(_FILTER)

@@ -9,9 +9,16 @@ import json
 import logging
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 from victor_observability.alerting._http import post_json
-from victor_observability.alerting.notification import Notification, safe_url, url_secrets
+from victor_observability.alerting.notification import (
+    Notification,
+    public_url,
+    register_secrets,
+    safe_url,
+    url_secrets,
+)
 from victor_observability.alerting.rules import AlertSeverity
 
 logger = logging.getLogger("victor_observability.alerting")
@@ -81,6 +88,7 @@ class SlackNotifier:
         self.username = username
         self.icon_emoji = icon_emoji
         self.timeout = timeout
+        register_secrets(self.secrets())
 
     def __repr__(self) -> str:
         return f"SlackNotifier(webhook={safe_url(self._url)!r}, channel={self.channel!r})"
@@ -145,6 +153,7 @@ class WebhookNotifier:
         self._headers = dict(headers or {})
         self._secret = secret
         self.timeout = timeout
+        register_secrets(self.secrets())
 
     def __repr__(self) -> str:
         return (
@@ -188,8 +197,8 @@ class AlertmanagerNotifier:
     inhibition and HA. A firing alert is sent with `endsAt = now + ttl`; keep the rule's repeat interval below
     `ttl` so Alertmanager does not time it out. The resolution is sent with `endsAt` = the resolution time.
 
-    >>> AlertmanagerNotifier("http://127.0.0.1:9093")
-    AlertmanagerNotifier(url='http://127.0.0.1:9093/***')
+    >>> AlertmanagerNotifier("http://user:pw@127.0.0.1:9093")
+    AlertmanagerNotifier(url='http://127.0.0.1:9093/api/v2/alerts')
     """
 
     def __init__(
@@ -209,12 +218,15 @@ class AlertmanagerNotifier:
         self.ttl = ttl
         self._headers = dict(headers or {})
         self.timeout = timeout
+        register_secrets(self.secrets())
 
     def __repr__(self) -> str:
-        return f"AlertmanagerNotifier(url={safe_url(self._url)!r})"
+        return f"AlertmanagerNotifier(url={public_url(self._url)!r})"
 
     def secrets(self) -> list[str]:
-        return url_secrets(self._url) + list(self._headers.values())
+        # An Alertmanager URL is not a credential, but basic-auth userinfo and auth headers are.
+        password = urlsplit(self._url).password
+        return ([password] if password else []) + list(self._headers.values())
 
     def payload(self, notification: Notification) -> list[dict[str, Any]]:
         """The API v2 body: a list with one postable alert."""
