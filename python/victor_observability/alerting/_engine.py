@@ -159,7 +159,7 @@ class Engine:
                 continue
             if inspect.isawaitable(result):
                 deferred = deferred or []
-                deferred.append((entry, result, self.condition_timeout))
+                deferred.append((entry, result, entry.rule.timeout or self.condition_timeout))
             else:
                 self.apply(entry, result, now, fired)
         for entry in self.scheduled:
