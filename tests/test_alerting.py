@@ -9,6 +9,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from victor_observability import (
     Alert,
     AlertManager,
@@ -493,3 +495,50 @@ async def test_guide_examples_run_as_written() -> None:
         await task
     assert manager.get_active_alerts() == []
     assert {s.health for s in manager.get_rule_states().values()} == {"ok"}
+
+
+# -- properties of the state machine over random condition histories --
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    steps=st.lists(st.tuples(st.booleans(), st.integers(0, 400)), min_size=1, max_size=40),
+    for_duration=st.sampled_from([0, 30, 120]),
+    keep=st.sampled_from([0, 60]),
+    cooldown=st.sampled_from([0, 100, 300]),
+)
+def test_state_machine_invariants(steps: list[tuple[bool, int]], for_duration: int, keep: int, cooldown: int) -> None:
+    clock = FakeClock()
+    recorder = Recorder()
+    manager = AlertManager(clock=clock)
+    manager.add_notifier("rec", recorder)
+    cond = Switch(False)
+    manager.add_rule(rule("prop", cond, for_duration=for_duration, keep_firing_for=keep, cooldown=cooldown))
+    true_since: float | None = None
+
+    async def play() -> None:
+        nonlocal true_since
+        for value, advance in steps:
+            clock.advance(advance)
+            cond.value = value
+            true_since = (true_since if true_since is not None else clock.now) if value else None
+            fired = await manager.check_and_alert()
+            for alert in fired:  # fired only after the condition held for for_duration
+                assert true_since is not None and clock.now - true_since >= for_duration
+                assert alert.fired_at is not None and alert.fired_at - alert.started_at >= for_duration
+            assert len(manager.get_active_alerts(include_pending=True)) <= 1
+        assert await manager.flush(5.0)
+
+    asyncio.run(play())
+    open_alert: str | None = None
+    last_firing: float | None = None
+    for note in recorder.notes:
+        if note.kind == "firing":
+            assert open_alert in (None, note.alert.id)  # never two alerts of one series at once
+            open_alert = note.alert.id
+            if last_firing is not None:
+                assert note.created_at - last_firing >= cooldown  # cooldown / repeat interval respected
+            last_firing = note.created_at
+        else:
+            assert open_alert == note.alert.id  # a resolution follows its own firing notification
+            open_alert = None

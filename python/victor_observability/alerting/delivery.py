@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import random as _random
 from collections import deque
@@ -81,6 +82,17 @@ class Channel:
     name: str
     notifier: Notifier
     policy: DeliveryPolicy
+
+
+async def _attempt(notifier: Notifier, note: Notification) -> None:
+    # A plain-function send() (e.g. wrapping a blocking SDK) goes to a thread, never onto the loop.
+    send: Callable[[Notification], Any] = notifier.send
+    if inspect.iscoroutinefunction(send):
+        await send(note)
+        return
+    result = await asyncio.to_thread(send, note)
+    if inspect.isawaitable(result):
+        await result
 
 
 class Dispatcher:
@@ -165,7 +177,7 @@ class Dispatcher:
             retry_after: float | None = None
             retryable = True
             try:
-                await asyncio.wait_for(channel.notifier.send(note), policy.timeout)
+                await asyncio.wait_for(_attempt(channel.notifier, note), policy.timeout)
             except asyncio.TimeoutError:
                 error = f"{channel.name}: timed out after {policy.timeout:g}s"
             except NotificationError as exc:
