@@ -153,7 +153,7 @@ class Engine:
             try:
                 result = condition()
             except Exception as exc:
-                self.error(entry, f"{type(exc).__name__}: {exc}", now)
+                self.error(entry, describe(exc), now)
                 continue
             if result is False and entry.quiet:
                 continue
@@ -188,7 +188,7 @@ class Engine:
         try:
             result = entry.condition()
         except Exception as exc:
-            self.error(entry, f"{type(exc).__name__}: {exc}", now)
+            self.error(entry, describe(exc), now)
             return None
         if inspect.isawaitable(result):
             return entry, result, timeout
@@ -230,9 +230,10 @@ class Engine:
             self.error(entry, f"condition timed out after {timeout:g}s", self.clock())
             return
         except Exception as exc:
-            self.error(entry, f"{type(exc).__name__}: {exc}", self.clock())
+            self.error(entry, describe(exc), self.clock())
             return
-        self.apply(entry, result, self.clock(), fired)
+        if self.entries.get(entry.rule.name) is entry:  # removed while it was being evaluated: drop the result
+            self.apply(entry, result, self.clock(), fired)
 
     def error(self, entry: RuleEntry, message: str, now: float) -> None:
         """Put a rule in the error state: its alerts keep their state until it evaluates again."""
@@ -362,6 +363,14 @@ class Engine:
         if alert.notification_count > 0:
             self.notify(entry, alert, "resolved", now, False)
         entry.quiet = not entry.alerts and entry.health == "ok"
+
+
+def describe(exc: BaseException) -> str:
+    """`Type: message` for a rule's error state, even when the exception's own __str__ is broken."""
+    try:
+        return f"{type(exc).__name__}: {exc}"
+    except Exception:
+        return type(exc).__name__
 
 
 def _value_of(condition: object) -> float | None:

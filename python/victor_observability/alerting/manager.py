@@ -269,7 +269,9 @@ def create_alert_manager(
     notifiers: Mapping[str, Notifier] | None = None,
     **options: Any,
 ) -> AlertManager:
-    """Build an AlertManager; with a ProductionMetricsCollector its alert metrics join the collector's export.
+    """Build an AlertManager; with a ProductionMetricsCollector (or a `registry=`) its alert metrics join that
+    export, without either it records none. Other keyword options go to `AlertManager` (clock, sleep, random,
+    delivery_policy, condition_timeout, prefix, history_size, max_in_flight, default_notifier).
 
     >>> manager = create_alert_manager(notifiers={"log": LogNotifier()})
     >>> sorted(manager.get_notifiers())
