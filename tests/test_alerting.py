@@ -22,7 +22,7 @@ from victor_observability import (
     WebhookNotifier,
     create_alert_manager,
 )
-from victor_observability.alerting import Notification
+from victor_observability.alerting import DeliveryPolicy, Notification
 
 
 class FakeClock:
@@ -542,3 +542,51 @@ def test_state_machine_invariants(steps: list[tuple[bool, int]], for_duration: i
         else:
             assert open_alert == note.alert.id  # a resolution follows its own firing notification
             open_alert = None
+
+
+# -- delivery policy --
+
+
+@given(attempt=st.integers(1, 12), rand=st.floats(0.0, 1.0), retry_after=st.none() | st.floats(0.0, 1000.0))
+def test_backoff_doubles_is_capped_and_jittered_within_bounds(
+    attempt: int, rand: float, retry_after: float | None
+) -> None:
+    policy = DeliveryPolicy(base_delay=0.5, max_delay=30.0, max_retry_after=300.0, jitter=0.5)
+    backoff = min(30.0, 0.5 * 2 ** (attempt - 1))
+    delay = policy.delay(attempt, retry_after, rand)
+    if retry_after is None:
+        assert backoff * 0.5 <= delay <= backoff  # doubled, capped, jittered by at most half
+    else:
+        honoured = min(retry_after, 300.0)  # Retry-After is a lower bound, up to the cap
+        assert honoured <= delay <= max(backoff, honoured)
+    with pytest.raises(ValueError, match="max_attempts"):
+        DeliveryPolicy(max_attempts=0)
+
+
+async def test_sync_notifier_runs_in_a_thread_and_overflow_is_dropped(clock: FakeClock) -> None:
+    seen: list[str] = []
+    gate = asyncio.Event()
+
+    class Blocking:
+        def send(self, notification: Notification) -> None:  # a blocking SDK call: must not run on the loop
+            seen.append(threading.current_thread().name)
+
+    class Stuck:
+        async def send(self, notification: Notification) -> None:
+            await gate.wait()
+
+    manager = AlertManager(clock=clock, max_in_flight=1)
+    manager.add_notifier("blocking", Blocking())  # type: ignore[arg-type]
+    manager.add_rule(AlertRule.builder().name("a").condition(lambda: True).build())
+    await manager.check_and_alert()
+    assert await manager.flush(5.0)
+    assert seen and seen[0] != threading.current_thread().name
+    manager.remove_notifier("blocking")
+    manager.add_notifier("stuck", Stuck())
+    manager.add_rule(AlertRule.builder().name("b").condition(lambda: True).build())
+    manager.add_rule(AlertRule.builder().name("c").condition(lambda: True).build())
+    await manager.check_and_alert()
+    assert manager.state()["notifications"]["dropped"] == 1  # one in flight allowed, the other dropped
+    assert [f.error for f in manager.get_failed_notifications()] == ["dropped: too many deliveries in flight"]
+    gate.set()
+    assert await manager.flush(5.0)
