@@ -48,7 +48,7 @@ impl Group {
 
     /// Drops extra labels whose names are invalid, reserved or clash with a fixed label, then sorts
     /// the rest by name: `{"b": .., "a": ..}` and `{"a": .., "b": ..}` are one series.
-    pub fn clean_extras<'a>(&self, registry: &Registry, extras: &mut SmallVec<[(&'a str, &'a str); 4]>) {
+    pub fn clean_extras<'a>(&self, registry: &Registry, extras: &mut SmallVec<[(&'a str, &'a str); 2]>) {
         let fixed = &self.families[0].labelnames;
         let before = extras.len();
         let mut seen: SmallVec<[&str; 4]> = SmallVec::new();
@@ -67,7 +67,29 @@ impl Group {
         extras.sort_unstable_by(|a, b| a.0.cmp(b.0));
     }
 
+    /// Runs `f` on the series of a label set seen before, under the read lock (no reference
+    /// counting on the hot path); None for a label set not seen yet.
     #[inline]
+    pub fn with_known<R>(&self, parts: &[&str], f: impl FnOnce(&[Arc<Series>]) -> R) -> Option<R> {
+        let map = self.map.read();
+        map.get(map.hash(parts), parts).map(|s| f(s))
+    }
+
+    /// Runs `f` on the series of a label set, creating them (or folding into overflow) if new.
+    /// Returns the families that overflowed for the first time, for the caller to warn about.
+    #[inline]
+    pub fn apply<R>(&self, parts: &[&str], f: impl FnOnce(&[Arc<Series>]) -> R) -> (R, Vec<String>) {
+        let mut f = Some(f);
+        if let Some(r) = self.with_known(parts, |s| (f.take().expect("called once"))(s)) {
+            return (r, Vec::new());
+        }
+        let resolved = self.resolve(parts);
+        (
+            (f.take().expect("called once"))(&resolved.series),
+            resolved.first_overflows,
+        )
+    }
+
     pub fn resolve(&self, parts: &[&str]) -> Resolved {
         let hash = {
             let map = self.map.read();
@@ -287,25 +309,23 @@ impl CollectorCore {
         })
     }
 
-    /// Counts an outcome (total, then success or error) and observes a duration in one lookup.
-    /// A bad duration is dropped and counted; the outcome still counts.
-    pub fn record_outcome(&self, group: &Group, parts: &[&str], success: bool, duration: f64) -> Vec<String> {
-        let r = group.resolve(parts);
-        r.series[0].inc_int(1);
+    /// Counts an outcome (total, then success or error) and observes a duration on a group's
+    /// resolved series. A bad duration is dropped and counted; the outcome still counts.
+    #[inline]
+    pub fn record_outcome(&self, series: &[Arc<Series>], success: bool, duration: f64) {
+        series[0].inc_int(1);
         // Layouts: [total, success, errors, duration] (requests) or [total, errors, duration].
-        match (r.series.len(), success) {
-            (4, true) => r.series[1].inc_int(1),
-            (4, false) => r.series[2].inc_int(1),
-            (_, false) => r.series[1].inc_int(1),
+        match (series.len(), success) {
+            (4, true) => series[1].inc_int(1),
+            (4, false) => series[2].inc_int(1),
+            (_, false) => series[1].inc_int(1),
             (_, true) => {}
         }
+        let last = &series[series.len() - 1];
         match check_non_negative(duration) {
-            Ok(v) => r.series[r.series.len() - 1].observe(v),
-            Err(why) => self
-                .registry
-                .count_invalid(&group.families[group.families.len() - 1].exposed_name(), why),
+            Ok(v) => last.observe(v),
+            Err(why) => self.registry.count_invalid(&last.family_name, why),
         }
-        r.first_overflows
     }
 
     pub fn record_task_completion(&self, success: bool, cost: f64) {
@@ -366,8 +386,9 @@ mod tests {
     #[test]
     fn record_request_touches_every_request_family() {
         let c = CollectorCore::new("victor", 100).unwrap();
-        c.record_outcome(&c.requests, &["/chat", "anthropic", "model", "m1"], true, 123.4);
-        c.record_outcome(&c.requests, &["/chat", "anthropic", "model", "m1"], false, 20.0);
+        let r = c.requests.resolve(&["/chat", "anthropic", "model", "m1"]).series;
+        c.record_outcome(&r, true, 123.4);
+        c.record_outcome(&r, false, 20.0);
         let text = encode(&c.registry.families(), Format::Text);
         assert!(text.contains("victor_request_total{endpoint=\"/chat\",model=\"m1\",provider=\"anthropic\"} 2.0\n"));
         assert!(
@@ -381,8 +402,9 @@ mod tests {
     #[test]
     fn tool_success_is_not_an_error() {
         let c = CollectorCore::new("victor", 100).unwrap();
-        c.record_outcome(&c.tools, &["read_file"], true, 1.0);
-        c.record_outcome(&c.tools, &["read_file"], false, 1.0);
+        let r = c.tools.resolve(&["read_file"]).series;
+        c.record_outcome(&r, true, 1.0);
+        c.record_outcome(&r, false, 1.0);
         assert_eq!(c.tools.families[0].total(), 2.0);
         assert_eq!(c.tools.families[1].total(), 1.0);
         assert_eq!(c.tools.families[2].total(), 2.0);
@@ -391,7 +413,7 @@ mod tests {
     #[test]
     fn bad_latency_is_dropped_and_counted() {
         let c = CollectorCore::new("victor", 100).unwrap();
-        c.record_outcome(&c.requests, &["/a", "p"], true, f64::NAN);
+        c.record_outcome(&c.requests.resolve(&["/a", "p"]).series, true, f64::NAN);
         assert_eq!(c.requests.families[0].total(), 1.0);
         assert_eq!(c.requests.families[3].total(), 0.0);
         assert_eq!(
@@ -407,7 +429,7 @@ mod tests {
     #[test]
     fn extras_are_cleaned_and_sorted() {
         let c = CollectorCore::new("victor", 100).unwrap();
-        let mut extras: SmallVec<[(&str, &str); 4]> =
+        let mut extras: SmallVec<[(&str, &str); 2]> =
             SmallVec::from_vec(vec![("z", "1"), ("a", "2"), ("bad-name", "3"), ("endpoint", "x")]);
         c.requests.clean_extras(&c.registry, &mut extras);
         assert_eq!(extras.as_slice(), &[("a", "2"), ("z", "1")]);

@@ -41,6 +41,8 @@ pub enum Value {
 /// One labelled time series. Its labels are kept sorted by name, the order both text formats use.
 #[derive(Debug)]
 pub struct Series {
+    /// The family's exposed name, shared by all its series.
+    pub family_name: Arc<str>,
     pub labels: Box<[(Arc<str>, Box<str>)]>,
     pub value: Value,
     hdr: Option<Arc<HdrRecorder>>,
@@ -117,6 +119,7 @@ pub struct Lookup {
 pub struct Family {
     /// The family name: for counters without the `_total` suffix, as prometheus-client does.
     pub name: String,
+    exposed: Arc<str>,
     pub help: String,
     pub kind: Kind,
     pub labelnames: Arc<[Arc<str>]>,
@@ -187,7 +190,12 @@ impl Family {
             _ => None,
         };
         let hdr = (spec.kind == Kind::Histogram && spec.percentiles).then(|| Arc::new(HdrRecorder::default()));
+        let exposed: Arc<str> = match spec.kind {
+            Kind::Counter => format!("{name}_total").into(),
+            _ => name.as_str().into(),
+        };
         let family = Arc::new(Family {
+            exposed,
             name,
             help: spec.help,
             kind: spec.kind,
@@ -217,10 +225,7 @@ impl Family {
 
     /// The name as the text format writes it and users define it: counters end in `_total`.
     pub fn exposed_name(&self) -> String {
-        match self.kind {
-            Kind::Counter => format!("{}_total", self.name),
-            _ => self.name.clone(),
-        }
+        self.exposed.to_string()
     }
 
     pub fn hdr(&self) -> Option<&HdrRecorder> {
@@ -240,6 +245,7 @@ impl Family {
             Kind::Histogram => Value::Histogram(HistogramValue::new(self.bounds.clone().expect("validated"))),
         };
         Arc::new(Series {
+            family_name: self.exposed.clone(),
             labels: labels.into(),
             value,
             hdr: self.hdr.clone(),
