@@ -7,13 +7,24 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import pytest
+from conftest import NOTES, compare
 from victor_observability import AlertManager, AlertRule, AlertSeverity
 
 N = 1000
 TARGET = 2.0  # the issue's goal: evaluation costs at most 2x the bare condition calls
 readings = [float(i % 97) for i in range(N)]
-results: dict[str, float] = {}
+compare(
+    f"check_and_alert, {N} false rules vs calling the {N} conditions (>= 0.5 means within 2x)",
+    "alert_eval",
+    "alert_plain_loop",
+    ">= 0.5",
+)
+compare(
+    "the same round through loop.run_until_complete vs the plain loop (context)",
+    "alert_eval_loop",
+    "alert_plain_loop",
+    "(context)",
+)
 
 
 def make_condition(i: int) -> Callable[[], bool]:
@@ -46,11 +57,7 @@ def drive(coro: Any) -> Any:
     raise AssertionError("evaluation suspended: the bench expects the all-sync fast path")
 
 
-def record(benchmark: Any, name: str) -> None:
-    results[name] = benchmark.stats.stats.median
-
-
-def interleaved_ratio(manager: AlertManager, repeats: int = 15, number: int = 200) -> float:
+def interleaved_ratio(manager: AlertManager, repeats: int = 40, number: int = 100) -> float:
     """Best-of ratio with the two loops alternating, so that machine noise hits both alike."""
 
     def plain() -> None:
@@ -70,41 +77,33 @@ def interleaved_ratio(manager: AlertManager, repeats: int = 15, number: int = 20
     return best["ours"] / best["plain"]
 
 
-def test_plain_loop_of_conditions(benchmark: Any) -> None:
+def test_plain_loop_of_conditions(bench: Any) -> None:
     def plain() -> None:
         for condition in CONDITIONS:
             condition()
 
-    benchmark(plain)
-    record(benchmark, "plain_loop")
+    bench("alert_plain_loop", plain)
 
 
-def test_check_and_alert_1000_false_rules(benchmark: Any) -> None:
+def test_check_and_alert_1000_false_rules(bench: Any) -> None:
     manager = make_manager()
 
     def evaluate() -> list[Any]:
         return drive(manager.check_and_alert())  # type: ignore[no-any-return]
 
     assert evaluate() == []
-    benchmark(evaluate)
-    record(benchmark, "check_and_alert")
+    bench("alert_eval", evaluate)
     assert manager.get_active_alerts() == []
+    ratio = interleaved_ratio(manager)
+    NOTES.append(f"alerting: {N} false rules cost {ratio:.2f}x the bare condition calls (interleaved best-of; <= 2x)")
+    assert ratio <= TARGET, f"evaluating {N} false rules costs {ratio:.2f}x the bare calls (target {TARGET}x)"
 
 
-def test_check_and_alert_via_event_loop(benchmark: Any, capsys: pytest.CaptureFixture[str]) -> None:
+def test_check_and_alert_via_event_loop(bench: Any) -> None:
     """The same round as an application runs it: one event-loop turn per call (loop overhead included)."""
     manager = make_manager()
     loop = asyncio.new_event_loop()
     try:
-        benchmark(lambda: loop.run_until_complete(manager.check_and_alert()))
+        bench("alert_eval_loop", lambda: loop.run_until_complete(manager.check_and_alert()))
     finally:
         loop.close()
-    record(benchmark, "check_and_alert+run_until_complete")
-    ratio = interleaved_ratio(manager)
-    base = results["plain_loop"]
-    with capsys.disabled():
-        print(f"\nalerting: {N} false rules vs calling the {N} conditions in a plain loop (target <= {TARGET}x)")
-        for name, median in results.items():
-            print(f"  {name:<36} median {median * 1e6:8.1f} us  {median / base:5.2f}x")
-        print(f"  {'check_and_alert, interleaved best-of':<36} {'':>18} {ratio:5.2f}x")
-    assert ratio <= TARGET, f"evaluating {N} false rules costs {ratio:.2f}x the bare calls (target {TARGET}x)"
