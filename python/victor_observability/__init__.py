@@ -14,6 +14,23 @@ from victor_observability.middleware import MonitoringMiddleware, create_monitor
 from victor_observability.metrics import REGISTRY, Counter, Gauge, Histogram, Registry
 from victor_observability.prometheus_bridge import PrometheusClientBridge, register_with_prometheus_client
 
+# isort: split
+# -- alerting (issue 5) --
+from victor_observability.alerting import (
+    Alert,
+    AlertManager,
+    AlertmanagerNotifier,
+    AlertRule,
+    AlertSeverity,
+    AlertStatus,
+    EmailNotifier,
+    LogNotifier,
+    Notifier,
+    SlackNotifier,
+    WebhookNotifier,
+    create_alert_manager,
+)
+
 __all__ = [
     "REGISTRY",
     "Counter",
@@ -30,4 +47,19 @@ __all__ = [
     "make_metrics_app",
     "register_with_prometheus_client",
     "start_http_server",
+]
+# -- alerting (issue 5) --
+__all__ += [
+    "Alert",
+    "AlertManager",
+    "AlertRule",
+    "AlertSeverity",
+    "AlertStatus",
+    "AlertmanagerNotifier",
+    "EmailNotifier",
+    "LogNotifier",
+    "Notifier",
+    "SlackNotifier",
+    "WebhookNotifier",
+    "create_alert_manager",
 ]
