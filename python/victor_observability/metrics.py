@@ -28,7 +28,23 @@ log = logging.getLogger("victor_observability.metrics")
 DEFAULT_SERIES_CAP: int = _core.DEFAULT_SERIES_CAP
 INF = float("inf")
 # prometheus-client's default buckets (seconds), so a switched Histogram exposes the same series.
-DEFAULT_BUCKETS: tuple[float, ...] = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, INF)
+DEFAULT_BUCKETS: tuple[float, ...] = (
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.075,
+    0.1,
+    0.25,
+    0.5,
+    0.75,
+    1.0,
+    2.5,
+    5.0,
+    7.5,
+    10.0,
+    INF,
+)
 
 F = TypeVar("F", bound=Callable[..., Any])
 C = TypeVar("C")
@@ -326,7 +342,15 @@ class Histogram(MetricBase[_core.HistogramChild]):
         series_cap: int = DEFAULT_SERIES_CAP,
     ) -> None:
         super().__init__(
-            name, documentation, labelnames, namespace, subsystem, unit, registry, series_cap=series_cap, _buckets=buckets
+            name,
+            documentation,
+            labelnames,
+            namespace,
+            subsystem,
+            unit,
+            registry,
+            series_cap=series_cap,
+            _buckets=buckets,
         )
 
     def observe(self, value: float) -> None:
