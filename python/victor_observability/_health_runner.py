@@ -203,7 +203,9 @@ async def run_checks(checks: Sequence[Check], runner: SyncRunner) -> dict[str, C
                 early[i] = interpret(aw, check, 0.0, wall)
                 gate.finish(i, False)
                 continue
-            fut: asyncio.Future[Any] = asyncio.ensure_future(aw, loop=loop)
+            fut: asyncio.Future[Any] = (
+                loop.create_task(aw) if inspect.iscoroutine(aw) else asyncio.ensure_future(aw, loop=loop)
+            )
         elif check.running:
             reason = f"timed out: previous run still in progress (limit {check.timeout:g}s)"
             early[i] = CheckResult(_FAIL, None, None, reason, check.component_type, 0.0, wall)
