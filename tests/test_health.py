@@ -7,6 +7,7 @@ import json
 import threading
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -537,3 +538,31 @@ async def test_two_checkers_can_share_one_collector() -> None:
     text = collector.export_prometheus()
     assert 'victor_health_check_status{check="a",probe="liveness"} 1.0' in text
     assert 'victor_health_check_status{check="b",probe="liveness"} 0.0' in text
+
+
+async def test_k8s_deployment_probes_point_at_the_health_routes() -> None:
+    import httpx
+    import yaml
+    from victor_observability import create_health_app
+
+    path = Path(__file__).resolve().parents[1] / "config" / "k8s" / "deployment.yaml"
+    docs = list(yaml.safe_load_all(path.read_text()))
+    deployment = next(d for d in docs if d["kind"] == "Deployment")
+    service = next(d for d in docs if d["kind"] == "Service")
+    template = deployment["spec"]["template"]
+    assert template["metadata"]["annotations"]["prometheus.io/scrape"] == "true"
+    container = template["spec"]["containers"][0]
+    probes = {k: container[k]["httpGet"] for k in ("livenessProbe", "readinessProbe", "startupProbe")}
+    assert {k: v["path"] for k, v in probes.items()} == {
+        "livenessProbe": "/health/live",
+        "readinessProbe": "/health/ready",
+        "startupProbe": "/health/startup",
+    }
+    assert all(v["port"] == container["ports"][0]["containerPort"] == 8000 for v in probes.values())
+    assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
+
+    checker = ProductionHealthChecker()
+    transport = httpx.ASGITransport(app=create_health_app(checker))
+    async with httpx.AsyncClient(transport=transport, base_url="http://victor") as client:
+        for probe_get in probes.values():
+            assert (await client.get(probe_get["path"])).status_code == 200
