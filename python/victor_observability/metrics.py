@@ -96,7 +96,7 @@ class Registry:
         self._run_hooks()
         return self._core.samples()
 
-    def unregister(self, metric: MetricBase | str) -> bool:
+    def unregister(self, metric: MetricBase[Any] | str) -> bool:
         name = metric if isinstance(metric, str) else metric._family.name
         return self._core.unregister(name)
 
@@ -149,13 +149,15 @@ class MetricBase(Generic[C]):
             series_cap,
         )
         self._series_cap = series_cap
+        self._display_name = full
         self._children: dict[tuple[Any, ...], C] = {}
         self._lock = threading.Lock()
         self._unlabelled: C | None = self._family.labels() if not self._labelnames else None
 
     @property
     def name(self) -> str:
-        return self._family.name
+        """The name as defined (a counter's family name, without ``_total``, is ``_family.name``)."""
+        return self._display_name
 
     def labels(self, *values: Any, **kwvalues: Any) -> C:
         """The child of one label set: positional values in label-name order, or by name."""
