@@ -217,12 +217,25 @@ async def test_five_200ms_async_checks_run_concurrently() -> None:
 async def test_five_200ms_sync_checks_run_concurrently() -> None:
     checker = ProductionHealthChecker()
     for i in range(5):
-        checker.add_readiness_check(f"c{i}", lambda: time.sleep(0.2) is None)
+        checker.add_readiness_check(f"c{i}", sleep_200ms)
     start = time.perf_counter()
     response = await checker.readiness()
     elapsed = time.perf_counter() - start
     assert response.status is HealthStatus.HEALTHY
     assert elapsed < 0.6, f"five 200 ms sync checks took {elapsed:.3f}s: not concurrent"
+
+
+def sleep_200ms() -> bool:
+    time.sleep(0.2)
+    return True
+
+
+def counting(calls: list[int]) -> Callable[[], bool]:
+    def check() -> bool:
+        calls.append(1)
+        return True
+
+    return check
 
 
 # -- caching ----------------------------------------------------------------------------------------------------
@@ -231,7 +244,7 @@ async def test_five_200ms_sync_checks_run_concurrently() -> None:
 async def test_cached_probe_does_not_rerun_checks_until_ttl_expires() -> None:
     checker = create_production_health_checker(cache_ttl=0.2)
     calls: list[int] = []
-    checker.add_readiness_check("db", lambda: calls.append(1) is None)
+    checker.add_readiness_check("db", counting(calls))
     first = await checker.readiness()
     for _ in range(50):
         assert await checker.readiness() is first
@@ -244,7 +257,7 @@ async def test_cached_probe_does_not_rerun_checks_until_ttl_expires() -> None:
 async def test_without_cache_every_probe_reruns_checks() -> None:
     checker = ProductionHealthChecker()
     calls: list[int] = []
-    checker.add_liveness_check("process", lambda: calls.append(1) is None)
+    checker.add_liveness_check("process", counting(calls))
     for _ in range(3):
         await checker.liveness()
     assert len(calls) == 3
@@ -341,7 +354,9 @@ async def test_startup_fails_with_a_reason_after_the_timeout() -> None:
     # Timed out is final: a late success does not revive it (Kubernetes restarts the container instead)...
     loaded["v"] = True
     assert (await checker.startup()).checks["startup_timeout"].status is HealthStatus.UNHEALTHY
-    assert (await checker.readiness()).status is HealthStatus.UNHEALTHY
+    ready = await checker.readiness()
+    assert ready.status is HealthStatus.UNHEALTHY
+    assert ready.checks["startup"].output == "startup did not complete within 0.2s"
     # ...until reset_startup() restarts the clock.
     checker.reset_startup()
     assert (await checker.startup()).status is HealthStatus.HEALTHY
@@ -497,7 +512,7 @@ def test_definition_mistakes_raise_value_error_naming_the_thing() -> None:
     with pytest.raises(ValueError, match="cache_ttl"):
         ProductionHealthChecker(cache_ttl=-1)
     with pytest.raises(ValueError, match="CheckResult status 'meh'"):
-        CheckResult("meh")  # type: ignore[arg-type]
+        CheckResult("meh")
 
 
 # -- metrics ----------------------------------------------------------------------------------------------------
@@ -542,7 +557,7 @@ async def test_two_checkers_can_share_one_collector() -> None:
 
 async def test_k8s_deployment_probes_point_at_the_health_routes() -> None:
     import httpx
-    import yaml
+    import yaml  # type: ignore[import-untyped]
     from victor_observability import create_health_app
 
     path = Path(__file__).resolve().parents[1] / "config" / "k8s" / "deployment.yaml"

@@ -94,32 +94,47 @@ def _json_number(value: Any) -> Any:
 
 # slots, not frozen: a frozen dataclass's __init__ costs 4x more, and results are built on every probe.
 # Responses are shared (cache, concurrent probes): treat them as read-only.
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class CheckResult:
     """The outcome of one check: status, optional observed value and unit, optional output text.
 
     A check may return one itself for a richer answer than a bool; the checker fills in `duration_seconds`
-    and `time`.
+    and `time`. The status may be given by its IETF name.
 
     >>> CheckResult("warn", observed_value=87.5, observed_unit="percent", output="disk almost full").status
     <HealthStatus.DEGRADED: 'degraded'>
     """
 
     status: HealthStatus
-    observed_value: Any = None
-    observed_unit: str | None = None
-    output: str | None = None
-    component_type: str | None = None
-    duration_seconds: float = 0.0
-    time: float = field(default=0.0)
+    observed_value: Any
+    observed_unit: str | None
+    output: str | None
+    component_type: str | None
+    duration_seconds: float
+    time: float
 
-    def __post_init__(self) -> None:
-        if not isinstance(self.status, HealthStatus):
+    def __init__(
+        self,
+        status: HealthStatus | str,
+        observed_value: Any = None,
+        observed_unit: str | None = None,
+        output: str | None = None,
+        component_type: str | None = None,
+        duration_seconds: float = 0.0,
+        time: float = 0.0,
+    ) -> None:
+        if not isinstance(status, HealthStatus):
             try:
-                status = HealthStatus(self.status)
+                status = HealthStatus(status)
             except ValueError:
-                raise ValueError(f"CheckResult status {self.status!r} is not pass, warn or fail") from None
-            self.status = status
+                raise ValueError(f"CheckResult status {status!r} is not pass, warn or fail") from None
+        self.status = status
+        self.observed_value = observed_value
+        self.observed_unit = observed_unit
+        self.output = output
+        self.component_type = component_type
+        self.duration_seconds = duration_seconds
+        self.time = time
 
     @property
     def is_healthy(self) -> bool:

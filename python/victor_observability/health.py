@@ -264,8 +264,11 @@ class ProductionHealthChecker:
         if kind is HealthCheckType.READINESS and not self._startup_complete:
             startup = await self._evaluate_startup()
             if not startup.is_healthy:
-                failing = [n for n, r in startup.checks.items() if not r.is_healthy]
-                reason = "startup not complete" + (f": {', '.join(failing)} failing" if failing else "")
+                if self._startup_timed_out:
+                    reason = f"startup did not complete within {self.startup_timeout:g}s"
+                else:
+                    failing = [n for n, r in startup.checks.items() if not r.is_healthy]
+                    reason = "startup not complete" + (f": {', '.join(failing)} failing" if failing else "")
                 gate = CheckResult(HealthStatus.UNHEALTHY, output=reason, component_type="system", time=time.time())
                 self._metrics.record(kind.value, "startup", gate.status, 0.0)
                 return self._response(kind, HealthStatus.UNHEALTHY, {"startup": gate})
@@ -274,7 +277,9 @@ class ProductionHealthChecker:
     async def _evaluate_startup(self) -> HealthCheckResponse:
         kind = HealthCheckType.STARTUP
         if self._startup_complete:
-            return self._startup_result or self._response(kind, HealthStatus.HEALTHY, {})
+            # Fresh timestamp and uptime, the checks of the run that completed startup.
+            done = self._startup_result
+            return self._response(kind, HealthStatus.HEALTHY, done.checks if done is not None else {})
         if self._startup_timed_out:
             return self._timed_out_response()
         response = self._finish(kind, await run_checks(self._checks[kind], self._runner))
