@@ -195,17 +195,18 @@ async def run_checks(checks: Sequence[Check], runner: SyncRunner) -> dict[str, C
         if check.is_async:
             try:
                 aw = check.fn()
+                if inspect.iscoroutine(aw):
+                    fut: asyncio.Future[Any] = loop.create_task(aw)
+                elif inspect.isawaitable(aw):
+                    fut = asyncio.ensure_future(aw, loop=loop)  # raises for a future of another loop
+                else:
+                    early[i] = interpret(aw, check, 0.0, wall)
+                    gate.finish(i, False)
+                    continue
             except Exception as exc:
                 early[i] = CheckResult(_FAIL, None, None, short_reason(exc), check.component_type, 0.0, wall)
                 gate.finish(i, False)
                 continue
-            if not inspect.isawaitable(aw):
-                early[i] = interpret(aw, check, 0.0, wall)
-                gate.finish(i, False)
-                continue
-            fut: asyncio.Future[Any] = (
-                loop.create_task(aw) if inspect.iscoroutine(aw) else asyncio.ensure_future(aw, loop=loop)
-            )
         elif check.running:
             reason = f"timed out: previous run still in progress (limit {check.timeout:g}s)"
             early[i] = CheckResult(_FAIL, None, None, reason, check.component_type, 0.0, wall)
