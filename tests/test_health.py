@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from victor_observability import (
     CheckResult,
     HealthCheckResponse,
@@ -581,3 +583,23 @@ async def test_k8s_deployment_probes_point_at_the_health_routes() -> None:
     async with httpx.AsyncClient(transport=transport, base_url="http://victor") as client:
         for probe_get in probes.values():
             assert (await client.get(probe_get["path"])).status_code == 200
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    name=st.text(min_size=1, max_size=30),
+    status=st.sampled_from(["pass", "warn", "fail", "healthy", "degraded", "unhealthy"]),
+    observed=st.one_of(st.none(), st.floats(allow_nan=True), st.integers(), st.text(max_size=20)),
+    output=st.one_of(st.none(), st.text(max_size=50)),
+)
+def test_rendering_is_always_valid_json_with_consistent_statuses(
+    name: str, status: str, observed: object, output: str | None
+) -> None:
+    result = CheckResult(status, observed_value=observed, output=output, component_type="datastore")
+    response = HealthCheckResponse(result.status, {name: result}, time.time(), 1.0, "9.9.9")
+    ietf = json.loads(json.dumps(response.to_health_json(), allow_nan=False))
+    plain = json.loads(json.dumps(response.to_dict(), allow_nan=False))
+    assert ietf["status"] == result.status.ietf == ietf["checks"][name][0]["status"]
+    assert plain["status"] == result.status.value == plain["checks"][name]["status"]
+    assert ietf["checks"][name][0]["componentType"] == "datastore"
+    assert plain["is_healthy"] is (result.status is not HealthStatus.UNHEALTHY)
