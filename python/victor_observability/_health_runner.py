@@ -230,30 +230,25 @@ async def run_checks(checks: Sequence[Check], runner: SyncRunner) -> dict[str, C
         for timer in timers:
             timer.cancel()
     results: dict[str, CheckResult] = {}
-    for i, check in enumerate(checks):
-        if i in early:
+    rows = zip(checks, gate.futs, gate.ends, gate.timed_out, strict=True)
+    for i, (check, outcome, end, timed_out) in enumerate(rows):
+        if outcome is None:
             results[check.name] = early[i]
-            continue
-        duration = gate.ends[i] - start
-        fut = gate.futs[i]  # type: ignore[assignment]
-        if gate.timed_out[i]:
-            fut.add_done_callback(_silence)
-            results[check.name] = CheckResult(
-                _FAIL, None, None, f"timed out after {check.timeout:g}s", check.component_type, duration, wall
-            )
-            continue
-        if fut.cancelled():
-            results[check.name] = CheckResult(_FAIL, None, None, "cancelled", check.component_type, duration, wall)
-            continue
-        error = fut.exception()
-        if error is None:
-            value = fut.result()
-            if not check.is_async:
-                value, error = value
-        if error is not None:
-            results[check.name] = CheckResult(
-                _FAIL, None, None, short_reason(error), check.component_type, duration, wall
-            )
+        elif timed_out:
+            outcome.add_done_callback(_silence)
+            reason = f"timed out after {check.timeout:g}s"
+            results[check.name] = CheckResult(_FAIL, None, None, reason, check.component_type, end - start, wall)
+        elif outcome.cancelled():
+            results[check.name] = CheckResult(_FAIL, None, None, "cancelled", check.component_type, end - start, wall)
         else:
-            results[check.name] = interpret(value, check, duration, wall)
+            error = outcome.exception()
+            if error is None:
+                value = outcome.result()
+                if not check.is_async:
+                    value, error = value
+            if error is None:
+                results[check.name] = interpret(value, check, end - start, wall)
+            else:
+                reason = short_reason(error)
+                results[check.name] = CheckResult(_FAIL, None, None, reason, check.component_type, end - start, wall)
     return results

@@ -93,7 +93,9 @@ class ProductionHealthChecker:
         self._startup_timed_out = False
         self._startup_result: HealthCheckResponse | None = None
         self._cache: dict[HealthCheckType, tuple[float, HealthCheckResponse]] = {}
-        self._inflight: dict[HealthCheckType, asyncio.Future[HealthCheckResponse | None]] = {}
+        self._inflight: dict[
+            HealthCheckType, tuple[asyncio.AbstractEventLoop, list[asyncio.Future[HealthCheckResponse | None]]]
+        ] = {}
 
     # -- registration -------------------------------------------------------------------------------------------
 
@@ -235,13 +237,16 @@ class ProductionHealthChecker:
         if cached is not None and time.monotonic() < cached[0]:
             return cached[1]
         loop = asyncio.get_running_loop()
-        leader = self._inflight.get(kind)
-        if leader is not None and leader.get_loop() is loop:
+        flight = self._inflight.get(kind)
+        if flight is not None and flight[0] is loop:
             # Someone is evaluating this probe right now: share the answer instead of hitting the checks twice.
-            shared = await asyncio.shield(leader)
+            waiter: asyncio.Future[HealthCheckResponse | None] = loop.create_future()
+            flight[1].append(waiter)
+            shared = await waiter
             if shared is not None:
                 return shared
-        mine: asyncio.Future[HealthCheckResponse | None] = loop.create_future()
+        # Followers are only allocated when there are any: the lone prober pays for a tuple, not a future.
+        mine: tuple[asyncio.AbstractEventLoop, list[asyncio.Future[HealthCheckResponse | None]]] = (loop, [])
         self._inflight[kind] = mine
         response: HealthCheckResponse | None = None
         try:
@@ -256,7 +261,9 @@ class ProductionHealthChecker:
         finally:
             if self._inflight.get(kind) is mine:
                 del self._inflight[kind]
-            mine.set_result(response)  # None tells followers to evaluate themselves
+            for waiter in mine[1]:
+                if not waiter.done():  # a follower that was cancelled meanwhile
+                    waiter.set_result(response)  # None (we were cancelled) tells followers to evaluate themselves
 
     async def _evaluate(self, kind: HealthCheckType) -> HealthCheckResponse:
         if kind is HealthCheckType.STARTUP:
