@@ -603,3 +603,26 @@ def test_rendering_is_always_valid_json_with_consistent_statuses(
     assert plain["status"] == result.status.value == plain["checks"][name]["status"]
     assert ietf["checks"][name][0]["componentType"] == "datastore"
     assert plain["is_healthy"] is (result.status is not HealthStatus.UNHEALTHY)
+
+
+async def test_cancelled_prober_neither_breaks_nor_blocks_the_others() -> None:
+    checker = ProductionHealthChecker()
+    calls: list[int] = []
+
+    async def slow_db() -> bool:
+        calls.append(1)
+        await asyncio.sleep(0.05)
+        return True
+
+    checker.add_async_readiness_check("db", slow_db)
+    leader = asyncio.create_task(checker.readiness())
+    await asyncio.sleep(0)
+    follower = asyncio.create_task(checker.readiness())
+    quitter = asyncio.create_task(checker.readiness())
+    await asyncio.sleep(0)
+    quitter.cancel()
+    leader.cancel()  # the follower then evaluates by itself instead of waiting forever
+    response = await asyncio.wait_for(follower, timeout=10)
+    assert response.status is HealthStatus.HEALTHY
+    assert len(calls) == 2
+    assert leader.cancelled() and quitter.cancelled()
