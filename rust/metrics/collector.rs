@@ -48,7 +48,7 @@ impl Group {
 
     /// Drops extra labels whose names are invalid, reserved or clash with a fixed label, then sorts
     /// the rest by name: `{"b": .., "a": ..}` and `{"a": .., "b": ..}` are one series.
-    pub fn clean_extras<'a>(&self, registry: &Registry, extras: &mut SmallVec<[(&'a str, &'a str); 4]>) {
+    pub fn clean_extras<'a>(&self, registry: &Registry, extras: &mut SmallVec<[(&'a str, &'a str); 2]>) {
         let fixed = &self.families[0].labelnames;
         let before = extras.len();
         let mut seen: SmallVec<[&str; 4]> = SmallVec::new();
@@ -67,14 +67,29 @@ impl Group {
         extras.sort_unstable_by(|a, b| a.0.cmp(b.0));
     }
 
-    /// The series of a label set seen before; None for a new one.
+    /// Runs `f` on the series of a label set seen before, under the read lock (no reference
+    /// counting on the hot path); None for a label set not seen yet.
     #[inline]
-    pub fn get(&self, parts: &[&str]) -> Option<Arc<[Arc<Series>]>> {
+    pub fn with_known<R>(&self, parts: &[&str], f: impl FnOnce(&[Arc<Series>]) -> R) -> Option<R> {
         let map = self.map.read();
-        map.get(map.hash(parts), parts).cloned()
+        map.get(map.hash(parts), parts).map(|s| f(s))
     }
 
+    /// Runs `f` on the series of a label set, creating them (or folding into overflow) if new.
+    /// Returns the families that overflowed for the first time, for the caller to warn about.
     #[inline]
+    pub fn apply<R>(&self, parts: &[&str], f: impl FnOnce(&[Arc<Series>]) -> R) -> (R, Vec<String>) {
+        let mut f = Some(f);
+        if let Some(r) = self.with_known(parts, |s| (f.take().expect("called once"))(s)) {
+            return (r, Vec::new());
+        }
+        let resolved = self.resolve(parts);
+        (
+            (f.take().expect("called once"))(&resolved.series),
+            resolved.first_overflows,
+        )
+    }
+
     pub fn resolve(&self, parts: &[&str]) -> Resolved {
         let hash = {
             let map = self.map.read();
@@ -414,7 +429,7 @@ mod tests {
     #[test]
     fn extras_are_cleaned_and_sorted() {
         let c = CollectorCore::new("victor", 100).unwrap();
-        let mut extras: SmallVec<[(&str, &str); 4]> =
+        let mut extras: SmallVec<[(&str, &str); 2]> =
             SmallVec::from_vec(vec![("z", "1"), ("a", "2"), ("bad-name", "3"), ("endpoint", "x")]);
         c.requests.clean_extras(&c.registry, &mut extras);
         assert_eq!(extras.as_slice(), &[("a", "2"), ("z", "1")]);

@@ -86,7 +86,13 @@ impl HdrRecorder {
     /// The number of recorded values (summed from the buckets: a query, not a hot path).
     pub fn count(&self) -> u64 {
         self.zeros.load(Ordering::Relaxed)
-            + self.slots.iter().flat_map(|s| s.get()).flat_map(|s| s.iter()).map(|c| c.load(Ordering::Relaxed)).sum::<u64>()
+            + self
+                .slots
+                .iter()
+                .flat_map(|s| s.get())
+                .flat_map(|s| s.iter())
+                .map(|c| c.load(Ordering::Relaxed))
+                .sum::<u64>()
     }
 
     pub fn max(&self) -> Option<f64> {

@@ -1,7 +1,7 @@
 //! Python bindings of rust/metrics/ and rust/exposition.rs: registry, families, child handles, collector.
 
 use crate::exposition::{self, Format};
-use crate::metrics::collector::{CollectorCore as Core, Group, Resolved};
+use crate::metrics::collector::{CollectorCore as Core, Group};
 use crate::metrics::family::{Family, FamilySpec, Kind, Series, Value, DEFAULT_SERIES_CAP};
 use crate::metrics::value::{check_non_negative, Invalid};
 use crate::metrics::Registry;
@@ -346,44 +346,61 @@ impl HistogramChild {
     }
 }
 
-/// Resolves a group's series for fixed label values plus an optional dict of extra labels.
-/// Never raises for bad label names: they are dropped and counted.
+/// Runs `f` on a group's series for fixed label values plus an optional dict of extra labels,
+/// warning once per family that overflows. Never raises for bad label names: they are dropped
+/// and counted.
 #[inline]
-fn resolve(
+fn with_series<R>(
+    py: Python<'_>,
     core: &Core,
     group: &Group,
     fixed: &[&Bound<'_, PyAny>],
     labels: Option<&Bound<'_, PyAny>>,
-) -> PyResult<Resolved> {
-    let fixed_strs: SmallVec<[Bound<'_, PyString>; 4]> = fixed.iter().map(|v| label_str(v)).collect::<PyResult<_>>()?;
-    let mut extra_strs: SmallVec<[(Bound<'_, PyString>, Bound<'_, PyString>); 4]> = SmallVec::new();
-    let mut parts: SmallVec<[&str; 8]> = fixed_strs.iter().map(|s| s.to_str()).collect::<PyResult<_>>()?;
+    f: impl FnOnce(&[Arc<Series>]) -> R,
+) -> PyResult<R> {
+    // Pushes rather than collect::<PyResult<SmallVec>>: this is the hot path, and it shows.
+    let mut strs: SmallVec<[Bound<'_, PyString>; 6]> = SmallVec::new();
+    for v in fixed {
+        strs.push(label_str(v)?);
+    }
     match labels.map(|l| l.cast::<PyDict>()) {
         None => {}
         Some(Ok(d)) => {
             for (k, v) in d.iter() {
-                extra_strs.push((label_str(&k)?, label_str(&v)?));
+                strs.push(label_str(&k)?);
+                strs.push(label_str(&v)?);
             }
         }
         Some(Err(_)) if labels.is_some_and(|l| l.is_none()) => {}
         Some(Err(_)) => core.registry.count_invalid_reason(&group.name(), "invalid_labels"),
     }
-    if extra_strs.is_empty() {
-        return Ok(group.resolve(&parts));
+    let mut parts: SmallVec<[&str; 6]> = SmallVec::new();
+    for s in &strs {
+        parts.push(s.to_str()?);
     }
-    let mut extras: SmallVec<[(&str, &str); 4]> =
-        extra_strs.iter().map(|(k, v)| Ok((k.to_str()?, v.to_str()?))).collect::<PyResult<_>>()?;
-    extras.sort_unstable_by(|a, b| a.0.cmp(b.0));
-    let fixed_len = parts.len();
-    parts.extend(extras.iter().flat_map(|(k, v)| [*k, *v]));
-    // Only cleaned label sets are ever stored, so a hit needs no validation; a miss is cleaned first.
-    if let Some(series) = group.get(&parts) {
-        return Ok(Resolved { series, first_overflows: Vec::new() });
+    let mut f = Some(f);
+    if parts.len() > fixed.len() {
+        let mut extras: SmallVec<[(&str, &str); 2]> =
+            parts[fixed.len()..].chunks_exact(2).map(|kv| (kv[0], kv[1])).collect();
+        if extras.len() > 1 {
+            extras.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        }
+        parts.truncate(fixed.len());
+        let fixed_len = parts.len();
+        parts.extend(extras.iter().flat_map(|(k, v)| [*k, *v]));
+        // Only cleaned label sets are ever stored, so a hit needs no validation; a miss is cleaned first.
+        if let Some(r) = group.with_known(&parts, |s| (f.take().expect("called once"))(s)) {
+            return Ok(r);
+        }
+        group.clean_extras(&core.registry, &mut extras);
+        parts.truncate(fixed_len);
+        parts.extend(extras.iter().flat_map(|(k, v)| [*k, *v]));
     }
-    group.clean_extras(&core.registry, &mut extras);
-    parts.truncate(fixed_len);
-    parts.extend(extras.iter().flat_map(|(k, v)| [*k, *v]));
-    Ok(group.resolve(&parts))
+    let (r, overflowed) = group.apply(&parts, f.take().expect("called once"));
+    if !overflowed.is_empty() {
+        warn_overflow(py, &overflowed);
+    }
+    Ok(r)
 }
 
 /// The Rust half of `ProductionMetricsCollector`, which subclasses it: its record methods are these.
@@ -404,21 +421,16 @@ impl CollectorCore {
         duration: &Bound<'_, PyAny>,
         labels: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
-        let r = resolve(&self.core, group, fixed, labels)?;
-        self.core.record_outcome(&r.series, success, sample_f64(duration));
-        if !r.first_overflows.is_empty() {
-            warn_overflow(py, &r.first_overflows);
-        }
-        Ok(())
+        let d = sample_f64(duration);
+        with_series(py, &self.core, group, fixed, labels, |series| {
+            self.core.record_outcome(series, success, d)
+        })
     }
 
     fn cache(&self, py: Python<'_>, cache_name: &Bound<'_, PyAny>, which: usize) -> PyResult<()> {
-        let r = resolve(&self.core, &self.core.caches, &[cache_name], None)?;
-        r.series[which].inc_int(1);
-        if !r.first_overflows.is_empty() {
-            warn_overflow(py, &r.first_overflows);
-        }
-        Ok(())
+        with_series(py, &self.core, &self.core.caches, &[cache_name], None, |series| {
+            series[which].inc_int(1)
+        })
     }
 }
 

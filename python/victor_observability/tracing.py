@@ -1,0 +1,424 @@
+"""Distributed tracing: DistributedTracer, spans, W3C propagation, sampling and the trace_function decorator.
+
+>>> from victor_observability import DistributedTracer, SpanKind
+>>> tracer = DistributedTracer("victor.agent")
+>>> with tracer.start_span("process_request") as span:
+...     span.set_attribute("user_id", "123")
+...     with tracer.start_span("call_llm", kind=SpanKind.CLIENT) as child:
+...         assert child.parent_span_id == span.span_id
+"""
+
+from __future__ import annotations
+
+import atexit
+import functools
+import inspect
+import os
+import threading
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from enum import Enum
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, Union, overload, runtime_checkable
+
+from victor_observability import _core
+from victor_observability._core import NonRecordingSpan, Sampler, Span, SpanContext, SpanData
+
+if TYPE_CHECKING:
+    from victor_observability.exporters import SpanExporter
+    from victor_observability.metrics import Registry
+
+__all__ = [
+    "ALWAYS_OFF",
+    "ALWAYS_ON",
+    "AnySpan",
+    "CustomSampler",
+    "DistributedTracer",
+    "NonRecordingSpan",
+    "ParentBasedSampler",
+    "Sampler",
+    "Span",
+    "SpanContext",
+    "SpanData",
+    "SpanKind",
+    "StatusCode",
+    "TraceIdRatioSampler",
+    "current_span",
+    "get_global_tracer",
+    "set_global_tracer",
+    "trace_async_function",
+    "trace_function",
+]
+
+AnySpan = Union[Span, NonRecordingSpan]
+"""What `start_span` returns: a recording `Span`, or a `NonRecordingSpan` when the trace is not sampled."""
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class SpanKind(str, Enum):
+    """The role of a span, as in OpenTelemetry; `start_span(kind=...)` also takes the plain string value.
+
+    >>> SpanKind.SERVER == "server"
+    True
+    """
+
+    # must match rust/trace/span.rs: Kind::NAMES
+    INTERNAL = "internal"
+    SERVER = "server"
+    CLIENT = "client"
+    PRODUCER = "producer"
+    CONSUMER = "consumer"
+
+
+class StatusCode(str, Enum):
+    """A span's status; `span.set_status(StatusCode.ERROR, "why")` or `span.set_status("error", "why")`."""
+
+    # must match rust/trace/span.rs: StatusCode::name
+    UNSET = "unset"
+    OK = "ok"
+    ERROR = "error"
+
+
+@runtime_checkable
+class CustomSampler(Protocol):
+    """A sampler written in Python (the built-in `Sampler`s run in Rust and are much cheaper).
+
+    >>> class EveryOther:
+    ...     def should_sample(self, trace_id: str, parent_sampled: bool | None, name: str) -> bool:
+    ...         return int(trace_id[-1], 16) % 2 == 0
+    """
+
+    def should_sample(self, trace_id: str, parent_sampled: bool | None, name: str) -> bool: ...
+
+
+ALWAYS_ON: Sampler = Sampler.always_on()
+"""Samples every trace (the default)."""
+ALWAYS_OFF: Sampler = Sampler.always_off()
+"""Samples nothing; contexts still propagate, with the sampled flag off."""
+
+
+def TraceIdRatioSampler(ratio: float) -> Sampler:  # noqa: N802 - reads like the class it stands for
+    """Samples `ratio` of traces, decided on the trace id alone so that every service agrees (OpenTelemetry's
+    TraceIdRatioBased rule: low 64 bits of the id below ratio * 2**64).
+
+    >>> TraceIdRatioSampler(0.1).description
+    'TraceIdRatio(0.1)'
+    """
+    return Sampler.trace_id_ratio(ratio)
+
+
+def ParentBasedSampler(root: Sampler | None = None) -> Sampler:  # noqa: N802
+    """Follows the parent's sampled flag (local or remote); roots are decided by `root` (default: always on).
+    The guide's production advice, 10-20 %, is `ParentBasedSampler(TraceIdRatioSampler(0.1))`.
+
+    >>> ParentBasedSampler(TraceIdRatioSampler(0.2)).description
+    'ParentBased(root=TraceIdRatio(0.2))'
+    """
+    return Sampler.parent_based(root if root is not None else ALWAYS_ON)
+
+
+def current_span() -> AnySpan | None:
+    """The span current in this thread or asyncio task, whichever tracer started it.
+
+    >>> current_span() is None
+    True
+    """
+    return _core.current_span()
+
+
+class _UseSpan:
+    """Makes a span current for a block without ending it (unless asked to)."""
+
+    __slots__ = ("_end", "_span", "_token")
+
+    def __init__(self, span: AnySpan, end_on_exit: bool) -> None:
+        self._span = span
+        self._end = end_on_exit
+        self._token: object = None
+
+    def __enter__(self) -> AnySpan:
+        self._token = _core._set_current_span(self._span)
+        return self._span
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if exc is not None:
+            self._span.set_error(exc)
+        _core._reset_current_span(self._token)
+        if self._end:
+            self._span.end()
+
+
+class DistributedTracer(_core.TracerCore):
+    """Starts spans, propagates W3C trace context, keeps recent spans and exports them off the request path.
+
+    `start_span`, `inject_context` and `extract_context` run in Rust in one call each (see `_core.pyi`).
+
+    >>> tracer = DistributedTracer("checkout", sampler=ParentBasedSampler(TraceIdRatioSampler(0.2)))
+    >>> headers: dict[str, str] = {}
+    >>> with tracer.start_span("call", kind="client"):
+    ...     _ = tracer.inject_context(headers)
+    >>> sorted(headers) if headers else ["traceparent"]
+    ['traceparent']
+    """
+
+    def __new__(
+        cls,
+        service_name: str,
+        *,
+        sampler: Sampler | CustomSampler | None = None,
+        exporters: Iterable[SpanExporter] = (),
+        max_spans: int = 10_000,
+        max_queue_size: int = 2048,
+        max_export_batch_size: int = 512,
+        max_attributes: int = 128,
+        max_events: int = 128,
+        max_value_len: int = 4096,
+        **_options: Any,
+    ) -> DistributedTracer:
+        for name, value in (("max_spans", max_spans), ("max_queue_size", max_queue_size)):
+            if value < 0:
+                raise ValueError(f"tracer {service_name!r}: {name} must be >= 0, not {value}")
+        return super().__new__(
+            cls,
+            service_name,
+            sampler=sampler,
+            max_spans=max_spans,
+            max_queue_size=max_queue_size,
+            max_export_batch_size=max(1, max_export_batch_size),
+            max_attributes=max_attributes,
+            max_events=max_events,
+            max_value_len=max_value_len,
+        )
+
+    def __init__(
+        self,
+        service_name: str,
+        *,
+        sampler: Sampler | CustomSampler | None = None,
+        exporters: Iterable[SpanExporter] = (),
+        max_spans: int = 10_000,
+        max_queue_size: int = 2048,
+        max_export_batch_size: int = 512,
+        max_attributes: int = 128,
+        max_events: int = 128,
+        max_value_len: int = 4096,
+        schedule_delay: float = 0.5,
+        export_timeout: float = 10.0,
+        max_retries: int = 3,
+        flush_on_exit: bool = True,
+        registry: Registry | None = None,
+    ) -> None:
+        from victor_observability._export_worker import ExportPipeline
+
+        self._pipeline = ExportPipeline(
+            self,
+            max_export_batch_size=max(1, max_export_batch_size),
+            schedule_delay=schedule_delay,
+            export_timeout=export_timeout,
+            max_retries=max_retries,
+        )
+        self._flush_on_exit = flush_on_exit
+        self._lock = threading.Lock()
+        self._atexit_registered = False
+        for exporter in exporters:
+            self.add_exporter(exporter)
+        if registry is not None:
+            from victor_observability._tracing_metrics import register_tracer_metrics
+
+            register_tracer_metrics(self, registry)
+
+    def add_exporter(self, exporter: SpanExporter) -> None:
+        """Sends finished spans to `exporter` too, from a background worker with its own bounded queue.
+
+        >>> from victor_observability.exporters import InMemorySpanExporter
+        >>> DistributedTracer("svc").add_exporter(InMemorySpanExporter())
+        """
+        if not callable(getattr(exporter, "export", None)):
+            raise ValueError(f"tracer {self.service_name!r}: exporter {exporter!r} has no export() method")
+        self._pipeline.add(exporter)
+        with self._lock:
+            if self._flush_on_exit and not self._atexit_registered:
+                atexit.register(self._flush_at_exit)
+                self._atexit_registered = True
+
+    @property
+    def exporters(self) -> list[SpanExporter]:
+        return self._pipeline.exporters
+
+    def use_span(self, span: AnySpan, *, end_on_exit: bool = False) -> _UseSpan:
+        """Makes a span started by hand current for a block; an exception there is recorded on it.
+
+        >>> tracer = DistributedTracer("svc")
+        >>> span = tracer.start_span("request")
+        >>> with tracer.use_span(span):
+        ...     assert tracer.current_span() is span
+        >>> span.end()
+        """
+        return _UseSpan(span, end_on_exit)
+
+    def current_span(self) -> AnySpan | None:
+        """The span current in this thread or asyncio task, or None."""
+        return _core.current_span()
+
+    def current_context(self) -> SpanContext | None:
+        """The current span's context (ids, sampled flag, tracestate, baggage), or None.
+
+        >>> DistributedTracer("svc").current_context() is None
+        True
+        """
+        span = _core.current_span()
+        return None if span is None else span.context
+
+    def get_trace_context(self) -> dict[str, str]:
+        """The current trace as strings for logs and outgoing calls: trace_id, span_id, traceparent (+ tracestate,
+        baggage); empty without a current span.
+
+        >>> tracer = DistributedTracer("svc")
+        >>> with tracer.start_span("op") as span:
+        ...     tracer.get_trace_context()["trace_id"] == span.trace_id
+        True
+        """
+        span = _core.current_span()
+        if span is None:
+            return {}
+        out = {"trace_id": span.trace_id, "span_id": span.span_id}
+        headers: dict[str, str] = {}
+        self.inject_context(headers, span)
+        out.update(headers)
+        return out
+
+    def export_trace(self, trace_id: str) -> dict[str, Any]:
+        """The buffered spans of a trace as a JSON-ready dict, parents before children where start times allow.
+
+        >>> tracer = DistributedTracer("svc")
+        >>> with tracer.start_span("op") as span:
+        ...     pass
+        >>> tracer.export_trace(span.trace_id)["span_count"]
+        1
+        """
+        spans = sorted(self.get_trace(trace_id), key=lambda s: s.start_time_ns)
+        return {
+            "trace_id": trace_id,
+            "service_name": self.service_name,
+            "span_count": len(spans),
+            "spans": [s.to_dict() for s in spans],
+        }
+
+    def stats(self) -> dict[str, int]:
+        """Counters: spans started, unsampled, finished, evicted from the buffer, dropped by the full export
+        queue, per-exporter exported / failed / dropped spans, retries and timeouts, invalid attributes.
+
+        >>> DistributedTracer("svc").stats()["spans_started"]
+        0
+        """
+        out: dict[str, int] = dict(self.core_stats())
+        out.update(self._pipeline.stats())
+        return out
+
+    def force_flush(self, timeout: float = 5.0) -> bool:
+        """Exports everything finished so far; True if it all went out within `timeout` seconds."""
+        return self._pipeline.force_flush(timeout)
+
+    def shutdown(self, timeout: float = 5.0) -> bool:
+        """Flushes, stops the export worker and shuts the exporters down; idempotent."""
+        done = self._pipeline.shutdown(timeout)
+        with self._lock:
+            if self._atexit_registered:
+                atexit.unregister(self._flush_at_exit)
+                self._atexit_registered = False
+        return done
+
+    def _flush_at_exit(self) -> None:
+        self._pipeline.shutdown(timeout=5.0)
+
+    def __repr__(self) -> str:
+        return f"DistributedTracer({self.service_name!r}, sampler={self.sampler!r})"
+
+
+_global_lock = threading.Lock()
+_global_tracer: DistributedTracer | None = None
+
+
+def set_global_tracer(tracer: DistributedTracer) -> None:
+    """Makes `tracer` the one `trace_function` and `get_global_tracer()` use.
+
+    >>> set_global_tracer(DistributedTracer("victor.agent"))
+    """
+    global _global_tracer
+    if not isinstance(tracer, DistributedTracer):
+        raise ValueError(f"set_global_tracer: need a DistributedTracer, not {type(tracer).__name__}")
+    with _global_lock:
+        _global_tracer = tracer
+
+
+def get_global_tracer() -> DistributedTracer:
+    """The global tracer; created on first use (service name from OTEL_SERVICE_NAME, else "victor").
+
+    >>> get_global_tracer() is get_global_tracer()
+    True
+    """
+    global _global_tracer
+    tracer = _global_tracer
+    if tracer is None:
+        with _global_lock:
+            if _global_tracer is None:
+                _global_tracer = DistributedTracer(os.environ.get("OTEL_SERVICE_NAME") or "victor")
+            tracer = _global_tracer
+    return tracer
+
+
+@overload
+def trace_function(name: F, attributes: None = None, *, tracer: DistributedTracer | None = None) -> F: ...
+@overload
+def trace_function(
+    name: str | None = None,
+    attributes: Mapping[str, Any] | None = None,
+    *,
+    tracer: DistributedTracer | None = None,
+) -> Callable[[F], F]: ...
+def trace_function(
+    name: str | F | None = None,
+    attributes: Mapping[str, Any] | None = None,
+    *,
+    tracer: DistributedTracer | None = None,
+) -> F | Callable[[F], F]:
+    """Traces every call of a plain or async function (detected) in a span named `name` (default: the
+    function's qualified name); exceptions are recorded and re-raised. Uses `tracer`, else the global tracer
+    at call time. Signature and metadata are kept.
+
+    >>> @trace_function("my_function", attributes={"component": "demo"})
+    ... def my_function(arg1: int, arg2: int) -> int:
+    ...     return arg1 + arg2
+    >>> my_function(1, 2)
+    3
+    """
+    if callable(name):
+        return trace_function(None, attributes, tracer=tracer)(name)
+    attrs = dict(attributes) if attributes else None
+
+    def decorate(fn: F) -> F:
+        span_name = name or getattr(fn, "__qualname__", None) or getattr(fn, "__name__", "function")
+        if inspect.iscoroutinefunction(fn):
+
+            @functools.wraps(fn)
+            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+                with (tracer if tracer is not None else get_global_tracer()).start_span(span_name, attributes=attrs):
+                    return await fn(*args, **kwargs)
+
+            return async_wrapper  # type: ignore[return-value]
+
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            with (tracer if tracer is not None else get_global_tracer()).start_span(span_name, attributes=attrs):
+                return fn(*args, **kwargs)
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorate
+
+
+trace_async_function = trace_function
+"""Alias of `trace_function`, which already detects async functions."""
+
