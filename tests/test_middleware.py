@@ -248,8 +248,9 @@ def test_new_trace_without_traceparent_and_bad_headers_are_survived(served: Serv
     for r in (r1, r2):
         assert r.status_code == 200
         assert len(r.headers["x-trace-id"]) == 32 and int(r.headers["x-trace-id"], 16)
-        assert len(r.headers["x-request-id"]) == 16
+        assert len(r.headers["x-request-id"]) == 16  # the server span's id
     assert r1.headers["x-trace-id"] != r2.headers["x-trace-id"]
+    assert r1.headers["x-request-id"] != r2.headers["x-request-id"]
     huge = httpx.get(f"{served.url}/items/2", headers={f"x-h{i}": "v" * 1000 for i in range(40)})
     assert huge.status_code == 200
 

@@ -7,11 +7,11 @@
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any, Literal
 
+from victor_observability._core import _reset_current_span, _set_current_span
 from victor_observability.collector import ProductionMetricsCollector, create_production_collector
 from victor_observability.tracing import DistributedTracer, SpanKind, get_global_tracer
 
@@ -70,30 +70,46 @@ class _Exchange:
         "disconnected",
         "done",
         "extra_headers",
-        "on_complete",
+        "method",
+        "middleware",
         "receive",
         "remaining",
+        "scope",
         "send",
+        "span",
         "started",
         "status",
+        "t0",
         "t_end",
+        "user_agent",
     )
 
-    def __init__(self, receive: Receive, send: Send, extra_headers: list[tuple[bytes, bytes]]) -> None:
+    def __init__(
+        self,
+        middleware: MonitoringMiddleware,
+        scope: Scope,
+        span: Any,
+        method: str,
+        user_agent: bytes,
+        receive: Receive,
+        send: Send,
+        extra_headers: list[tuple[bytes, bytes]],
+    ) -> None:
+        # No reference back from the middleware: one request makes no reference cycle for the GC.
+        self.middleware, self.scope, self.span, self.method, self.user_agent = middleware, scope, span, method, user_agent
         self.receive, self.send, self.extra_headers = receive, send, extra_headers
         self.status = 500
         self.started = self.completed = self.disconnected = self.done = False
+        self.t0 = time.perf_counter()
         self.t_end = 0.0
         self.remaining = -1
-        # Records the request; called once, before the last chunk goes out, so that a client that
-        # has the whole response also finds it counted.
-        self.on_complete: Callable[[BaseException | None], None] | None = None
 
     def complete(self, error: BaseException | None) -> None:
+        """Records the request, once: before the last chunk goes out, so that a client holding the
+        whole response also finds it counted; else when the app returns or raises."""
         if not self.done:
             self.done = True
-            if self.on_complete is not None:
-                self.on_complete(error)
+            self.middleware._finish(self, error)
 
     async def wrapped_send(self, message: Message) -> None:
         kind = message["type"]
@@ -102,7 +118,8 @@ class _Exchange:
             self.started = True
             headers = message.get("headers", ())
             for name, value in headers:
-                if name.lower() == b"content-length" and value.isdigit():
+                # ASGI header names are lowercase.
+                if name == b"content-length" and value.isdigit():
                     self.remaining = int(value)
             message["headers"] = [*headers, *self.extra_headers]
         elif kind == "http.response.body":
@@ -193,7 +210,6 @@ class MonitoringMiddleware:
         await self._http(app, scope, receive, send)
 
     async def _http(self, app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
-        t0 = time.perf_counter()
         headers = scope.get("headers") or []
         request_id = None
         user_agent = b""
@@ -202,38 +218,27 @@ class MonitoringMiddleware:
                 request_id = _clean_request_id(value)
             elif name == b"user-agent":
                 user_agent = value[:_MAX_USER_AGENT]
-        if request_id is None:
-            request_id = os.urandom(8).hex()
         method = scope.get("method", "GET")
         tracer = self.tracer
         span = tracer.start_span(method, parent=tracer.extract_context(headers), kind=SpanKind.SERVER)
-        exchange = _Exchange(
-            receive,
-            send,
-            [(self._rid_name, request_id.encode("ascii")), (self._tid_name, span.trace_id.encode("ascii"))],
-        )
-        exchange.on_complete = lambda error: self._finish(scope, span, exchange, error, t0, method, user_agent)
+        # Without an incoming id, the server span's id serves: unique per request, and it finds the trace.
+        rid = request_id.encode("ascii") if request_id is not None else span.span_id.encode("ascii")
+        extra = [(self._rid_name, rid), (self._tid_name, span.trace_id.encode("ascii"))]
+        exchange = _Exchange(self, scope, span, method, user_agent, receive, send, extra)
         self._begin()
         error: BaseException | None = None
+        # The span is current in the handler (what `tracer.use_span` does, without its wrapper object).
+        token = _set_current_span(span)
         try:
-            with tracer.use_span(span):
-                await app(scope, exchange.wrapped_receive, exchange.wrapped_send)
+            await app(scope, exchange.wrapped_receive, exchange.wrapped_send)
         except BaseException as exc:
             error = exc
             raise
         finally:
+            _reset_current_span(token)
             exchange.complete(error)
 
-    def _finish(
-        self,
-        scope: Scope,
-        span: Any,
-        exchange: _Exchange,
-        error: BaseException | None,
-        t0: float,
-        method: str,
-        user_agent: bytes,
-    ) -> None:
+    def _finish(self, exchange: _Exchange, error: BaseException | None) -> None:
         t_end = exchange.t_end if exchange.completed else time.perf_counter()
         if exchange.disconnected and not exchange.completed:
             status = CLIENT_CLOSED
@@ -242,27 +247,34 @@ class MonitoringMiddleware:
             status = 500
         else:
             status = exchange.status
+        scope = exchange.scope
         route = _route_of(scope)
         success = status < 500 and (error is None or status == CLIENT_CLOSED)
-        self._end(route, self.provider, success, (t_end - t0) * 1000.0, {"method": method, "status": self._status(status)})
-        self._annotate(scope, span, route, status, error, user_agent)
+        latency_ms = (t_end - exchange.t0) * 1000.0
+        self._end(route, self.provider, success, latency_ms, {"method": exchange.method, "status": self._status(status)})
+        span = exchange.span
+        self._annotate(scope, span, route, status, error, exchange.user_agent)
         span.end()
+        # The app may keep our wrapped receive/send in the scope (Starlette's Request does): drop our
+        # side of that cycle so the request's objects are freed by refcount, not left for the GC.
+        exchange.scope = exchange.span = None
 
     def _annotate(
         self, scope: Scope, span: Any, route: str, status: int, error: BaseException | None, user_agent: bytes
     ) -> None:
         if not span.is_recording():
             return
-        if route != UNMATCHED_ROUTE:
-            span.update_name(f"{scope.get('method', 'GET')} {route}")
-            span.set_attribute("http.route", route)
+        method = scope.get("method", "GET")
         attributes: dict[str, Any] = {
-            "http.request.method": scope.get("method", "GET"),
+            "http.request.method": method,
             "url.path": scope.get("path", ""),
             "url.scheme": scope.get("scheme", "http"),
             "http.response.status_code": status,
             "network.protocol.version": scope.get("http_version", "1.1"),
         }
+        if route != UNMATCHED_ROUTE:
+            span.update_name(f"{method} {route}")
+            attributes["http.route"] = route
         server = scope.get("server")
         if server:
             attributes["server.address"] = str(server[0])
@@ -307,16 +319,13 @@ class MonitoringMiddleware:
         scope = request.scope
         if self._excluded(scope.get("path", "")):
             return await call_next(request)
-        t0 = time.perf_counter()
         headers = scope.get("headers") or []
         request_id = _clean_request_id(request.headers.get(self._rid_name.decode(), "").encode("latin-1"))
-        request_id = request_id or os.urandom(8).hex()
         user_agent = request.headers.get("user-agent", "").encode("latin-1", "replace")[:_MAX_USER_AGENT]
         method = scope.get("method", "GET")
         tracer = self.tracer
         span = tracer.start_span(method, parent=tracer.extract_context(headers), kind=SpanKind.SERVER)
-        exchange = _Exchange(_never_receive, _never_send, [])
-        exchange.on_complete = lambda error: self._finish(scope, span, exchange, error, t0, method, user_agent)
+        exchange = _Exchange(self, scope, span, method, user_agent, _never_receive, _never_send, [])
         self._begin()
         try:
             with tracer.use_span(span):
@@ -324,7 +333,7 @@ class MonitoringMiddleware:
         except BaseException as exc:
             exchange.complete(exc)
             raise
-        response.headers[self._rid_name.decode()] = request_id
+        response.headers[self._rid_name.decode()] = request_id or span.span_id
         response.headers[self._tid_name.decode()] = span.trace_id
         return _MonitoredResponse(response, exchange)
 
