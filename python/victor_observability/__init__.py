@@ -13,6 +13,37 @@ from victor_observability.http import make_metrics_app, start_http_server
 from victor_observability.metrics import REGISTRY, Counter, Gauge, Histogram, Registry
 from victor_observability.prometheus_bridge import PrometheusClientBridge, register_with_prometheus_client
 
+# --- tracing (issue 3) ---
+# isort: split
+from victor_observability.exporters import (
+    ConsoleSpanExporter,
+    InMemorySpanExporter,
+    JsonLinesSpanExporter,
+    OTLPSpanExporter,
+    SpanExporter,
+)
+from victor_observability.tracing import (
+    ALWAYS_OFF,
+    ALWAYS_ON,
+    DistributedTracer,
+    NonRecordingSpan,
+    ParentBasedSampler,
+    Sampler,
+    Span,
+    SpanContext,
+    SpanData,
+    SpanKind,
+    StatusCode,
+    TraceIdRatioSampler,
+    current_span,
+    get_global_tracer,
+    set_global_tracer,
+    trace_async_function,
+    trace_function,
+)
+
+# --- end tracing ---
+
 __all__ = [
     "REGISTRY",
     "Counter",
@@ -27,4 +58,28 @@ __all__ = [
     "make_metrics_app",
     "register_with_prometheus_client",
     "start_http_server",
+]
+__all__ += [  # tracing (issue 3)
+    "ALWAYS_OFF",
+    "ALWAYS_ON",
+    "ConsoleSpanExporter",
+    "DistributedTracer",
+    "InMemorySpanExporter",
+    "JsonLinesSpanExporter",
+    "NonRecordingSpan",
+    "OTLPSpanExporter",
+    "ParentBasedSampler",
+    "Sampler",
+    "Span",
+    "SpanContext",
+    "SpanData",
+    "SpanExporter",
+    "SpanKind",
+    "StatusCode",
+    "TraceIdRatioSampler",
+    "current_span",
+    "get_global_tracer",
+    "set_global_tracer",
+    "trace_async_function",
+    "trace_function",
 ]

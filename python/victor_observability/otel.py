@@ -21,7 +21,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace as otel_trace
@@ -48,7 +48,7 @@ def _otel_context_of(span: AnySpan) -> OtelSpanContext:
     )
 
 
-class BridgeSpan(otel_trace.Span):  # type: ignore[misc]
+class BridgeSpan(otel_trace.Span):
     """An OpenTelemetry `Span` backed by one of this package's spans (`.victor_span`)."""
 
     __slots__ = ("victor_span",)
@@ -135,15 +135,18 @@ class _BridgeToken:
         self.victor = victor
 
 
-class VictorRuntimeContext(_RuntimeContext):  # type: ignore[misc]
+class VictorRuntimeContext(_RuntimeContext):
     """OpenTelemetry's runtime context with the current span kept in this package's context variable."""
 
     def __init__(self) -> None:
-        self._current = contextvars.ContextVar("victor_observability.otel_context", default=Context())
+        # Context is immutable (set_value returns a copy), so one shared default is safe.
+        self._current = contextvars.ContextVar("victor_observability.otel_context", default=Context())  # noqa: B039
 
-    def attach(self, context: Context) -> object:
+    def attach(self, context: Context) -> contextvars.Token[Context]:
         victor = _victor_of(get_current_span(context))
-        return _BridgeToken(self._current.set(context), _core._set_current_span(victor))
+        token = _BridgeToken(self._current.set(context), _core._set_current_span(victor))
+        # OpenTelemetry treats tokens as opaque and hands them back to detach() only.
+        return cast("contextvars.Token[Context]", token)
 
     def get_current(self) -> Context:
         ctx = self._current.get()
@@ -155,7 +158,7 @@ class VictorRuntimeContext(_RuntimeContext):  # type: ignore[misc]
             return ctx
         return otel_trace.set_span_in_context(BridgeSpan(current), ctx)
 
-    def detach(self, token: object) -> None:
+    def detach(self, token: contextvars.Token[Context] | _BridgeToken) -> None:
         if not isinstance(token, _BridgeToken):
             return
         _core._reset_current_span(token.victor)
@@ -173,7 +176,7 @@ def _kind(kind: Any) -> str:
     return kind.name.lower() if isinstance(kind, OtelSpanKind) else str(kind)
 
 
-class BridgeTracer(otel_trace.Tracer):  # type: ignore[misc]
+class BridgeTracer(otel_trace.Tracer):
     """An OpenTelemetry `Tracer` starting this package's spans under an instrumentation scope."""
 
     def __init__(self, core: TracerCore) -> None:
@@ -199,8 +202,9 @@ class BridgeTracer(otel_trace.Tracer):  # type: ignore[misc]
         attrs = dict(attributes) if attributes else None
         return BridgeSpan(self._core.start_span(name, parent, _kind(kind), attrs, start_time))
 
+    # OpenTelemetry declares a private "agnostic" context manager type here; a plain one behaves the same.
     @contextlib.contextmanager
-    def start_as_current_span(
+    def start_as_current_span(  # type: ignore[override]
         self,
         name: str,
         context: Context | None = None,
@@ -211,7 +215,7 @@ class BridgeTracer(otel_trace.Tracer):  # type: ignore[misc]
         record_exception: bool = True,
         set_status_on_exception: bool = True,
         end_on_exit: bool = True,
-    ) -> Iterator[BridgeSpan]:
+    ) -> Iterator[otel_trace.Span]:
         span = self.start_span(name, context, kind, attributes, links, start_time)
         with otel_trace.use_span(
             span,
@@ -222,7 +226,7 @@ class BridgeTracer(otel_trace.Tracer):  # type: ignore[misc]
             yield current
 
 
-class VictorTracerProvider(otel_trace.TracerProvider):  # type: ignore[misc]
+class VictorTracerProvider(otel_trace.TracerProvider):
     """An OpenTelemetry `TracerProvider` whose tracers record into `tracer` (same sampler, buffer, exporters).
 
     >>> provider = VictorTracerProvider(DistributedTracer("svc"))
@@ -266,4 +270,3 @@ def install(tracer: DistributedTracer) -> VictorTracerProvider:
     provider = VictorTracerProvider(tracer)
     otel_trace.set_tracer_provider(provider)
     return provider
-

@@ -15,10 +15,10 @@ import functools
 import inspect
 import os
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from enum import Enum
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar, Union, overload, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, overload, runtime_checkable
 
 from victor_observability import _core
 from victor_observability._core import NonRecordingSpan, Sampler, Span, SpanContext, SpanData
@@ -49,7 +49,7 @@ __all__ = [
     "trace_function",
 ]
 
-AnySpan = Union[Span, NonRecordingSpan]
+AnySpan = Span | NonRecordingSpan
 """What `start_span` returns: a recording `Span`, or a `NonRecordingSpan` when the trace is not sampled."""
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -97,7 +97,7 @@ ALWAYS_OFF: Sampler = Sampler.always_off()
 """Samples nothing; contexts still propagate, with the sampled flag off."""
 
 
-def TraceIdRatioSampler(ratio: float) -> Sampler:  # noqa: N802 - reads like the class it stands for
+def TraceIdRatioSampler(ratio: float) -> Sampler:
     """Samples `ratio` of traces, decided on the trace id alone so that every service agrees (OpenTelemetry's
     TraceIdRatioBased rule: low 64 bits of the id below ratio * 2**64).
 
@@ -107,7 +107,7 @@ def TraceIdRatioSampler(ratio: float) -> Sampler:  # noqa: N802 - reads like the
     return Sampler.trace_id_ratio(ratio)
 
 
-def ParentBasedSampler(root: Sampler | None = None) -> Sampler:  # noqa: N802
+def ParentBasedSampler(root: Sampler | None = None) -> Sampler:
     """Follows the parent's sampled flag (local or remote); roots are decided by `root` (default: always on).
     The guide's production advice, 10-20 %, is `ParentBasedSampler(TraceIdRatioSampler(0.1))`.
 
@@ -180,7 +180,7 @@ class DistributedTracer(_core.TracerCore):
         for name, value in (("max_spans", max_spans), ("max_queue_size", max_queue_size)):
             if value < 0:
                 raise ValueError(f"tracer {service_name!r}: {name} must be >= 0, not {value}")
-        return super().__new__(
+        tracer: DistributedTracer = super().__new__(
             cls,
             service_name,
             sampler=sampler,
@@ -191,6 +191,7 @@ class DistributedTracer(_core.TracerCore):
             max_events=max_events,
             max_value_len=max_value_len,
         )
+        return tracer
 
     def __init__(
         self,
@@ -399,7 +400,7 @@ def trace_function(
     attrs = dict(attributes) if attributes else None
 
     def decorate(fn: F) -> F:
-        span_name = name or getattr(fn, "__qualname__", None) or getattr(fn, "__name__", "function")
+        span_name: str = name if isinstance(name, str) and name else str(getattr(fn, "__qualname__", fn))
         if inspect.iscoroutinefunction(fn):
 
             @functools.wraps(fn)
@@ -421,4 +422,3 @@ def trace_function(
 
 trace_async_function = trace_function
 """Alias of `trace_function`, which already detects async functions."""
-
