@@ -110,6 +110,12 @@ class _Lane:
             self._stopped = True
             self._cond.notify_all()
 
+    def abandon(self) -> None:
+        """Counts the batches still waiting as dropped (shutdown ran out of time)."""
+        with self._cond:
+            self.dropped += sum(len(batch) for batch in self._queue)
+            self._queue.clear()
+
     def join(self, timeout: float) -> None:
         self._thread.join(max(0.0, timeout))
 
@@ -253,6 +259,7 @@ class ExportPipeline:
                 lane.stop()
             for lane in self._lanes:
                 lane.join(deadline - time.monotonic())
+                lane.abandon()
                 lane.shutdown_exporter(max(0.1, deadline - time.monotonic()))
             self._core.set_exporting(False)
             return done

@@ -56,7 +56,10 @@ impl Store {
     pub fn set_exporting(&self, on: bool) {
         self.exporting.store(on, Ordering::Relaxed);
         if !on {
-            self.inner.lock().queue.clear();
+            // Whatever is still queued will never be exported: it counts as dropped.
+            let mut inner = self.inner.lock();
+            self.queue_dropped.fetch_add(inner.queue.len() as u64, Ordering::Relaxed);
+            inner.queue.clear();
         }
     }
 
