@@ -11,7 +11,6 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
-
 from victor_observability import (
     ConsoleSpanExporter,
     DistributedTracer,
@@ -61,9 +60,11 @@ def test_json_lines_and_console_exporters(tracers: list[DistributedTracer], tmp_
     path = tmp_path / "nested" / "spans.jsonl"
     stream = io.StringIO()
     tracer = make(tracers, JsonLinesSpanExporter(path), ConsoleSpanExporter(stream))
-    with tracer.start_span("parent", kind="server") as parent:
-        with tracer.start_span("child", attributes={"n": 1, "tags": ["a", "b"]}) as child:
-            child.add_event("step", {"ok": True})
+    with (
+        tracer.start_span("parent", kind="server") as parent,
+        tracer.start_span("child", attributes={"n": 1, "tags": ["a", "b"]}) as child,
+    ):
+        child.add_event("step", {"ok": True})
     assert tracer.shutdown(timeout=10.0)
     rows = [json.loads(line) for line in path.read_text().splitlines()]
     assert [r["name"] for r in rows] == ["child", "parent"]

@@ -9,7 +9,6 @@ import pytest
 from opentelemetry import context as otel_context
 from opentelemetry import trace as otel_trace
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
-
 from victor_observability import ALWAYS_OFF, DistributedTracer, SpanKind, current_span
 from victor_observability.otel import BridgeSpan, VictorTracerProvider, install
 
@@ -28,7 +27,7 @@ def clean() -> Iterator[None]:
 def tree(trace_id: str) -> dict[str, str | None]:
     spans = TRACER.get_trace(trace_id)
     names = {s.span_id: s.name for s in spans}
-    return {s.name: names.get(s.parent_span_id or "", None) for s in spans}
+    return {s.name: names.get(s.parent_span_id or "") for s in spans}
 
 
 def test_library_spans_and_tracer_spans_form_one_tree() -> None:
@@ -36,9 +35,8 @@ def test_library_spans_and_tracer_spans_form_one_tree() -> None:
     with TRACER.start_span("request", kind=SpanKind.SERVER) as request:
         with library.start_as_current_span("http.client", kind=otel_trace.SpanKind.CLIENT) as http:
             http.set_attribute("http.url", "https://example.test")
-            with TRACER.start_span("parse-response"):
-                with library.start_as_current_span("json.decode"):
-                    pass
+            with TRACER.start_span("parse-response"), library.start_as_current_span("json.decode"):
+                pass
         with TRACER.start_span("respond"):
             pass
     assert tree(request.trace_id) == {
@@ -75,9 +73,8 @@ def test_opentelemetry_propagator_interoperates() -> None:
     assert carrier["traceparent"] == f"00-{span.trace_id}-{span.span_id}-01"
     incoming = propagator.extract({"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"})
     library = PROVIDER.get_tracer("lib")
-    with library.start_as_current_span("handle", context=incoming) as handled:
-        with TRACER.start_span("inner") as inner:
-            pass
+    with library.start_as_current_span("handle", context=incoming) as handled, TRACER.start_span("inner") as inner:
+        pass
     data = {s.name: s for s in TRACER.get_trace("0af7651916cd43dd8448eb211c80319c")}
     assert data["handle"].parent_span_id == "b7ad6b7169203331" and data["handle"].parent_is_remote
     assert inner.parent_span_id == data["handle"].span_id

@@ -8,7 +8,6 @@ import httpx
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from victor_observability import ALWAYS_OFF, DistributedTracer, SpanContext
 
 TRACE = "0af7651916cd43dd8448eb211c80319c"

@@ -13,7 +13,6 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
-
 from victor_observability import (
     ALWAYS_OFF,
     DistributedTracer,
@@ -356,9 +355,8 @@ def test_parent_based_follows_remote_and_local_decisions() -> None:
     tracer = DistributedTracer("pb", sampler=ParentBasedSampler(ALWAYS_OFF))
     sampled = SpanContext("0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331", sampled=True)
     unsampled = SpanContext("0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331", sampled=False)
-    with tracer.start_span("from-sampled", parent=sampled) as a:
-        with tracer.start_span("local-child") as b:
-            pass
+    with tracer.start_span("from-sampled", parent=sampled) as a, tracer.start_span("local-child") as b:
+        pass
     assert isinstance(a, Span) and isinstance(b, Span) and b.parent_span_id == a.span_id
     assert isinstance(tracer.start_span("from-unsampled", parent=unsampled), NonRecordingSpan)
     assert isinstance(tracer.start_span("root"), NonRecordingSpan)
