@@ -7,14 +7,16 @@ use crate::trace::baggage::{self, Baggage};
 use crate::trace::buffer::Store;
 use crate::trace::hex::{parse_span_id, parse_trace_id, span_id_hex, trace_id_hex};
 use crate::trace::sampler::{ParentInfo, Sampler as CoreSampler};
-use crate::trace::span::{self as core_span, AttrValue, Attributes, Event, Kind, Limits, Scope, SpanRecord, StatusCode};
+use crate::trace::span::{
+    self as core_span, AttrValue, Attributes, Event, Kind, Limits, Scope, SpanRecord, StatusCode,
+};
 use crate::trace::{ids, traceparent, tracestate};
 use parking_lot::Mutex;
 use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
-use pyo3::intern;
 use smallvec::SmallVec;
 use std::borrow::Cow;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -68,7 +70,11 @@ fn current_var(py: Python<'_>) -> PyResult<&Py<PyAny>> {
 // that pyo3-ffi exposes under abi3, so they are declared here. They save two argument tuples and a Token
 // method lookup per span (measured: about 40 % of an unsampled span's cost).
 extern "C" {
-    fn PyContextVar_Get(var: *mut pyo3::ffi::PyObject, default: *mut pyo3::ffi::PyObject, value: *mut *mut pyo3::ffi::PyObject) -> std::os::raw::c_int;
+    fn PyContextVar_Get(
+        var: *mut pyo3::ffi::PyObject,
+        default: *mut pyo3::ffi::PyObject,
+        value: *mut *mut pyo3::ffi::PyObject,
+    ) -> std::os::raw::c_int;
     fn PyContextVar_Set(var: *mut pyo3::ffi::PyObject, value: *mut pyo3::ffi::PyObject) -> *mut pyo3::ffi::PyObject;
     fn PyContextVar_Reset(var: *mut pyo3::ffi::PyObject, token: *mut pyo3::ffi::PyObject) -> std::os::raw::c_int;
 }
@@ -149,7 +155,10 @@ fn _random_trace_id() -> String {
 // Small helpers.
 
 fn now_ns() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
 }
 
 /// Logs a warning once per process per `flag`, through the `victor_observability.tracing` logger.
@@ -160,7 +169,10 @@ fn warn_once(py: Python<'_>, flag: &AtomicBool, msg: &str) {
     }
     static LOGGER: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
     if let Ok(logger) = LOGGER.get_or_try_init(py, || -> PyResult<Py<PyAny>> {
-        Ok(py.import("logging")?.call_method1("getLogger", ("victor_observability.tracing",))?.unbind())
+        Ok(py
+            .import("logging")?
+            .call_method1("getLogger", ("victor_observability.tracing",))?
+            .unbind())
     }) {
         // A failing log handler must not break the span path.
         let _ = logger.bind(py).call_method1("warning", (msg,));
@@ -193,7 +205,9 @@ fn to_attr(obj: &Bound<'_, PyAny>) -> Option<AttrValue> {
         return None;
     }
     if let Ok(b) = obj.cast::<PyBytes>() {
-        return std::str::from_utf8(b.as_bytes()).ok().map(|s| AttrValue::Str(s.to_owned()));
+        return std::str::from_utf8(b.as_bytes())
+            .ok()
+            .map(|s| AttrValue::Str(s.to_owned()));
     }
     if obj.is_instance_of::<PyList>() || obj.is_instance_of::<PyTuple>() {
         return seq_attr(obj);
@@ -207,20 +221,45 @@ fn to_attr(obj: &Bound<'_, PyAny>) -> Option<AttrValue> {
 }
 
 fn seq_attr(obj: &Bound<'_, PyAny>) -> Option<AttrValue> {
-    let items: Vec<Bound<'_, PyAny>> = obj.try_iter().ok()?.filter_map(Result::ok).filter(|i| !i.is_none()).collect();
-    let Some(first) = items.first() else { return Some(AttrValue::StrArray(Vec::new())) };
+    let items: Vec<Bound<'_, PyAny>> = obj
+        .try_iter()
+        .ok()?
+        .filter_map(Result::ok)
+        .filter(|i| !i.is_none())
+        .collect();
+    let Some(first) = items.first() else {
+        return Some(AttrValue::StrArray(Vec::new()));
+    };
     if first.is_instance_of::<PyString>() {
-        items.iter().map(|i| i.cast::<PyString>().ok()?.to_str().ok().map(str::to_owned)).collect::<Option<_>>().map(AttrValue::StrArray)
+        items
+            .iter()
+            .map(|i| i.cast::<PyString>().ok()?.to_str().ok().map(str::to_owned))
+            .collect::<Option<_>>()
+            .map(AttrValue::StrArray)
     } else if first.is_instance_of::<PyBool>() {
-        items.iter().map(|i| i.cast::<PyBool>().ok().map(|b| b.is_true())).collect::<Option<_>>().map(AttrValue::BoolArray)
+        items
+            .iter()
+            .map(|i| i.cast::<PyBool>().ok().map(|b| b.is_true()))
+            .collect::<Option<_>>()
+            .map(AttrValue::BoolArray)
     } else if first.is_instance_of::<PyInt>() {
         items
             .iter()
-            .map(|i| if i.is_instance_of::<PyBool>() { None } else { i.extract::<i64>().ok() })
+            .map(|i| {
+                if i.is_instance_of::<PyBool>() {
+                    None
+                } else {
+                    i.extract::<i64>().ok()
+                }
+            })
             .collect::<Option<_>>()
             .map(AttrValue::IntArray)
     } else if first.is_instance_of::<PyFloat>() {
-        items.iter().map(|i| i.cast::<PyFloat>().ok().map(|f| f.value())).collect::<Option<_>>().map(AttrValue::FloatArray)
+        items
+            .iter()
+            .map(|i| i.cast::<PyFloat>().ok().map(|f| f.value()))
+            .collect::<Option<_>>()
+            .map(AttrValue::FloatArray)
     } else {
         None
     }
@@ -258,8 +297,12 @@ fn baggage_to_py<'py>(py: Python<'py>, b: Option<&Arc<Baggage>>) -> PyResult<Bou
 }
 
 fn baggage_from_py(obj: Option<&Bound<'_, PyAny>>) -> PyResult<Option<Arc<Baggage>>> {
-    let Some(obj) = obj.filter(|o| !o.is_none()) else { return Ok(None) };
-    let d = obj.cast::<PyDict>().map_err(|_| PyTypeError::new_err("baggage must be a dict of str to str"))?;
+    let Some(obj) = obj.filter(|o| !o.is_none()) else {
+        return Ok(None);
+    };
+    let d = obj
+        .cast::<PyDict>()
+        .map_err(|_| PyTypeError::new_err("baggage must be a dict of str to str"))?;
     let mut out = Baggage::new();
     for (k, v) in d.iter() {
         out.push((k.str()?.to_str()?.to_owned(), v.str()?.to_str()?.to_owned()));
@@ -341,14 +384,21 @@ impl Shared {
                 let parent_sampled = parent.map(|p| p.sampled);
                 match obj
                     .bind(py)
-                    .call_method1(intern!(py, "should_sample"), (trace_id_hex(trace_id), parent_sampled, name))
+                    .call_method1(
+                        intern!(py, "should_sample"),
+                        (trace_id_hex(trace_id), parent_sampled, name),
+                    )
                     .and_then(|r| r.is_truthy())
                 {
                     Ok(b) => b,
                     Err(e) => {
                         // A broken sampler must not break requests: do not sample, count, log once.
                         self.sampler_errors.fetch_add(1, Ordering::Relaxed);
-                        warn_once(py, &WARNED_SAMPLER, &format!("custom sampler failed, spans not sampled: {e}"));
+                        warn_once(
+                            py,
+                            &WARNED_SAMPLER,
+                            &format!("custom sampler failed, spans not sampled: {e}"),
+                        );
                         false
                     }
                 }
@@ -359,11 +409,18 @@ impl Shared {
     /// True when an unsampled parent always yields an unsampled child.
     #[inline]
     fn follows_unsampled_parent(&self) -> bool {
-        matches!(self.sampler, SamplerImpl::Core(CoreSampler::AlwaysOff | CoreSampler::ParentBased { .. }))
+        matches!(
+            self.sampler,
+            SamplerImpl::Core(CoreSampler::AlwaysOff | CoreSampler::ParentBased { .. })
+        )
     }
 
     fn convert(&self, py: Python<'_>, key: &Bound<'_, PyAny>, value: &Bound<'_, PyAny>) -> Option<(String, AttrValue)> {
-        let key = key.cast::<PyString>().ok().and_then(|k| k.to_str().ok()).filter(|k| !k.is_empty());
+        let key = key
+            .cast::<PyString>()
+            .ok()
+            .and_then(|k| k.to_str().ok())
+            .filter(|k| !k.is_empty());
         match (key, to_attr(value)) {
             (Some(k), Some(v)) => Some((k.to_owned(), self.limits.clip(v))),
             _ => {
@@ -481,7 +538,12 @@ impl TracerCore {
         Ok(TracerCore {
             shared: Arc::new(Shared {
                 store: Store::new(max_spans, max_queue_size, max_export_batch_size),
-                limits: Limits { max_attributes, max_events, max_event_attributes: max_attributes, max_value_len },
+                limits: Limits {
+                    max_attributes,
+                    max_events,
+                    max_event_attributes: max_attributes,
+                    max_value_len,
+                },
                 sampler,
                 service_name: service_name.to_owned(),
                 invalid_attributes: AtomicU64::new(0),
@@ -489,7 +551,10 @@ impl TracerCore {
                 started: AtomicU64::new(0),
                 unsampled: AtomicU64::new(0),
             }),
-            scope: Arc::new(Scope { name: service_name.to_owned(), version: None }),
+            scope: Arc::new(Scope {
+                name: service_name.to_owned(),
+                version: None,
+            }),
         })
     }
 
@@ -506,7 +571,13 @@ impl TracerCore {
     /// A core sharing this tracer's sampler and store, whose spans carry another instrumentation scope.
     #[pyo3(signature = (name, version=None))]
     fn with_scope(&self, name: &str, version: Option<String>) -> TracerCore {
-        TracerCore { shared: self.shared.clone(), scope: Arc::new(Scope { name: name.to_owned(), version }) }
+        TracerCore {
+            shared: self.shared.clone(),
+            scope: Arc::new(Scope {
+                name: name.to_owned(),
+                version,
+            }),
+        }
     }
 
     /// Starts a span under `parent` (default: the current span). Returns a `Span`, or a `NonRecordingSpan`
@@ -536,8 +607,19 @@ impl TracerCore {
                         if !c.remote && shared.follows_unsampled_parent() {
                             shared.started.fetch_add(1, Ordering::Relaxed);
                             shared.unsampled.fetch_add(1, Ordering::Relaxed);
-                            let ctx = Ctx { tracestate: c.tracestate.clone(), baggage: c.baggage.clone(), ..*c };
-                            return Ok(Bound::new(py, NonRecordingSpan { ctx, tokens: Mutex::new(SmallVec::new()) })?.into_any());
+                            let ctx = Ctx {
+                                tracestate: c.tracestate.clone(),
+                                baggage: c.baggage.clone(),
+                                ..*c
+                            };
+                            return Ok(Bound::new(
+                                py,
+                                NonRecordingSpan {
+                                    ctx,
+                                    tokens: Mutex::new(SmallVec::new()),
+                                },
+                            )?
+                            .into_any());
                         }
                     }
                     parent_of(&cur)?
@@ -547,7 +629,10 @@ impl TracerCore {
         };
         shared.started.fetch_add(1, Ordering::Relaxed);
         let trace_id = parent.as_ref().map_or_else(ids::trace_id, |p| p.trace_id);
-        let info = parent.as_ref().map(|p| ParentInfo { sampled: p.flags & traceparent::FLAG_SAMPLED != 0, remote: p.remote });
+        let info = parent.as_ref().map(|p| ParentInfo {
+            sampled: p.flags & traceparent::FLAG_SAMPLED != 0,
+            remote: p.remote,
+        });
         let span_id = ids::span_id();
         if !shared.sample(py, trace_id, info, name) {
             shared.unsampled.fetch_add(1, Ordering::Relaxed);
@@ -559,7 +644,14 @@ impl TracerCore {
                 tracestate: parent.as_ref().and_then(|p| p.tracestate.clone()),
                 baggage: parent.and_then(|p| p.baggage),
             };
-            return Ok(Bound::new(py, NonRecordingSpan { ctx, tokens: Mutex::new(SmallVec::new()) })?.into_any());
+            return Ok(Bound::new(
+                py,
+                NonRecordingSpan {
+                    ctx,
+                    tokens: Mutex::new(SmallVec::new()),
+                },
+            )?
+            .into_any());
         }
         let mut state = SpanState {
             name: name.to_str()?.to_owned(),
@@ -574,10 +666,18 @@ impl TracerCore {
             record: None,
         };
         if let Some(attrs) = attributes.filter(|a| !a.is_none()) {
-            let d = attrs.cast::<PyDict>().map_err(|_| PyTypeError::new_err("attributes must be a dict"))?;
+            let d = attrs
+                .cast::<PyDict>()
+                .map_err(|_| PyTypeError::new_err("attributes must be a dict"))?;
             for (k, v) in d.iter() {
                 if let Some((k, v)) = shared.convert(py, &k, &v) {
-                    core_span::set_attribute(&mut state.attributes, &mut state.dropped_attributes, shared.limits.max_attributes, k, v);
+                    core_span::set_attribute(
+                        &mut state.attributes,
+                        &mut state.dropped_attributes,
+                        shared.limits.max_attributes,
+                        k,
+                        v,
+                    );
                 }
             }
         }
@@ -624,8 +724,16 @@ impl TracerCore {
         let tp = traceparent::format(ctx.trace_id, ctx.span_id, ctx.flags & traceparent::FLAG_SAMPLED);
         // Only ASCII hex digits and dashes were written.
         let tp = std::str::from_utf8(&tp).unwrap_or_default();
-        let ts = ctx.tracestate.as_deref().map(tracestate::truncate).filter(|t| !t.is_empty());
-        let bg = ctx.baggage.as_deref().map(|b| baggage::format(b)).filter(|b| !b.is_empty());
+        let ts = ctx
+            .tracestate
+            .as_deref()
+            .map(tracestate::truncate)
+            .filter(|t| !t.is_empty());
+        let bg = ctx
+            .baggage
+            .as_deref()
+            .map(|b| baggage::format(b))
+            .filter(|b| !b.is_empty());
         if let Ok(list) = headers.cast::<PyList>() {
             list.append((PyBytes::new(py, b"traceparent"), PyBytes::new(py, tp.as_bytes())))?;
             if let Some(ts) = ts {
@@ -650,10 +758,8 @@ impl TracerCore {
     /// case-insensitive). None when traceparent is missing, repeated or invalid; never raises. An invalid
     /// tracestate is discarded (the trace still continues), invalid baggage members are skipped.
     fn extract_context(&self, py: Python<'_>, headers: &Bound<'_, PyAny>) -> Option<SpanContext> {
-        match extract(py, headers) {
-            Ok(ctx) => ctx,
-            Err(_) => None,
-        }
+        // Any Python error while reading odd carriers means "no context", never an exception.
+        extract(py, headers).unwrap_or_default()
     }
 
     /// Waits (without the GIL) until a batch is queued, `wake()` is called, or `timeout` seconds pass.
@@ -674,7 +780,15 @@ impl TracerCore {
 
     /// Takes up to `max` finished spans from the export queue.
     fn drain(&self, max: usize) -> Vec<SpanData> {
-        self.shared.store.drain(max).into_iter().map(|r| SpanData { record: r, shared: self.shared.clone() }).collect()
+        self.shared
+            .store
+            .drain(max)
+            .into_iter()
+            .map(|r| SpanData {
+                record: r,
+                shared: self.shared.clone(),
+            })
+            .collect()
     }
 
     fn queue_len(&self) -> usize {
@@ -683,13 +797,31 @@ impl TracerCore {
 
     /// The buffered finished spans of a trace (hex id), in the order they ended.
     fn get_trace(&self, trace_id: &str) -> Vec<SpanData> {
-        let Some(id) = parse_trace_id(trace_id) else { return Vec::new() };
-        self.shared.store.trace(id).into_iter().map(|r| SpanData { record: r, shared: self.shared.clone() }).collect()
+        let Some(id) = parse_trace_id(trace_id) else {
+            return Vec::new();
+        };
+        self.shared
+            .store
+            .trace(id)
+            .into_iter()
+            .map(|r| SpanData {
+                record: r,
+                shared: self.shared.clone(),
+            })
+            .collect()
     }
 
     /// Every buffered finished span, oldest first.
     fn finished_spans(&self) -> Vec<SpanData> {
-        self.shared.store.all().into_iter().map(|r| SpanData { record: r, shared: self.shared.clone() }).collect()
+        self.shared
+            .store
+            .all()
+            .into_iter()
+            .map(|r| SpanData {
+                record: r,
+                shared: self.shared.clone(),
+            })
+            .collect()
     }
 
     fn clear_spans(&self) {
@@ -707,7 +839,10 @@ impl TracerCore {
         d.set_item("spans_evicted", s.evicted)?;
         d.set_item("spans_queued", s.queued)?;
         d.set_item("queue_dropped", s.queue_dropped)?;
-        d.set_item("invalid_attributes", self.shared.invalid_attributes.load(Ordering::Relaxed))?;
+        d.set_item(
+            "invalid_attributes",
+            self.shared.invalid_attributes.load(Ordering::Relaxed),
+        )?;
         d.set_item("sampler_errors", self.shared.sampler_errors.load(Ordering::Relaxed))?;
         Ok(d)
     }
@@ -807,9 +942,21 @@ fn extract(py: Python<'_>, headers: &Bound<'_, PyAny>) -> PyResult<Option<SpanCo
     if found.traceparents != 1 {
         return Ok(None); // missing, or repeated: the spec says to restart the trace
     }
-    let Some(tp) = found.traceparent.as_deref().and_then(traceparent::parse) else { return Ok(None) };
-    let tracestate = found.tracestate.as_deref().and_then(tracestate::parse).filter(|s| !s.is_empty()).map(Arc::from);
-    let baggage = found.baggage.as_deref().map(baggage::parse).filter(|b| !b.is_empty()).map(Arc::new);
+    let Some(tp) = found.traceparent.as_deref().and_then(traceparent::parse) else {
+        return Ok(None);
+    };
+    let tracestate = found
+        .tracestate
+        .as_deref()
+        .and_then(tracestate::parse)
+        .filter(|s| !s.is_empty())
+        .map(Arc::from);
+    let baggage = found
+        .baggage
+        .as_deref()
+        .map(baggage::parse)
+        .filter(|b| !b.is_empty())
+        .map(Arc::new);
     Ok(Some(SpanContext {
         trace_id: tp.trace_id,
         span_id: tp.span_id,
@@ -856,14 +1003,21 @@ impl SpanContext {
         tracestate: Option<&str>,
         baggage: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
-        let tid = parse_trace_id(trace_id)
-            .ok_or_else(|| PyValueError::new_err(format!("trace_id {trace_id:?}: need 32 lowercase hex digits, not all zero")))?;
-        let sid = parse_span_id(span_id)
-            .ok_or_else(|| PyValueError::new_err(format!("span_id {span_id:?}: need 16 lowercase hex digits, not all zero")))?;
+        let tid = parse_trace_id(trace_id).ok_or_else(|| {
+            PyValueError::new_err(format!(
+                "trace_id {trace_id:?}: need 32 lowercase hex digits, not all zero"
+            ))
+        })?;
+        let sid = parse_span_id(span_id).ok_or_else(|| {
+            PyValueError::new_err(format!(
+                "span_id {span_id:?}: need 16 lowercase hex digits, not all zero"
+            ))
+        })?;
         let tracestate = match tracestate {
             None => None,
             Some(t) => {
-                let canon = tracestate::parse(t.as_bytes()).ok_or_else(|| PyValueError::new_err(format!("tracestate {t:?} is invalid")))?;
+                let canon = tracestate::parse(t.as_bytes())
+                    .ok_or_else(|| PyValueError::new_err(format!("tracestate {t:?} is invalid")))?;
                 if canon.is_empty() {
                     None
                 } else {
@@ -978,19 +1132,35 @@ pub struct Span {
 
 impl Span {
     fn set_one(&self, py: Python<'_>, key: &Bound<'_, PyAny>, value: &Bound<'_, PyAny>) {
-        let Some((k, v)) = self.shared.convert(py, key, value) else { return };
+        let Some((k, v)) = self.shared.convert(py, key, value) else {
+            return;
+        };
         let mut st = self.state.lock();
         if st.record.is_none() {
             let st = &mut *st;
-            core_span::set_attribute(&mut st.attributes, &mut st.dropped_attributes, self.shared.limits.max_attributes, k, v);
+            core_span::set_attribute(
+                &mut st.attributes,
+                &mut st.dropped_attributes,
+                self.shared.limits.max_attributes,
+                k,
+                v,
+            );
         }
     }
 
-    fn event(&self, py: Python<'_>, name: String, attributes: Option<&Bound<'_, PyAny>>, time_ns: Option<u64>) -> PyResult<()> {
+    fn event(
+        &self,
+        py: Python<'_>,
+        name: String,
+        attributes: Option<&Bound<'_, PyAny>>,
+        time_ns: Option<u64>,
+    ) -> PyResult<()> {
         let mut attrs = Attributes::new();
         let mut dropped = 0;
         if let Some(a) = attributes.filter(|a| !a.is_none()) {
-            let d = a.cast::<PyDict>().map_err(|_| PyTypeError::new_err("event attributes must be a dict"))?;
+            let d = a
+                .cast::<PyDict>()
+                .map_err(|_| PyTypeError::new_err("event attributes must be a dict"))?;
             for (k, v) in d.iter() {
                 if let Some((k, v)) = self.shared.convert(py, &k, &v) {
                     core_span::set_attribute(&mut attrs, &mut dropped, self.shared.limits.max_event_attributes, k, v);
@@ -1003,7 +1173,12 @@ impl Span {
             return Ok(());
         }
         if st.events.len() < self.shared.limits.max_events {
-            st.events.push(Event { name, time_ns, attributes: attrs, dropped_attributes: dropped });
+            st.events.push(Event {
+                name,
+                time_ns,
+                attributes: attrs,
+                dropped_attributes: dropped,
+            });
         } else {
             st.dropped_events = st.dropped_events.saturating_add(1);
         }
@@ -1016,17 +1191,26 @@ impl Span {
         self.start_ns + self.started.elapsed().as_nanos() as u64
     }
 
-    fn exception_event(&self, py: Python<'_>, exc: &Bound<'_, PyAny>, extra: Option<&Bound<'_, PyAny>>) -> PyResult<String> {
+    fn exception_event(
+        &self,
+        py: Python<'_>,
+        exc: &Bound<'_, PyAny>,
+        extra: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<String> {
         let ty = exc.get_type();
         let type_name = ty.qualname()?.to_string();
         let message = exc.str().map(|s| s.to_string()).unwrap_or_default();
         static FORMAT: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
         let stack = FORMAT
-            .get_or_try_init(py, || -> PyResult<Py<PyAny>> { Ok(py.import("traceback")?.getattr("format_exception")?.unbind()) })
+            .get_or_try_init(py, || -> PyResult<Py<PyAny>> {
+                Ok(py.import("traceback")?.getattr("format_exception")?.unbind())
+            })
             .and_then(|f| {
                 let tb = exc.getattr(intern!(py, "__traceback__"))?;
                 let lines = f.bind(py).call1((ty.clone(), exc, tb))?;
-                Ok(PyString::new(py, "").call_method1(intern!(py, "join"), (lines,))?.to_string())
+                Ok(PyString::new(py, "")
+                    .call_method1(intern!(py, "join"), (lines,))?
+                    .to_string())
             })
             .unwrap_or_default();
         let attrs = PyDict::new(py);
@@ -1037,7 +1221,11 @@ impl Span {
             attrs.update(extra.cast::<pyo3::types::PyMapping>()?)?;
         }
         self.event(py, "exception".to_owned(), Some(attrs.as_any()), None)?;
-        Ok(if message.is_empty() { type_name } else { format!("{type_name}: {message}") })
+        Ok(if message.is_empty() {
+            type_name
+        } else {
+            format!("{type_name}: {message}")
+        })
     }
 
     fn finish(&self, end_ns: Option<u64>) {
@@ -1166,7 +1354,9 @@ impl Span {
     }
 
     fn set_attributes(&self, py: Python<'_>, attributes: &Bound<'_, PyAny>) -> PyResult<()> {
-        let d = attributes.cast::<PyDict>().map_err(|_| PyTypeError::new_err("attributes must be a dict"))?;
+        let d = attributes
+            .cast::<PyDict>()
+            .map_err(|_| PyTypeError::new_err("attributes must be a dict"))?;
         for (k, v) in d.iter() {
             self.set_one(py, &k, &v);
         }
@@ -1174,13 +1364,24 @@ impl Span {
     }
 
     #[pyo3(signature = (name, attributes=None, timestamp=None))]
-    fn add_event(&self, py: Python<'_>, name: String, attributes: Option<&Bound<'_, PyAny>>, timestamp: Option<u64>) -> PyResult<()> {
+    fn add_event(
+        &self,
+        py: Python<'_>,
+        name: String,
+        attributes: Option<&Bound<'_, PyAny>>,
+        timestamp: Option<u64>,
+    ) -> PyResult<()> {
         self.event(py, name, attributes, timestamp)
     }
 
     /// Adds an `exception` event (type, message, stack trace) without changing the status.
     #[pyo3(signature = (exception, attributes=None))]
-    fn record_exception(&self, py: Python<'_>, exception: &Bound<'_, PyAny>, attributes: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
+    fn record_exception(
+        &self,
+        py: Python<'_>,
+        exception: &Bound<'_, PyAny>,
+        attributes: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
         self.exception_event(py, exception, attributes).map(|_| ())
     }
 
@@ -1202,7 +1403,11 @@ impl Span {
         let mut st = self.state.lock();
         if st.record.is_none() {
             st.status = code;
-            st.status_message = if code == StatusCode::Error { description.unwrap_or_default() } else { String::new() };
+            st.status_message = if code == StatusCode::Error {
+                description.unwrap_or_default()
+            } else {
+                String::new()
+            };
         }
         Ok(())
     }
@@ -1226,7 +1431,13 @@ impl Span {
     }
 
     fn get_baggage_item(&self, key: &str) -> Option<String> {
-        self.state.lock().baggage.as_ref()?.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone())
+        self.state
+            .lock()
+            .baggage
+            .as_ref()?
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.clone())
     }
 
     /// Ends the span (idempotent): its record goes to the tracer's buffer and export queue.
@@ -1237,7 +1448,10 @@ impl Span {
 
     /// The finished record, once ended.
     fn to_span_data(&self) -> Option<SpanData> {
-        self.state.lock().record.clone().map(|r| SpanData { record: r, shared: self.shared.clone() })
+        self.state.lock().record.clone().map(|r| SpanData {
+            record: r,
+            shared: self.shared.clone(),
+        })
     }
 
     fn __enter__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, Self>> {
@@ -1268,7 +1482,12 @@ impl Span {
     }
 
     fn __repr__(&self) -> String {
-        format!("Span(name={:?}, trace_id={:?}, span_id={:?})", self.name(), self.trace_id(), self.span_id())
+        format!(
+            "Span(name={:?}, trace_id={:?}, span_id={:?})",
+            self.name(),
+            self.trace_id(),
+            self.span_id()
+        )
     }
 }
 
@@ -1367,7 +1586,13 @@ impl NonRecordingSpan {
     fn set_attribute(&self, _key: &Bound<'_, PyAny>, _value: &Bound<'_, PyAny>) {}
     fn set_attributes(&self, _attributes: &Bound<'_, PyAny>) {}
     #[pyo3(signature = (_name, _attributes=None, _timestamp=None))]
-    fn add_event(&self, _name: &Bound<'_, PyAny>, _attributes: Option<&Bound<'_, PyAny>>, _timestamp: Option<&Bound<'_, PyAny>>) {}
+    fn add_event(
+        &self,
+        _name: &Bound<'_, PyAny>,
+        _attributes: Option<&Bound<'_, PyAny>>,
+        _timestamp: Option<&Bound<'_, PyAny>>,
+    ) {
+    }
     #[pyo3(signature = (_exception, _attributes=None))]
     fn record_exception(&self, _exception: &Bound<'_, PyAny>, _attributes: Option<&Bound<'_, PyAny>>) {}
     fn set_error(&self, _exception: &Bound<'_, PyAny>) {}
@@ -1376,7 +1601,12 @@ impl NonRecordingSpan {
     fn update_name(&self, _name: &Bound<'_, PyAny>) {}
     fn set_baggage_item(&self, _key: &Bound<'_, PyAny>, _value: &Bound<'_, PyAny>) {}
     fn get_baggage_item(&self, key: &str) -> Option<String> {
-        self.ctx.baggage.as_ref()?.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone())
+        self.ctx
+            .baggage
+            .as_ref()?
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.clone())
     }
     #[pyo3(signature = (_end_time=None))]
     fn end(&self, _end_time: Option<&Bound<'_, PyAny>>) {}
@@ -1394,11 +1624,21 @@ impl NonRecordingSpan {
                     c.trace_id == me.trace_id && c.span_id == me.span_id && !c.remote
                 })
         });
-        let token = if already { None } else { Some(set_current(py, slf.as_any())?.unbind()) };
+        let token = if already {
+            None
+        } else {
+            Some(set_current(py, slf.as_any())?.unbind())
+        };
         slf.get().tokens.lock().push(token);
         Ok(slf.clone())
     }
-    fn __exit__(&self, py: Python<'_>, _exc_type: &Bound<'_, PyAny>, _exc: &Bound<'_, PyAny>, _tb: &Bound<'_, PyAny>) -> bool {
+    fn __exit__(
+        &self,
+        py: Python<'_>,
+        _exc_type: &Bound<'_, PyAny>,
+        _exc: &Bound<'_, PyAny>,
+        _tb: &Bound<'_, PyAny>,
+    ) -> bool {
         let token = self.tokens.lock().pop();
         if let Some(Some(token)) = token {
             reset_current(py, token.bind(py));
@@ -1406,7 +1646,11 @@ impl NonRecordingSpan {
         false
     }
     fn __repr__(&self) -> String {
-        format!("NonRecordingSpan(trace_id={:?}, span_id={:?})", self.trace_id(), self.span_id())
+        format!(
+            "NonRecordingSpan(trace_id={:?}, span_id={:?})",
+            self.trace_id(),
+            self.span_id()
+        )
     }
 }
 
@@ -1553,7 +1797,12 @@ impl SpanData {
     }
 
     fn __repr__(&self) -> String {
-        format!("SpanData(name={:?}, trace_id={:?}, span_id={:?})", self.record.name, self.trace_id(), self.span_id())
+        format!(
+            "SpanData(name={:?}, trace_id={:?}, span_id={:?})",
+            self.record.name,
+            self.trace_id(),
+            self.span_id()
+        )
     }
 }
 
@@ -1570,29 +1819,49 @@ pub struct Sampler {
 impl Sampler {
     #[staticmethod]
     fn always_on() -> Sampler {
-        Sampler { inner: CoreSampler::AlwaysOn }
+        Sampler {
+            inner: CoreSampler::AlwaysOn,
+        }
     }
     #[staticmethod]
     fn always_off() -> Sampler {
-        Sampler { inner: CoreSampler::AlwaysOff }
+        Sampler {
+            inner: CoreSampler::AlwaysOff,
+        }
     }
     #[staticmethod]
     fn trace_id_ratio(ratio: f64) -> PyResult<Sampler> {
         if !(0.0..=1.0).contains(&ratio) {
-            return Err(PyValueError::new_err(format!("sampler ratio {ratio} must be within [0, 1]")));
+            return Err(PyValueError::new_err(format!(
+                "sampler ratio {ratio} must be within [0, 1]"
+            )));
         }
-        Ok(Sampler { inner: CoreSampler::ratio(ratio) })
+        Ok(Sampler {
+            inner: CoreSampler::ratio(ratio),
+        })
     }
     #[staticmethod]
     fn parent_based(root: &Bound<'_, Sampler>) -> Sampler {
-        Sampler { inner: CoreSampler::ParentBased { root: Box::new(root.get().inner.clone()) } }
+        Sampler {
+            inner: CoreSampler::ParentBased {
+                root: Box::new(root.get().inner.clone()),
+            },
+        }
     }
     /// The decision for a trace id (hex) and the parent's sampled flag (None for a root).
     #[pyo3(signature = (trace_id, parent_sampled=None, name=None))]
-    fn should_sample(&self, trace_id: &str, parent_sampled: Option<bool>, name: Option<&Bound<'_, PyAny>>) -> PyResult<bool> {
+    fn should_sample(
+        &self,
+        trace_id: &str,
+        parent_sampled: Option<bool>,
+        name: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<bool> {
         let _ = name;
-        let id = parse_trace_id(trace_id).ok_or_else(|| PyValueError::new_err(format!("trace_id {trace_id:?} is invalid")))?;
-        Ok(self.inner.should_sample(id, parent_sampled.map(|sampled| ParentInfo { sampled, remote: false })))
+        let id = parse_trace_id(trace_id)
+            .ok_or_else(|| PyValueError::new_err(format!("trace_id {trace_id:?} is invalid")))?;
+        Ok(self
+            .inner
+            .should_sample(id, parent_sampled.map(|sampled| ParentInfo { sampled, remote: false })))
     }
     #[getter]
     fn description(&self) -> String {

@@ -39,7 +39,11 @@ pub struct Store {
 impl Store {
     pub fn new(ring_capacity: usize, queue_capacity: usize, batch_size: usize) -> Store {
         Store {
-            inner: Mutex::new(Inner { ring: VecDeque::new(), queue: Vec::new(), wake: false }),
+            inner: Mutex::new(Inner {
+                ring: VecDeque::new(),
+                queue: Vec::new(),
+                wake: false,
+            }),
             cond: Condvar::new(),
             ring_capacity,
             queue_capacity: queue_capacity.max(1),
@@ -58,7 +62,8 @@ impl Store {
         if !on {
             // Whatever is still queued will never be exported: it counts as dropped.
             let mut inner = self.inner.lock();
-            self.queue_dropped.fetch_add(inner.queue.len() as u64, Ordering::Relaxed);
+            self.queue_dropped
+                .fetch_add(inner.queue.len() as u64, Ordering::Relaxed);
             inner.queue.clear();
         }
     }
@@ -126,7 +131,13 @@ impl Store {
 
     /// The buffered spans of one trace, in the order they finished.
     pub fn trace(&self, trace_id: u128) -> Vec<Arc<SpanRecord>> {
-        self.inner.lock().ring.iter().filter(|r| r.trace_id == trace_id).cloned().collect()
+        self.inner
+            .lock()
+            .ring
+            .iter()
+            .filter(|r| r.trace_id == trace_id)
+            .cloned()
+            .collect()
     }
 
     pub fn all(&self) -> Vec<Arc<SpanRecord>> {
