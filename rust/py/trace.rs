@@ -1515,7 +1515,9 @@ pub struct NonRecordingSpan {
     tokens: Mutex<SmallVec<[Option<Py<PyAny>>; 1]>>,
 }
 
+// The setters accept and ignore what a recording span would take.
 #[pymethods]
+#[allow(unused_variables)]
 impl NonRecordingSpan {
     /// A non-recording span standing for `context` (an incoming or foreign span), so it can be made current.
     #[staticmethod]
@@ -1583,23 +1585,23 @@ impl NonRecordingSpan {
     fn is_recording(&self) -> bool {
         false
     }
-    fn set_attribute(&self, _key: &Bound<'_, PyAny>, _value: &Bound<'_, PyAny>) {}
-    fn set_attributes(&self, _attributes: &Bound<'_, PyAny>) {}
-    #[pyo3(signature = (_name, _attributes=None, _timestamp=None))]
+    fn set_attribute(&self, key: &Bound<'_, PyAny>, value: &Bound<'_, PyAny>) {}
+    fn set_attributes(&self, attributes: &Bound<'_, PyAny>) {}
+    #[pyo3(signature = (name, attributes=None, timestamp=None))]
     fn add_event(
         &self,
-        _name: &Bound<'_, PyAny>,
-        _attributes: Option<&Bound<'_, PyAny>>,
-        _timestamp: Option<&Bound<'_, PyAny>>,
+        name: &Bound<'_, PyAny>,
+        attributes: Option<&Bound<'_, PyAny>>,
+        timestamp: Option<&Bound<'_, PyAny>>,
     ) {
     }
-    #[pyo3(signature = (_exception, _attributes=None))]
-    fn record_exception(&self, _exception: &Bound<'_, PyAny>, _attributes: Option<&Bound<'_, PyAny>>) {}
-    fn set_error(&self, _exception: &Bound<'_, PyAny>) {}
-    #[pyo3(signature = (_status, _description=None))]
-    fn set_status(&self, _status: &Bound<'_, PyAny>, _description: Option<&Bound<'_, PyAny>>) {}
-    fn update_name(&self, _name: &Bound<'_, PyAny>) {}
-    fn set_baggage_item(&self, _key: &Bound<'_, PyAny>, _value: &Bound<'_, PyAny>) {}
+    #[pyo3(signature = (exception, attributes=None))]
+    fn record_exception(&self, exception: &Bound<'_, PyAny>, attributes: Option<&Bound<'_, PyAny>>) {}
+    fn set_error(&self, exception: &Bound<'_, PyAny>) {}
+    #[pyo3(signature = (status, description=None))]
+    fn set_status(&self, status: &Bound<'_, PyAny>, description: Option<&Bound<'_, PyAny>>) {}
+    fn update_name(&self, name: &Bound<'_, PyAny>) {}
+    fn set_baggage_item(&self, key: &Bound<'_, PyAny>, value: &Bound<'_, PyAny>) {}
     fn get_baggage_item(&self, key: &str) -> Option<String> {
         self.ctx
             .baggage
@@ -1608,8 +1610,8 @@ impl NonRecordingSpan {
             .find(|(k, _)| k == key)
             .map(|(_, v)| v.clone())
     }
-    #[pyo3(signature = (_end_time=None))]
-    fn end(&self, _end_time: Option<&Bound<'_, PyAny>>) {}
+    #[pyo3(signature = (end_time=None))]
+    fn end(&self, end_time: Option<&Bound<'_, PyAny>>) {}
     fn to_span_data(&self) -> Option<SpanData> {
         None
     }
