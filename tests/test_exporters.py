@@ -211,3 +211,25 @@ def test_otlp_endpoint_from_standard_variables(monkeypatch: pytest.MonkeyPatch) 
     assert OTLPSpanExporter("http://explicit:1/v1/traces").endpoint == "http://explicit:1/v1/traces"
     with pytest.raises(ValueError, match="endpoint"):
         OTLPSpanExporter("collector:4318")
+
+
+def test_export_keeps_working_in_a_forked_child(tmp_path: Path) -> None:
+    path = tmp_path / "fork.jsonl"
+    script = (
+        "import os, warnings\n"
+        "from victor_observability import DistributedTracer, JsonLinesSpanExporter\n"
+        f"t = DistributedTracer('fork', exporters=[JsonLinesSpanExporter({str(path)!r})], schedule_delay=0.05)\n"
+        "t.start_span('before-fork').end()\n"
+        "assert t.force_flush(10)\n"
+        "warnings.simplefilter('ignore', DeprecationWarning)\n"
+        "pid = os.fork()\n"
+        "if pid == 0:\n"
+        "    t.start_span('in-child').end()\n"
+        "    os._exit(0 if t.force_flush(10) else 1)\n"
+        "_, status = os.waitpid(pid, 0)\n"
+        "assert os.waitstatus_to_exitcode(status) == 0\n"
+        "t.shutdown()\n"
+    )
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=60)
+    names = [json.loads(line)["name"] for line in path.read_text().splitlines()]
+    assert names == ["before-fork", "in-child"]
