@@ -18,10 +18,17 @@ import threading
 from collections.abc import Callable, Iterable, Mapping
 from enum import Enum
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar, overload, runtime_checkable
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from victor_observability import _core
 from victor_observability._core import NonRecordingSpan, Sampler, Span, SpanContext, SpanData
+from victor_observability._sampling import (
+    ALWAYS_OFF,
+    ALWAYS_ON,
+    CustomSampler,
+    ParentBasedSampler,
+    TraceIdRatioSampler,
+)
 
 if TYPE_CHECKING:
     from victor_observability.exporters import SpanExporter
@@ -79,44 +86,6 @@ class StatusCode(str, Enum):
     ERROR = "error"
 
 
-@runtime_checkable
-class CustomSampler(Protocol):
-    """A sampler written in Python (the built-in `Sampler`s run in Rust and are much cheaper).
-
-    >>> class EveryOther:
-    ...     def should_sample(self, trace_id: str, parent_sampled: bool | None, name: str) -> bool:
-    ...         return int(trace_id[-1], 16) % 2 == 0
-    """
-
-    def should_sample(self, trace_id: str, parent_sampled: bool | None, name: str) -> bool: ...
-
-
-ALWAYS_ON: Sampler = Sampler.always_on()
-"""Samples every trace (the default)."""
-ALWAYS_OFF: Sampler = Sampler.always_off()
-"""Samples nothing; contexts still propagate, with the sampled flag off."""
-
-
-def TraceIdRatioSampler(ratio: float) -> Sampler:
-    """Samples `ratio` of traces, decided on the trace id alone so that every service agrees (OpenTelemetry's
-    TraceIdRatioBased rule: low 64 bits of the id below ratio * 2**64).
-
-    >>> TraceIdRatioSampler(0.1).description
-    'TraceIdRatio(0.1)'
-    """
-    return Sampler.trace_id_ratio(ratio)
-
-
-def ParentBasedSampler(root: Sampler | None = None) -> Sampler:
-    """Follows the parent's sampled flag (local or remote); roots are decided by `root` (default: always on).
-    The guide's production advice, 10-20 %, is `ParentBasedSampler(TraceIdRatioSampler(0.1))`.
-
-    >>> ParentBasedSampler(TraceIdRatioSampler(0.2)).description
-    'ParentBased(root=TraceIdRatio(0.2))'
-    """
-    return Sampler.parent_based(root if root is not None else ALWAYS_ON)
-
-
 def current_span() -> AnySpan | None:
     """The span current in this thread or asyncio task, whichever tracer started it.
 
@@ -159,7 +128,7 @@ class DistributedTracer(_core.TracerCore):
     >>> headers: dict[str, str] = {}
     >>> with tracer.start_span("call", kind="client"):
     ...     _ = tracer.inject_context(headers)
-    >>> sorted(headers) if headers else ["traceparent"]
+    >>> sorted(headers)  # sampled or not, the context propagates
     ['traceparent']
     """
 
