@@ -9,6 +9,7 @@ import re
 import subprocess
 import sys
 import threading
+import types
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -219,6 +220,11 @@ def test_attribute_values_follow_opentelemetry_rules(tracer: DistributedTracer) 
         span.set_attribute("mixed", [1, "a"])
         span.set_attribute("dict", {"a": 1})
         span.set_attribute(3, "non-str key")
+    with tracer.start_span("mapping", attributes=types.MappingProxyType({"m": 1})) as mapped:
+        mapped.set_attributes(types.MappingProxyType({"n": 2}))
+    assert mapped.attributes == {"m": 1, "n": 2}
+    with pytest.raises(TypeError, match="mapping"):
+        tracer.start_span("bad", attributes=[("a", 1)])  # type: ignore[arg-type]
     attrs = span.attributes
     assert attrs["s"] == "x" and attrs["b"] is True and attrs["i"] == 7 and attrs["f"] == 1.5
     assert attrs["ls"] == ("a", "b") and attrs["li"] == (1, 2) and attrs["lf"] == (1.0, 2.0)

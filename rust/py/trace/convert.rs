@@ -204,3 +204,19 @@ pub(crate) fn status_from_py(status: &Bound<'_, PyAny>) -> PyResult<StatusCode> 
     }
     Err(PyValueError::new_err(format!("unknown span status {}", status.repr()?)))
 }
+
+/// A dict as it is, any other mapping copied into one; anything else is a TypeError.
+pub(crate) fn as_dict<'py>(obj: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyDict>> {
+    if let Ok(d) = obj.cast::<PyDict>() {
+        return Ok(d.clone());
+    }
+    let Ok(mapping) = obj.cast::<pyo3::types::PyMapping>() else {
+        let type_name = obj.get_type().name()?;
+        return Err(PyTypeError::new_err(format!(
+            "attributes must be a mapping, not {type_name}"
+        )));
+    };
+    let d = PyDict::new(obj.py());
+    d.update(mapping)?;
+    Ok(d)
+}

@@ -29,7 +29,10 @@ pub(crate) fn current_var(py: Python<'_>) -> PyResult<&Py<PyAny>> {
 
 // The C API's context-variable calls are public and unchanged since CPython 3.7, but not in the limited API
 // that pyo3-ffi exposes under abi3, so they are declared here. They save two argument tuples and a Token
-// method lookup per span (measured: about 40 % of an unsampled span's cost).
+// method lookup per span (measured: about 40 % of an unsampled span's cost). The symbols resolve against the
+// running interpreter on Linux and macOS; Windows links abi3 modules to python3.dll, which lacks them, so
+// there the bound methods are called instead (below).
+#[cfg(not(windows))]
 extern "C" {
     pub(crate) fn PyContextVar_Get(
         var: *mut pyo3::ffi::PyObject,
@@ -47,6 +50,7 @@ extern "C" {
 }
 
 /// The current span object, or None when no span is current.
+#[cfg(not(windows))]
 #[inline]
 pub(crate) fn get_current<'py>(py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
     let var = &current(py)?.var;
@@ -64,6 +68,7 @@ pub(crate) fn get_current<'py>(py: Python<'py>) -> PyResult<Option<Bound<'py, Py
     }
 }
 
+#[cfg(not(windows))]
 #[inline]
 pub(crate) fn set_current<'py>(py: Python<'py>, value: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
     let var = &current(py)?.var;
@@ -73,6 +78,7 @@ pub(crate) fn set_current<'py>(py: Python<'py>, value: &Bound<'py, PyAny>) -> Py
 
 /// Restores the context variable; a token from another context (a span entered in one thread and left in
 /// another) cannot be used, and that must not break the caller, so the error is swallowed.
+#[cfg(not(windows))]
 #[inline]
 pub(crate) fn reset_current(py: Python<'_>, token: &Bound<'_, PyAny>) {
     let Ok(c) = current(py) else { return };
@@ -81,6 +87,28 @@ pub(crate) fn reset_current(py: Python<'_>, token: &Bound<'_, PyAny>) {
         if PyContextVar_Reset(c.var.as_ptr(), token.as_ptr()) < 0 {
             drop(PyErr::fetch(py));
         }
+    }
+}
+
+#[cfg(windows)]
+#[inline]
+pub(crate) fn get_current<'py>(py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
+    let obj = current(py)?.var.bind(py).call_method0(intern!(py, "get"))?;
+    Ok(if obj.is_none() { None } else { Some(obj) })
+}
+
+#[cfg(windows)]
+#[inline]
+pub(crate) fn set_current<'py>(py: Python<'py>, value: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    current(py)?.var.bind(py).call_method1(intern!(py, "set"), (value,))
+}
+
+#[cfg(windows)]
+#[inline]
+pub(crate) fn reset_current(py: Python<'_>, token: &Bound<'_, PyAny>) {
+    if let Ok(c) = current(py) {
+        // A token from another context must not break the caller.
+        let _ = c.var.bind(py).call_method1(intern!(py, "reset"), (token,));
     }
 }
 

@@ -63,9 +63,7 @@ impl Span {
         let mut attrs = Attributes::new();
         let mut dropped = 0;
         if let Some(a) = attributes.filter(|a| !a.is_none()) {
-            let d = a
-                .cast::<PyDict>()
-                .map_err(|_| PyTypeError::new_err("event attributes must be a dict"))?;
+            let d = as_dict(a)?;
             for (k, v) in d.iter() {
                 if let Some((k, v)) = self.shared.convert(py, &k, &v) {
                     core_span::set_attribute(&mut attrs, &mut dropped, self.shared.limits.max_event_attributes, k, v);
@@ -259,9 +257,7 @@ impl Span {
     }
 
     pub(crate) fn set_attributes(&self, py: Python<'_>, attributes: &Bound<'_, PyAny>) -> PyResult<()> {
-        let d = attributes
-            .cast::<PyDict>()
-            .map_err(|_| PyTypeError::new_err("attributes must be a dict"))?;
+        let d = as_dict(attributes)?;
         for (k, v) in d.iter() {
             self.set_one(py, &k, &v);
         }

@@ -320,9 +320,7 @@ impl TracerCore {
             record: None,
         };
         if let Some(attrs) = attributes.filter(|a| !a.is_none()) {
-            let d = attrs
-                .cast::<PyDict>()
-                .map_err(|_| PyTypeError::new_err("attributes must be a dict"))?;
+            let d = as_dict(attrs)?;
             for (k, v) in d.iter() {
                 if let Some((k, v)) = shared.convert(py, &k, &v) {
                     core_span::set_attribute(
