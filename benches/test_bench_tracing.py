@@ -31,6 +31,13 @@ RATIOS = [
     ("unsampled root span (with-block)", "ours_unsampled_root_span", "noop_extension_call", 5.0, "within"),
     ("unsampled child span (with-block)", "ours_unsampled_child_span", "noop_extension_call", 5.0, "within"),
     ("unsampled root span (start + end)", "ours_unsampled_start_end", "noop_extension_call", 5.0, "within"),
+    (
+        "unsampled root span (with-block) vs no-op with-block",
+        "ours_unsampled_root_span",
+        "noop_extension_with",
+        5.0,
+        "within",
+    ),
     ("inject_context", "ours_inject", "otel_sdk_inject", 5.0, "faster"),
     ("extract_context", "ours_extract", "otel_sdk_extract", 5.0, "faster"),
 ]
@@ -127,6 +134,17 @@ def test_noop_extension_call(benchmark: Any) -> None:
         noop("op")
 
     measure(benchmark, "noop_extension_call", run)
+
+
+def test_noop_extension_with(benchmark: Any) -> None:
+    # The floor of any `with` block on an extension object: what the with-statement itself costs.
+    noop_context = _core._NoopContext()
+
+    def run() -> None:
+        with noop_context:
+            pass
+
+    measure(benchmark, "noop_extension_with", run)
 
 
 def test_ours_unsampled_root_span(benchmark: Any) -> None:

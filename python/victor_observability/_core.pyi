@@ -127,6 +127,13 @@ def _reset_current_span(token: object) -> None: ...
 def _noop_trace(*args: Any, **kwargs: Any) -> None:
     """Does nothing: the floor the tracing benches measure an unsampled span against."""
 
+@final
+class _NoopContext:
+    """A context manager that does nothing: the floor of a `with` block on an extension object (benches)."""
+
+    def __enter__(self) -> _NoopContext: ...
+    def __exit__(self, a: object, b: object, c: object) -> bool: ...
+
 def _reseed_ids() -> None:
     """Re-seeds the calling thread's id generator (fork safety is automatic via pthread_atfork)."""
 

@@ -48,6 +48,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<SpanContext>()?;
     m.add_class::<SpanData>()?;
     m.add_class::<Sampler>()?;
+    m.add_class::<_NoopContext>()?;
     m.add_function(wrap_pyfunction!(_noop_trace, m)?)?;
     m.add_function(wrap_pyfunction!(current_span, m)?)?;
     m.add_function(wrap_pyfunction!(_set_current_span, m)?)?;

@@ -412,6 +412,8 @@ pub(crate) fn events_to_py<'py>(py: Python<'py>, events: &[Event]) -> PyResult<B
 #[pyclass(frozen, module = "victor_observability._core")]
 pub struct NonRecordingSpan {
     pub(crate) ctx: Ctx,
+    /// Made for a child of an unsampled span, sharing its context: entering it usually changes nothing.
+    pub(crate) shares_parent: bool,
     /// One entry per `with` block: the token to restore, or None when the span was already current.
     pub(crate) tokens: Mutex<SmallVec<[Option<Py<PyAny>>; 1]>>,
 }
@@ -433,6 +435,7 @@ impl NonRecordingSpan {
                 tracestate: c.tracestate.clone(),
                 baggage: c.baggage.clone(),
             },
+            shares_parent: false,
             tokens: Mutex::new(SmallVec::new()),
         }
     }
@@ -520,13 +523,14 @@ impl NonRecordingSpan {
         let py = slf.py();
         // A child sharing its unsampled parent's context need not replace it.
         let me = &slf.get().ctx;
-        let already = get_current(py)?.is_some_and(|cur| {
-            cur.is(slf)
-                || cur.cast::<NonRecordingSpan>().is_ok_and(|c| {
-                    let c = &c.get().ctx;
-                    c.trace_id == me.trace_id && c.span_id == me.span_id && !c.remote
-                })
-        });
+        let already = slf.get().shares_parent
+            && get_current(py)?.is_some_and(|cur| {
+                cur.is(slf)
+                    || cur.cast::<NonRecordingSpan>().is_ok_and(|c| {
+                        let c = &c.get().ctx;
+                        c.trace_id == me.trace_id && c.span_id == me.span_id && !c.remote
+                    })
+            });
         let token = if already {
             None
         } else {

@@ -270,6 +270,7 @@ impl TracerCore {
                                 py,
                                 NonRecordingSpan {
                                     ctx,
+                                    shares_parent: true,
                                     tokens: Mutex::new(SmallVec::new()),
                                 },
                             )?
@@ -302,6 +303,7 @@ impl TracerCore {
                 py,
                 NonRecordingSpan {
                     ctx,
+                    shares_parent: false,
                     tokens: Mutex::new(SmallVec::new()),
                 },
             )?
