@@ -169,6 +169,14 @@ def test_exception_is_recorded_and_propagates_unchanged(tracer: DistributedTrace
     assert current_span() is None
 
 
+def test_status_set_by_hand_survives_the_exception(tracer: DistributedTracer) -> None:
+    with pytest.raises(ValueError), tracer.start_span("op") as span:
+        span.set_status(StatusCode.ERROR, "upstream said 503")
+        raise ValueError("wrapped")
+    assert span.status == "error" and span.status_message == "upstream said 503"
+    assert span.events[0]["attributes"]["exception.message"] == "wrapped"
+
+
 def test_set_error_record_exception_and_events(tracer: DistributedTracer) -> None:
     with tracer.start_span("op") as span:
         span.add_event("cache.miss", {"key": "k"})

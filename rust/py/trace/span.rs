@@ -369,9 +369,14 @@ impl Span {
         _tb: &Bound<'_, PyAny>,
     ) -> bool {
         if !exc.is_none() {
-            // Recording must never replace the user's exception with ours.
-            if let Err(e) = self.set_error(py, exc) {
-                drop(e);
+            // Recording must never replace the user's exception with ours, so errors here are dropped. A status
+            // the code set by hand (an error with its own message, or ok) is kept, as OpenTelemetry does.
+            if let Ok(description) = self.exception_event(py, exc, None) {
+                let mut st = self.state.lock();
+                if st.record.is_none() && st.status == StatusCode::Unset {
+                    st.status = StatusCode::Error;
+                    st.status_message = description;
+                }
             }
         }
         let token = self.state.lock().tokens.pop();
