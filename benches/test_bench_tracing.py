@@ -26,6 +26,8 @@ medians: dict[str, float] = {}
 minimums: dict[str, float] = {}
 
 # (label, ours, peer, target, kind): kind "faster" means peer/ours >= target; "within" means ours/peer <= target.
+# The floors: one no-op call into the extension (the issue's), and a `with` block on a no-op extension object
+# (what the with-statement alone costs; shown for context).
 RATIOS = [
     ("sampled span + 1 attribute (with-block)", "ours_sampled_span", "otel_sdk_sampled_span", 10.0, "faster"),
     ("unsampled root span (with-block)", "ours_unsampled_root_span", "noop_extension_call", 5.0, "within"),
@@ -71,7 +73,7 @@ def report(request: pytest.FixtureRequest) -> Iterator[None]:
         else:
             ratio = medians[ours] / medians[peer]
             verdict = "ok" if ratio <= target else "MISSED"
-            lines.append(f"  {label}: {ratio:.2f}x the no-op call (target <= {target:g}x) {verdict}")
+            lines.append(f"  {label}: {ratio:.2f}x the floor (target <= {target:g}x) {verdict}")
         lines[-1] += f"  [{medians[ours] * 1e9:.0f} ns vs {medians[peer] * 1e9:.0f} ns"
         # Shared machines are noisy; the ratio of the fastest rounds is the least disturbed figure.
         best = minimums[peer] / minimums[ours] if kind == "faster" else minimums[ours] / minimums[peer]
