@@ -146,6 +146,9 @@ def test_hand_started_span_and_use_span(tracer: DistributedTracer) -> None:
     assert current_span() is None
     assert not span.is_ended
     span.set_status(StatusCode.OK)
+    with pytest.raises(LookupError), tracer.use_span(span):
+        raise LookupError("in the handler")
+    assert span.status == "ok" and span.events[0]["name"] == "exception", "recorded; the status set by hand kept"
     span.end()
     span.end()  # idempotent
     span.set_attribute("after", 1)  # ignored once ended
@@ -154,6 +157,10 @@ def test_hand_started_span_and_use_span(tracer: DistributedTracer) -> None:
     data = by_name(tracer, span.trace_id)["request"]
     assert data.attributes == {"http.method": "GET"} and data.status == "ok" and data.kind == "server"
     assert len(tracer.get_trace(span.trace_id)) == 2
+    other = tracer.start_span("unset")
+    with pytest.raises(LookupError), tracer.use_span(other, end_on_exit=True):
+        raise LookupError("boom")
+    assert other.is_ended and other.status == "error" and other.status_message == "LookupError: 'boom'"
 
 
 def test_exception_is_recorded_and_propagates_unchanged(tracer: DistributedTracer) -> None:

@@ -113,7 +113,11 @@ class _UseSpan:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         if exc is not None:
-            self._span.set_error(exc)
+            # As a span's own block does: a status set by hand is kept, the exception is still recorded.
+            if self._span.status == "unset":
+                self._span.set_error(exc)
+            else:
+                self._span.record_exception(exc)
         _core._reset_current_span(self._token)
         if self._end:
             self._span.end()
