@@ -20,11 +20,19 @@ pub struct Error {
 
 impl Error {
     pub fn value(metric: &str, message: impl Into<String>) -> Self {
-        Error { kind: ErrorKind::Value, metric: metric.to_owned(), message: message.into() }
+        Error {
+            kind: ErrorKind::Value,
+            metric: metric.to_owned(),
+            message: message.into(),
+        }
     }
 
     pub fn type_error(metric: &str, message: impl Into<String>) -> Self {
-        Error { kind: ErrorKind::Type, metric: metric.to_owned(), message: message.into() }
+        Error {
+            kind: ErrorKind::Type,
+            metric: metric.to_owned(),
+            message: message.into(),
+        }
     }
 }
 

@@ -324,7 +324,10 @@ mod tests {
 
     #[test]
     fn negotiates_openmetrics() {
-        assert_eq!(negotiate("application/openmetrics-text; version=1.0.0,text/plain;q=0.5"), Format::OpenMetrics);
+        assert_eq!(
+            negotiate("application/openmetrics-text; version=1.0.0,text/plain;q=0.5"),
+            Format::OpenMetrics
+        );
         assert_eq!(negotiate("application/openmetrics-text"), Format::OpenMetrics);
         assert_eq!(negotiate("application/openmetrics-text; version=0.0.1"), Format::Text);
         assert_eq!(negotiate("text/plain"), Format::Text);
@@ -337,7 +340,7 @@ mod tests {
         spec.buckets = Some(vec![1.0, 2.0]);
         let f = Family::new(spec, None).unwrap();
         f.lookup(&["x\"", "y\n"]).series.observe(1.5);
-        let text = encode(&[f.clone()], Format::Text);
+        let text = encode(std::slice::from_ref(&f), Format::Text);
         assert_eq!(
             text,
             "# HELP h a \"help\"\\\\\\n\n# TYPE h histogram\n\
@@ -356,7 +359,10 @@ mod tests {
     fn counters_carry_total_in_text_but_not_in_openmetrics_family() {
         let f = Family::new(FamilySpec::new("req_total", "h", Kind::Counter, &[]), None).unwrap();
         f.lookup(&[]).series.inc(2.0);
-        assert_eq!(encode(&[f.clone()], Format::Text), "# HELP req_total h\n# TYPE req_total counter\nreq_total 2.0\n");
+        assert_eq!(
+            encode(std::slice::from_ref(&f), Format::Text),
+            "# HELP req_total h\n# TYPE req_total counter\nreq_total 2.0\n"
+        );
         assert_eq!(
             encode(&[f], Format::OpenMetrics),
             "# HELP req h\n# TYPE req counter\nreq_total 2.0\n# EOF\n"

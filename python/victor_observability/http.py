@@ -69,9 +69,7 @@ class _Handler(BaseHTTPRequestHandler):
     registry: Registry
 
     def do_GET(self) -> None:
-        body, headers = render(
-            self.registry, self.headers.get("Accept", ""), self.headers.get("Accept-Encoding", "")
-        )
+        body, headers = render(self.registry, self.headers.get("Accept", ""), self.headers.get("Accept-Encoding", ""))
         self.send_response(200)
         for k, v in headers:
             self.send_header(k, v)

@@ -28,7 +28,23 @@ log = logging.getLogger("victor_observability.metrics")
 DEFAULT_SERIES_CAP: int = _core.DEFAULT_SERIES_CAP
 INF = float("inf")
 # prometheus-client's default buckets (seconds), so a switched Histogram exposes the same series.
-DEFAULT_BUCKETS: tuple[float, ...] = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, INF)
+DEFAULT_BUCKETS: tuple[float, ...] = (
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.075,
+    0.1,
+    0.25,
+    0.5,
+    0.75,
+    1.0,
+    2.5,
+    5.0,
+    7.5,
+    10.0,
+    INF,
+)
 
 F = TypeVar("F", bound=Callable[..., Any])
 C = TypeVar("C")
@@ -80,7 +96,7 @@ class Registry:
         self._run_hooks()
         return self._core.samples()
 
-    def unregister(self, metric: MetricBase | str) -> bool:
+    def unregister(self, metric: MetricBase[Any] | str) -> bool:
         name = metric if isinstance(metric, str) else metric._family.name
         return self._core.unregister(name)
 
@@ -133,13 +149,15 @@ class MetricBase(Generic[C]):
             series_cap,
         )
         self._series_cap = series_cap
+        self._display_name = full
         self._children: dict[tuple[Any, ...], C] = {}
         self._lock = threading.Lock()
         self._unlabelled: C | None = self._family.labels() if not self._labelnames else None
 
     @property
     def name(self) -> str:
-        return self._family.name
+        """The name as defined (a counter's family name, without ``_total``, is ``_family.name``)."""
+        return self._display_name
 
     def labels(self, *values: Any, **kwvalues: Any) -> C:
         """The child of one label set: positional values in label-name order, or by name."""
@@ -326,7 +344,15 @@ class Histogram(MetricBase[_core.HistogramChild]):
         series_cap: int = DEFAULT_SERIES_CAP,
     ) -> None:
         super().__init__(
-            name, documentation, labelnames, namespace, subsystem, unit, registry, series_cap=series_cap, _buckets=buckets
+            name,
+            documentation,
+            labelnames,
+            namespace,
+            subsystem,
+            unit,
+            registry,
+            series_cap=series_cap,
+            _buckets=buckets,
         )
 
     def observe(self, value: float) -> None:

@@ -63,6 +63,7 @@ class BackgroundSampler:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="victor-system-sampler", daemon=True)
         self.errors = 0
+        self.runs = 0
 
     def start(self) -> BackgroundSampler:
         self._thread.start()
@@ -72,6 +73,7 @@ class BackgroundSampler:
         while not self._stop.wait(self.interval):
             try:
                 self._sample()
+                self.runs += 1
             except Exception:
                 self.errors += 1
                 if self.errors == 1:

@@ -34,16 +34,21 @@ pub struct Resolved {
 impl Group {
     fn new(families: Vec<Arc<Family>>, cap: usize) -> Self {
         let fixed = families[0].labelnames.len();
-        Group { families, fixed, map: RwLock::new(LabelMap::default()), cap }
+        Group {
+            families,
+            fixed,
+            map: RwLock::new(LabelMap::default()),
+            cap,
+        }
     }
 
-    pub fn name(&self) -> &str {
-        &self.families[0].name
+    pub fn name(&self) -> String {
+        self.families[0].exposed_name()
     }
 
     /// Drops extra labels whose names are invalid, reserved or clash with a fixed label, then sorts
     /// the rest by name: `{"b": .., "a": ..}` and `{"a": .., "b": ..}` are one series.
-    pub fn clean_extras<'a>(&self, registry: &Registry, extras: &mut SmallVec<[(&'a str, &'a str); 4]>) {
+    pub fn clean_extras<'a>(&self, registry: &Registry, extras: &mut SmallVec<[(&'a str, &'a str); 2]>) {
         let fixed = &self.families[0].labelnames;
         let before = extras.len();
         let mut seen: SmallVec<[&str; 4]> = SmallVec::new();
@@ -57,18 +62,43 @@ impl Group {
             ok
         });
         if extras.len() != before {
-            registry.count_invalid_reason(self.name(), "invalid_label");
+            registry.count_invalid_reason(&self.name(), "invalid_label");
         }
         extras.sort_unstable_by(|a, b| a.0.cmp(b.0));
     }
 
+    /// Runs `f` on the series of a label set seen before, under the read lock (no reference
+    /// counting on the hot path); None for a label set not seen yet.
     #[inline]
+    pub fn with_known<R>(&self, parts: &[&str], f: impl FnOnce(&[Arc<Series>]) -> R) -> Option<R> {
+        let map = self.map.read();
+        map.get(map.hash(parts), parts).map(|s| f(s))
+    }
+
+    /// Runs `f` on the series of a label set, creating them (or folding into overflow) if new.
+    /// Returns the families that overflowed for the first time, for the caller to warn about.
+    #[inline]
+    pub fn apply<R>(&self, parts: &[&str], f: impl FnOnce(&[Arc<Series>]) -> R) -> (R, Vec<String>) {
+        let mut f = Some(f);
+        if let Some(r) = self.with_known(parts, |s| (f.take().expect("called once"))(s)) {
+            return (r, Vec::new());
+        }
+        let resolved = self.resolve(parts);
+        (
+            (f.take().expect("called once"))(&resolved.series),
+            resolved.first_overflows,
+        )
+    }
+
     pub fn resolve(&self, parts: &[&str]) -> Resolved {
         let hash = {
             let map = self.map.read();
             let hash = map.hash(parts);
             if let Some(s) = map.get(hash, parts) {
-                return Resolved { series: s.clone(), first_overflows: Vec::new() };
+                return Resolved {
+                    series: s.clone(),
+                    first_overflows: Vec::new(),
+                };
             }
             hash
         };
@@ -84,7 +114,7 @@ impl Group {
             .map(|f| {
                 let l = f.lookup(parts);
                 if l.first_overflow {
-                    first_overflows.push(f.name.clone());
+                    first_overflows.push(f.exposed_name());
                 }
                 l.series
             })
@@ -94,7 +124,10 @@ impl Group {
         if map.len() < self.cap && map.get(hash, parts).is_none() {
             map.insert(hash, parts, series.clone());
         }
-        Resolved { series, first_overflows }
+        Resolved {
+            series,
+            first_overflows,
+        }
     }
 
     pub fn fixed_labels(&self) -> usize {
@@ -157,7 +190,11 @@ impl CollectorCore {
         let registry = Arc::new(Registry::new(prefix)?);
         let b = Builder {
             registry: &registry,
-            prefix: if prefix.is_empty() { String::new() } else { format!("{prefix}_") },
+            prefix: if prefix.is_empty() {
+                String::new()
+            } else {
+                format!("{prefix}_")
+            },
             cap: if cap == 0 { DEFAULT_SERIES_CAP } else { cap },
         };
         use Kind::*;
@@ -167,7 +204,13 @@ impl CollectorCore {
                 b.family("request_total", "Total requests.", Counter, &req, true)?,
                 b.family("request_success_total", "Successful requests.", Counter, &req, true)?,
                 b.family("request_errors_total", "Failed requests.", Counter, &req, true)?,
-                b.family("request_latency_ms", "Request latency in milliseconds.", Histogram, &req, true)?,
+                b.family(
+                    "request_latency_ms",
+                    "Request latency in milliseconds.",
+                    Histogram,
+                    &req,
+                    true,
+                )?,
             ],
             b.cap,
         );
@@ -176,7 +219,13 @@ impl CollectorCore {
             vec![
                 b.family("tool_calls_total", "Tool executions.", Counter, &["tool"], true)?,
                 b.family("tool_errors_total", "Failed tool executions.", Counter, &["tool"], true)?,
-                b.family("tool_duration_ms", "Tool execution time in milliseconds.", Histogram, &["tool"], true)?,
+                b.family(
+                    "tool_duration_ms",
+                    "Tool execution time in milliseconds.",
+                    Histogram,
+                    &["tool"],
+                    true,
+                )?,
             ],
             b.cap,
         );
@@ -184,9 +233,27 @@ impl CollectorCore {
         let co = ["coordinator"];
         let coordinators = Group::new(
             vec![
-                b.family("coordinator_invocations_total", "Coordinator invocations.", Counter, &co, true)?,
-                b.family("coordinator_errors_total", "Failed coordinator invocations.", Counter, &co, true)?,
-                b.family("coordinator_duration_ms", "Coordinator execution time in milliseconds.", Histogram, &co, true)?,
+                b.family(
+                    "coordinator_invocations_total",
+                    "Coordinator invocations.",
+                    Counter,
+                    &co,
+                    true,
+                )?,
+                b.family(
+                    "coordinator_errors_total",
+                    "Failed coordinator invocations.",
+                    Counter,
+                    &co,
+                    true,
+                )?,
+                b.family(
+                    "coordinator_duration_ms",
+                    "Coordinator execution time in milliseconds.",
+                    Histogram,
+                    &co,
+                    true,
+                )?,
             ],
             b.cap,
         );
@@ -203,12 +270,19 @@ impl CollectorCore {
         );
         let cache_size = b.family("cache_size", "Entries in the cache.", Gauge, &["cache"], false)?;
         let cache_evictions = b.family("cache_evictions_total", "Cache evictions.", Counter, &["cache"], false)?;
-        let caches = Group { families: [caches.families, vec![cache_evictions]].concat(), ..caches };
+        let caches = Group {
+            families: [caches.families, vec![cache_evictions]].concat(),
+            ..caches
+        };
         let errors = b.family("errors_total", "Errors by type.", Counter, &["type"], false)?;
         let error_rate = b.single("error_rate", "Failed requests as a percentage of all requests.", Gauge)?;
         let memory = b.single("memory_usage_bytes", "Resident memory of the process in bytes.", Gauge)?;
         let cpu = b.single("cpu_usage_percent", "CPU use of the process in percent.", Gauge)?;
-        let disk = b.single("disk_usage_bytes", "Disk space used on the working directory's filesystem.", Gauge)?;
+        let disk = b.single(
+            "disk_usage_bytes",
+            "Disk space used on the working directory's filesystem.",
+            Gauge,
+        )?;
         let fds = b.single("open_file_descriptors", "Open file descriptors of the process.", Gauge)?;
         let uptime = b.single("uptime_seconds", "Seconds since the collector started.", Gauge)?;
         Ok(CollectorCore {
@@ -235,37 +309,46 @@ impl CollectorCore {
         })
     }
 
-    /// Counts an outcome (total, then success or error) and observes a duration in one lookup.
-    /// A bad duration is dropped and counted; the outcome still counts.
-    pub fn record_outcome(&self, group: &Group, parts: &[&str], success: bool, duration: f64) -> Vec<String> {
-        let r = group.resolve(parts);
-        r.series[0].inc_int(1);
+    /// Counts an outcome (total, then success or error) and observes a duration on a group's
+    /// resolved series. A bad duration is dropped and counted; the outcome still counts.
+    #[inline]
+    pub fn record_outcome(&self, series: &[Arc<Series>], success: bool, duration: f64) {
+        series[0].inc_int(1);
         // Layouts: [total, success, errors, duration] (requests) or [total, errors, duration].
-        match (r.series.len(), success) {
-            (4, true) => r.series[1].inc_int(1),
-            (4, false) => r.series[2].inc_int(1),
-            (_, false) => r.series[1].inc_int(1),
+        match (series.len(), success) {
+            (4, true) => series[1].inc_int(1),
+            (4, false) => series[2].inc_int(1),
+            (_, false) => series[1].inc_int(1),
             (_, true) => {}
         }
+        let last = &series[series.len() - 1];
         match check_non_negative(duration) {
-            Ok(v) => r.series[r.series.len() - 1].observe(v),
-            Err(why) => self.registry.count_invalid(&exposed_name(&group.families[group.families.len() - 1]), why),
+            Ok(v) => last.observe(v),
+            Err(why) => self.registry.count_invalid(&last.family_name, why),
         }
-        r.first_overflows
     }
 
     pub fn record_task_completion(&self, success: bool, cost: f64) {
-        if success { &self.tasks_completed } else { &self.tasks_failed }.inc_int(1);
+        if success {
+            &self.tasks_completed
+        } else {
+            &self.tasks_failed
+        }
+        .inc_int(1);
         match check_non_negative(cost) {
             Ok(v) => self.total_cost.add(v),
-            Err(why) => self.registry.count_invalid(&format!("{}total_cost_usd", self.prefix), why),
+            Err(why) => self
+                .registry
+                .count_invalid(&format!("{}total_cost_usd", self.prefix), why),
         }
     }
 
     pub fn record_tokens(&self, n: f64) {
         match check_non_negative(n) {
             Ok(v) => self.tokens.inc(v),
-            Err(why) => self.registry.count_invalid(&format!("{}tokens_used_total", self.prefix), why),
+            Err(why) => self
+                .registry
+                .count_invalid(&format!("{}tokens_used_total", self.prefix), why),
         }
     }
 
@@ -295,15 +378,6 @@ impl CollectorCore {
     }
 }
 
-/// A family's name as the text format exposes it (counters gain `_total`).
-pub fn exposed_name(f: &Family) -> String {
-    match f.kind {
-        Kind::Counter => format!("{}_total", f.name),
-        _ => f.name.clone(),
-    }
-}
-
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -312,20 +386,25 @@ mod tests {
     #[test]
     fn record_request_touches_every_request_family() {
         let c = CollectorCore::new("victor", 100).unwrap();
-        c.record_outcome(&c.requests, &["/chat", "anthropic", "model", "m1"], true, 123.4);
-        c.record_outcome(&c.requests, &["/chat", "anthropic", "model", "m1"], false, 20.0);
+        let r = c.requests.resolve(&["/chat", "anthropic", "model", "m1"]).series;
+        c.record_outcome(&r, true, 123.4);
+        c.record_outcome(&r, false, 20.0);
         let text = encode(&c.registry.families(), Format::Text);
         assert!(text.contains("victor_request_total{endpoint=\"/chat\",model=\"m1\",provider=\"anthropic\"} 2.0\n"));
-        assert!(text.contains("victor_request_errors_total{endpoint=\"/chat\",model=\"m1\",provider=\"anthropic\"} 1.0\n"));
-        assert!(text.contains("victor_request_latency_ms_count{endpoint=\"/chat\",model=\"m1\",provider=\"anthropic\"} 2.0\n"));
+        assert!(
+            text.contains("victor_request_errors_total{endpoint=\"/chat\",model=\"m1\",provider=\"anthropic\"} 1.0\n")
+        );
+        assert!(text
+            .contains("victor_request_latency_ms_count{endpoint=\"/chat\",model=\"m1\",provider=\"anthropic\"} 2.0\n"));
         assert_eq!(c.request_error_rate(), 50.0);
     }
 
     #[test]
     fn tool_success_is_not_an_error() {
         let c = CollectorCore::new("victor", 100).unwrap();
-        c.record_outcome(&c.tools, &["read_file"], true, 1.0);
-        c.record_outcome(&c.tools, &["read_file"], false, 1.0);
+        let r = c.tools.resolve(&["read_file"]).series;
+        c.record_outcome(&r, true, 1.0);
+        c.record_outcome(&r, false, 1.0);
         assert_eq!(c.tools.families[0].total(), 2.0);
         assert_eq!(c.tools.families[1].total(), 1.0);
         assert_eq!(c.tools.families[2].total(), 2.0);
@@ -334,16 +413,24 @@ mod tests {
     #[test]
     fn bad_latency_is_dropped_and_counted() {
         let c = CollectorCore::new("victor", 100).unwrap();
-        c.record_outcome(&c.requests, &["/a", "p"], true, f64::NAN);
+        c.record_outcome(&c.requests.resolve(&["/a", "p"]).series, true, f64::NAN);
         assert_eq!(c.requests.families[0].total(), 1.0);
         assert_eq!(c.requests.families[3].total(), 0.0);
-        assert_eq!(c.registry.invalid.lookup(&["victor_request_latency_ms", "nan"]).series.get(), 1.0);
+        assert_eq!(
+            c.registry
+                .invalid
+                .lookup(&["victor_request_latency_ms", "nan"])
+                .series
+                .get(),
+            1.0
+        );
     }
 
     #[test]
     fn extras_are_cleaned_and_sorted() {
         let c = CollectorCore::new("victor", 100).unwrap();
-        let mut extras: SmallVec<[(&str, &str); 4]> = SmallVec::from_vec(vec![("z", "1"), ("a", "2"), ("bad-name", "3"), ("endpoint", "x")]);
+        let mut extras: SmallVec<[(&str, &str); 2]> =
+            SmallVec::from_vec(vec![("z", "1"), ("a", "2"), ("bad-name", "3"), ("endpoint", "x")]);
         c.requests.clean_extras(&c.registry, &mut extras);
         assert_eq!(extras.as_slice(), &[("a", "2"), ("z", "1")]);
         assert_eq!(c.registry.invalid.total(), 1.0);

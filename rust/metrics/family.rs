@@ -41,6 +41,8 @@ pub enum Value {
 /// One labelled time series. Its labels are kept sorted by name, the order both text formats use.
 #[derive(Debug)]
 pub struct Series {
+    /// The family's exposed name, shared by all its series.
+    pub family_name: Arc<str>,
     pub labels: Box<[(Arc<str>, Box<str>)]>,
     pub value: Value,
     hdr: Option<Arc<HdrRecorder>>,
@@ -117,6 +119,7 @@ pub struct Lookup {
 pub struct Family {
     /// The family name: for counters without the `_total` suffix, as prometheus-client does.
     pub name: String,
+    exposed: Arc<str>,
     pub help: String,
     pub kind: Kind,
     pub labelnames: Arc<[Arc<str>]>,
@@ -175,7 +178,10 @@ impl Family {
             _ => spec.name.clone(),
         };
         if name.is_empty() {
-            return Err(Error::value(&spec.name, "invalid metric name: nothing left before _total"));
+            return Err(Error::value(
+                &spec.name,
+                "invalid metric name: nothing left before _total",
+            ));
         }
         let bounds = match (spec.kind, &spec.buckets) {
             (Kind::Histogram, Some(b)) => Some(Bounds::new(&spec.name, b)?),
@@ -184,7 +190,12 @@ impl Family {
             _ => None,
         };
         let hdr = (spec.kind == Kind::Histogram && spec.percentiles).then(|| Arc::new(HdrRecorder::default()));
+        let exposed: Arc<str> = match spec.kind {
+            Kind::Counter => format!("{name}_total").into(),
+            _ => name.as_str().into(),
+        };
         let family = Arc::new(Family {
+            exposed,
             name,
             help: spec.help,
             kind: spec.kind,
@@ -212,6 +223,11 @@ impl Family {
         self
     }
 
+    /// The name as the text format writes it and users define it: counters end in `_total`.
+    pub fn exposed_name(&self) -> String {
+        self.exposed.to_string()
+    }
+
     pub fn hdr(&self) -> Option<&HdrRecorder> {
         self.hdr.as_deref()
     }
@@ -228,15 +244,24 @@ impl Family {
             Kind::Gauge => Value::Gauge(GaugeValue::default()),
             Kind::Histogram => Value::Histogram(HistogramValue::new(self.bounds.clone().expect("validated"))),
         };
-        Arc::new(Series { labels: labels.into(), value, hdr: self.hdr.clone() })
+        Arc::new(Series {
+            family_name: self.exposed.clone(),
+            labels: labels.into(),
+            value,
+            hdr: self.hdr.clone(),
+        })
     }
 
     /// Checks the label-value count of a generic (fixed-label) lookup.
     pub fn check_arity(&self, n: usize) -> Result<()> {
         if n != self.labelnames.len() {
             return Err(Error::value(
-                &self.name,
-                format!("expected {} label values ({}), got {n}", self.labelnames.len(), self.labelnames.join(", ")),
+                &self.exposed_name(),
+                format!(
+                    "expected {} label values ({}), got {n}",
+                    self.labelnames.len(),
+                    self.labelnames.join(", ")
+                ),
             ));
         }
         Ok(())
@@ -250,7 +275,10 @@ impl Family {
             let map = self.series.read();
             let hash = map.hash(parts);
             if let Some(s) = map.get(hash, parts) {
-                return Lookup { series: s.clone(), first_overflow: false };
+                return Lookup {
+                    series: s.clone(),
+                    first_overflow: false,
+                };
             }
             hash
         };
@@ -261,32 +289,47 @@ impl Family {
     fn lookup_slow(&self, hash: u64, parts: &[&str]) -> Lookup {
         let mut map = self.series.write();
         if let Some(s) = map.get(hash, parts) {
-            return Lookup { series: s.clone(), first_overflow: false };
+            return Lookup {
+                series: s.clone(),
+                first_overflow: false,
+            };
         }
         if map.len() >= self.cap {
             drop(map);
             return self.overflowed();
         }
         let n = self.labelnames.len();
-        let mut labels: Vec<(Arc<str>, Box<str>)> =
-            self.labelnames.iter().zip(&parts[..n]).map(|(k, v)| (k.clone(), Box::from(*v))).collect();
+        let mut labels: Vec<(Arc<str>, Box<str>)> = self
+            .labelnames
+            .iter()
+            .zip(&parts[..n])
+            .map(|(k, v)| (k.clone(), Box::from(*v)))
+            .collect();
         for pair in parts[n..].chunks_exact(2) {
             labels.push((Arc::from(pair[0]), Box::from(pair[1])));
         }
         let series = self.new_series(labels);
         map.insert(hash, parts, series.clone());
-        Lookup { series, first_overflow: false }
+        Lookup {
+            series,
+            first_overflow: false,
+        }
     }
 
     fn overflowed(&self) -> Lookup {
         let series = self
             .overflow
             .get_or_init(|| {
-                self.new_series(self.labelnames.iter().map(|k| (k.clone(), Box::from(OVERFLOW_VALUE))).collect())
+                self.new_series(
+                    self.labelnames
+                        .iter()
+                        .map(|k| (k.clone(), Box::from(OVERFLOW_VALUE)))
+                        .collect(),
+                )
             })
             .clone();
         if let Some(counter) = &self.overflow_counter {
-            counter.lookup(&[&self.name]).series.inc_int(1);
+            counter.lookup(&[&self.exposed_name()]).series.inc_int(1);
         }
         let first_overflow = !self.warned.swap(true, Ordering::Relaxed);
         Lookup { series, first_overflow }

@@ -7,7 +7,6 @@
 //! exponent's sub-buckets are allocated on first use, so a latency family spanning 1 ms..10 s
 //! holds about 14 x 8 KiB.
 
-use super::atomic::AtomicF64;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 
@@ -26,8 +25,6 @@ pub struct HdrRecorder {
     slots: Box<[OnceLock<Slot>]>,
     /// Values below 2^MIN_EXP, zero included.
     zeros: AtomicU64,
-    count: AtomicU64,
-    sum: AtomicF64,
     /// Bits of the largest and smallest value: positive f64 bits order like the values.
     max_bits: AtomicU64,
     min_bits: AtomicU64,
@@ -38,8 +35,6 @@ impl Default for HdrRecorder {
         HdrRecorder {
             slots: (0..SLOTS).map(|_| OnceLock::new()).collect(),
             zeros: AtomicU64::new(0),
-            count: AtomicU64::new(0),
-            sum: AtomicF64::default(),
             max_bits: AtomicU64::new(0),
             min_bits: AtomicU64::new(f64::INFINITY.to_bits()),
         }
@@ -78,26 +73,36 @@ impl HdrRecorder {
                 s[sub].fetch_add(1, Ordering::Relaxed);
             }
         }
-        self.count.fetch_add(1, Ordering::Relaxed);
-        self.sum.add(v);
-        self.max_bits.fetch_max(v.to_bits(), Ordering::Relaxed);
-        self.min_bits.fetch_min(v.to_bits(), Ordering::Relaxed);
+        // Plain loads first: a new extreme is rare, and an RMW on every record is not free.
+        let bits = v.to_bits();
+        if bits > self.max_bits.load(Ordering::Relaxed) {
+            self.max_bits.fetch_max(bits, Ordering::Relaxed);
+        }
+        if bits < self.min_bits.load(Ordering::Relaxed) {
+            self.min_bits.fetch_min(bits, Ordering::Relaxed);
+        }
     }
 
+    /// The number of recorded values (summed from the buckets: a query, not a hot path).
     pub fn count(&self) -> u64 {
-        self.count.load(Ordering::Relaxed)
-    }
-
-    pub fn sum(&self) -> f64 {
-        self.sum.get()
+        self.zeros.load(Ordering::Relaxed)
+            + self
+                .slots
+                .iter()
+                .flat_map(|s| s.get())
+                .flat_map(|s| s.iter())
+                .map(|c| c.load(Ordering::Relaxed))
+                .sum::<u64>()
     }
 
     pub fn max(&self) -> Option<f64> {
-        (self.count() > 0).then(|| f64::from_bits(self.max_bits.load(Ordering::Relaxed)))
+        let bits = self.max_bits.load(Ordering::Relaxed);
+        (self.min_bits.load(Ordering::Relaxed) <= bits).then(|| f64::from_bits(bits))
     }
 
     pub fn min(&self) -> Option<f64> {
-        (self.count() > 0).then(|| f64::from_bits(self.min_bits.load(Ordering::Relaxed)))
+        let bits = self.min_bits.load(Ordering::Relaxed);
+        (bits <= self.max_bits.load(Ordering::Relaxed)).then(|| f64::from_bits(bits))
     }
 
     /// The value at quantile `q` (0..=1) by nearest rank; None when nothing was recorded.

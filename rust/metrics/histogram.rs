@@ -21,7 +21,10 @@ impl Bounds {
             }
             if let Some(&last) = v.last() {
                 if b <= last {
-                    return Err(Error::value(metric, "histogram buckets must be in strictly increasing order"));
+                    return Err(Error::value(
+                        metric,
+                        "histogram buckets must be in strictly increasing order",
+                    ));
                 }
             }
             v.push(b);
@@ -60,7 +63,11 @@ pub struct HistogramValue {
 impl HistogramValue {
     pub fn new(bounds: Bounds) -> Self {
         let counts = (0..bounds.as_slice().len()).map(|_| AtomicU64::new(0)).collect();
-        HistogramValue { bounds, counts, sum: AtomicF64::default() }
+        HistogramValue {
+            bounds,
+            counts,
+            sum: AtomicF64::default(),
+        }
     }
 
     #[inline]

@@ -17,7 +17,11 @@ pub struct LabelMap<V> {
 
 impl<V> Default for LabelMap<V> {
     fn default() -> Self {
-        LabelMap { table: HashTable::new(), entries: Vec::new(), hasher: ahash::RandomState::new() }
+        LabelMap {
+            table: HashTable::new(),
+            entries: Vec::new(),
+            hasher: ahash::RandomState::new(),
+        }
     }
 }
 

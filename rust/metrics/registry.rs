@@ -22,7 +22,13 @@ fn sample_names(f: &Family) -> Vec<String> {
         Kind::Counter => vec![n.clone(), format!("{n}_total"), format!("{n}_created")],
         Kind::Gauge => vec![n.clone()],
         Kind::Histogram => {
-            vec![n.clone(), format!("{n}_bucket"), format!("{n}_count"), format!("{n}_sum"), format!("{n}_created")]
+            vec![
+                n.clone(),
+                format!("{n}_bucket"),
+                format!("{n}_count"),
+                format!("{n}_sum"),
+                format!("{n}_created"),
+            ]
         }
     }
 }
@@ -31,7 +37,11 @@ impl Registry {
     /// A registry whose internal families are named `<prefix>_invalid_samples_total` and
     /// `<prefix>_metric_series_overflow_total`.
     pub fn new(prefix: &str) -> Result<Self> {
-        let p = if prefix.is_empty() { String::new() } else { format!("{prefix}_") };
+        let p = if prefix.is_empty() {
+            String::new()
+        } else {
+            format!("{prefix}_")
+        };
         let overflow = Family::new(
             FamilySpec::new(
                 &format!("{p}metric_series_overflow_total"),
@@ -52,7 +62,11 @@ impl Registry {
             None,
         )?
         .hidden();
-        Ok(Registry { families: RwLock::new(Vec::new()), invalid, overflow })
+        Ok(Registry {
+            families: RwLock::new(Vec::new()),
+            invalid,
+            overflow,
+        })
     }
 
     /// Builds and registers a family; the registry's overflow counter is wired in.
@@ -67,7 +81,10 @@ impl Registry {
         let names = sample_names(&f);
         for other in families.iter().chain([&self.invalid, &self.overflow]) {
             if sample_names(other).iter().any(|n| names.contains(n)) {
-                return Err(Error::value(&f.name, format!("duplicated timeseries in registry (clashes with {:?})", other.name)));
+                return Err(Error::value(
+                    &f.name,
+                    format!("duplicated timeseries in registry (clashes with {:?})", other.name),
+                ));
             }
         }
         families.push(f);
@@ -117,7 +134,9 @@ mod tests {
         let e = r.create(FamilySpec::new("a", "", Kind::Gauge, &[])).unwrap_err();
         assert!(e.to_string().contains("duplicated"));
         assert!(r.create(FamilySpec::new("a_total", "", Kind::Gauge, &[])).is_err());
-        assert!(r.create(FamilySpec::new("victor_invalid_samples_total", "", Kind::Counter, &[])).is_err());
+        assert!(r
+            .create(FamilySpec::new("victor_invalid_samples_total", "", Kind::Counter, &[]))
+            .is_err());
     }
 
     #[test]

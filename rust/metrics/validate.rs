@@ -24,20 +24,32 @@ pub fn check_metric_name(name: &str) -> Result<()> {
     if is_metric_name(name) {
         Ok(())
     } else {
-        Err(Error::value(name, "invalid metric name: it must match [a-zA-Z_:][a-zA-Z0-9_:]*"))
+        Err(Error::value(
+            name,
+            "invalid metric name: it must match [a-zA-Z_:][a-zA-Z0-9_:]*",
+        ))
     }
 }
 
 /// Checks one label name of `metric`; `reserved` names (e.g. `le` on histograms) are refused too.
 pub fn check_label_name(metric: &str, label: &str, reserved: &[&str]) -> Result<()> {
     if !is_label_name(label) {
-        return Err(Error::value(metric, format!("invalid label name {label:?}: it must match [a-zA-Z_][a-zA-Z0-9_]*")));
+        return Err(Error::value(
+            metric,
+            format!("invalid label name {label:?}: it must match [a-zA-Z_][a-zA-Z0-9_]*"),
+        ));
     }
     if label.starts_with("__") {
-        return Err(Error::value(metric, format!("label name {label:?} is reserved: names starting with __ are for Prometheus")));
+        return Err(Error::value(
+            metric,
+            format!("label name {label:?} is reserved: names starting with __ are for Prometheus"),
+        ));
     }
     if reserved.contains(&label) {
-        return Err(Error::value(metric, format!("label name {label:?} is reserved for this metric type")));
+        return Err(Error::value(
+            metric,
+            format!("label name {label:?} is reserved for this metric type"),
+        ));
     }
     Ok(())
 }

@@ -1,7 +1,7 @@
 //! Python bindings of rust/metrics/ and rust/exposition.rs: registry, families, child handles, collector.
 
 use crate::exposition::{self, Format};
-use crate::metrics::collector::{exposed_name, CollectorCore as Core, Group};
+use crate::metrics::collector::{CollectorCore as Core, Group};
 use crate::metrics::family::{Family, FamilySpec, Kind, Series, Value, DEFAULT_SERIES_CAP};
 use crate::metrics::value::{check_non_negative, Invalid};
 use crate::metrics::Registry;
@@ -32,7 +32,10 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
 fn warn_overflow(py: Python<'_>, families: &[String]) {
     static LOGGER: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
     let Ok(logger) = LOGGER.get_or_try_init(py, || -> PyResult<Py<PyAny>> {
-        Ok(py.import("logging")?.call_method1("getLogger", ("victor_observability.metrics",))?.unbind())
+        Ok(py
+            .import("logging")?
+            .call_method1("getLogger", ("victor_observability.metrics",))?
+            .unbind())
     }) else {
         return;
     };
@@ -136,7 +139,9 @@ impl RegistryCore {
     #[new]
     #[pyo3(signature = (prefix = ""))]
     fn new(prefix: &str) -> PyResult<Self> {
-        Ok(RegistryCore { inner: Arc::new(Registry::new(prefix)?) })
+        Ok(RegistryCore {
+            inner: Arc::new(Registry::new(prefix)?),
+        })
     }
 
     /// Defines and registers a family; `kind` is "counter", "gauge" or "histogram".
@@ -156,7 +161,11 @@ impl RegistryCore {
             "counter" => Kind::Counter,
             "gauge" => Kind::Gauge,
             "histogram" => Kind::Histogram,
-            other => return Err(PyValueError::new_err(format!("metric {name:?}: unknown metric type {other:?}"))),
+            other => {
+                return Err(PyValueError::new_err(format!(
+                    "metric {name:?}: unknown metric type {other:?}"
+                )))
+            }
         };
         let spec = FamilySpec {
             name: name.to_owned(),
@@ -168,7 +177,9 @@ impl RegistryCore {
             extra_labels: false,
             cap,
         };
-        Ok(FamilyCore { inner: self.inner.create(spec)? })
+        Ok(FamilyCore {
+            inner: self.inner.create(spec)?,
+        })
     }
 
     fn unregister(&self, name: &str) -> bool {
@@ -230,7 +241,7 @@ impl FamilyCore {
         let parts: SmallVec<[&str; 8]> = strs.iter().map(|s| s.to_str()).collect::<PyResult<_>>()?;
         let found = self.inner.lookup(&parts);
         if found.first_overflow {
-            warn_overflow(py, std::slice::from_ref(&self.inner.name));
+            warn_overflow(py, &[self.inner.exposed_name()]);
         }
         child(py, &self.inner, found.series)
     }
@@ -273,7 +284,7 @@ impl CounterChild {
         } else {
             Err(PyValueError::new_err(format!(
                 "metric {:?}: counters can only be incremented by non-negative finite amounts, got {amount}",
-                exposed_name(&self.family)
+                self.family.exposed_name()
             )))
         }
     }
@@ -335,38 +346,61 @@ impl HistogramChild {
     }
 }
 
-/// Resolves a group's series for fixed label values plus an optional dict of extra labels,
-/// then runs `f` on them. Never raises for bad label names: they are dropped and counted.
+/// Runs `f` on a group's series for fixed label values plus an optional dict of extra labels,
+/// warning once per family that overflows. Never raises for bad label names: they are dropped
+/// and counted.
 #[inline]
-fn with_group<R>(
+fn with_series<R>(
+    py: Python<'_>,
     core: &Core,
     group: &Group,
     fixed: &[&Bound<'_, PyAny>],
     labels: Option<&Bound<'_, PyAny>>,
-    f: impl FnOnce(&[&str]) -> R,
+    f: impl FnOnce(&[Arc<Series>]) -> R,
 ) -> PyResult<R> {
-    let fixed_strs: SmallVec<[Bound<'_, PyString>; 4]> = fixed.iter().map(|v| label_str(v)).collect::<PyResult<_>>()?;
-    let mut extra_strs: SmallVec<[(Bound<'_, PyString>, Bound<'_, PyString>); 4]> = SmallVec::new();
-    if let Some(labels) = labels {
-        if let Ok(d) = labels.cast::<PyDict>() {
+    // Pushes rather than collect::<PyResult<SmallVec>>: this is the hot path, and it shows.
+    let mut strs: SmallVec<[Bound<'_, PyString>; 6]> = SmallVec::new();
+    for v in fixed {
+        strs.push(label_str(v)?);
+    }
+    match labels.map(|l| l.cast::<PyDict>()) {
+        None => {}
+        Some(Ok(d)) => {
             for (k, v) in d.iter() {
-                extra_strs.push((label_str(&k)?, label_str(&v)?));
+                strs.push(label_str(&k)?);
+                strs.push(label_str(&v)?);
             }
-        } else if !labels.is_none() {
-            core.registry.count_invalid_reason(group.name(), "invalid_labels");
         }
+        Some(Err(_)) if labels.is_some_and(|l| l.is_none()) => {}
+        Some(Err(_)) => core.registry.count_invalid_reason(&group.name(), "invalid_labels"),
     }
-    let mut parts: SmallVec<[&str; 8]> = fixed_strs.iter().map(|s| s.to_str()).collect::<PyResult<_>>()?;
-    if !extra_strs.is_empty() {
-        let mut extras: SmallVec<[(&str, &str); 4]> =
-            extra_strs.iter().map(|(k, v)| Ok((k.to_str()?, v.to_str()?))).collect::<PyResult<_>>()?;
+    let mut parts: SmallVec<[&str; 6]> = SmallVec::new();
+    for s in &strs {
+        parts.push(s.to_str()?);
+    }
+    let mut f = Some(f);
+    if parts.len() > fixed.len() {
+        let mut extras: SmallVec<[(&str, &str); 2]> =
+            parts[fixed.len()..].chunks_exact(2).map(|kv| (kv[0], kv[1])).collect();
+        if extras.len() > 1 {
+            extras.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        }
+        parts.truncate(fixed.len());
+        let fixed_len = parts.len();
+        parts.extend(extras.iter().flat_map(|(k, v)| [*k, *v]));
+        // Only cleaned label sets are ever stored, so a hit needs no validation; a miss is cleaned first.
+        if let Some(r) = group.with_known(&parts, |s| (f.take().expect("called once"))(s)) {
+            return Ok(r);
+        }
         group.clean_extras(&core.registry, &mut extras);
-        for (k, v) in extras {
-            parts.push(k);
-            parts.push(v);
-        }
+        parts.truncate(fixed_len);
+        parts.extend(extras.iter().flat_map(|(k, v)| [*k, *v]));
     }
-    Ok(f(&parts))
+    let (r, overflowed) = group.apply(&parts, f.take().expect("called once"));
+    if !overflowed.is_empty() {
+        warn_overflow(py, &overflowed);
+    }
+    Ok(r)
 }
 
 /// The Rust half of `ProductionMetricsCollector`, which subclasses it: its record methods are these.
@@ -388,22 +422,15 @@ impl CollectorCore {
         labels: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
         let d = sample_f64(duration);
-        let overflowed = with_group(&self.core, group, fixed, labels, |parts| {
-            self.core.record_outcome(group, parts, success, d)
-        })?;
-        if !overflowed.is_empty() {
-            warn_overflow(py, &overflowed);
-        }
-        Ok(())
+        with_series(py, &self.core, group, fixed, labels, |series| {
+            self.core.record_outcome(series, success, d)
+        })
     }
 
     fn cache(&self, py: Python<'_>, cache_name: &Bound<'_, PyAny>, which: usize) -> PyResult<()> {
-        let r = with_group(&self.core, &self.core.caches, &[cache_name], None, |parts| self.core.caches.resolve(parts))?;
-        r.series[which].inc_int(1);
-        if !r.first_overflows.is_empty() {
-            warn_overflow(py, &r.first_overflows);
-        }
-        Ok(())
+        with_series(py, &self.core, &self.core.caches, &[cache_name], None, |series| {
+            series[which].inc_int(1)
+        })
     }
 }
 
@@ -419,7 +446,12 @@ impl CollectorCore {
         _kwargs: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Self> {
         let core = Core::new(prefix, series_cap)?;
-        let registry = Py::new(py, RegistryCore { inner: core.registry.clone() })?;
+        let registry = Py::new(
+            py,
+            RegistryCore {
+                inner: core.registry.clone(),
+            },
+        )?;
         Ok(CollectorCore { core, registry })
     }
 
@@ -439,7 +471,14 @@ impl CollectorCore {
         latency_ms: &Bound<'_, PyAny>,
         labels: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
-        self.outcome(py, &self.core.requests, &[endpoint, provider], success, latency_ms, labels)
+        self.outcome(
+            py,
+            &self.core.requests,
+            &[endpoint, provider],
+            success,
+            latency_ms,
+            labels,
+        )
     }
 
     /// Marks a request in flight (`<prefix>_active_requests` + 1); `end_request` records and undoes it.
@@ -459,7 +498,14 @@ impl CollectorCore {
         labels: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
         self.core.active_requests.add(-1.0);
-        self.outcome(py, &self.core.requests, &[endpoint, provider], success, latency_ms, labels)
+        self.outcome(
+            py,
+            &self.core.requests,
+            &[endpoint, provider],
+            success,
+            latency_ms,
+            labels,
+        )
     }
 
     #[pyo3(signature = (tool_name, success, duration_ms, labels = None))]
@@ -483,7 +529,14 @@ impl CollectorCore {
         duration_ms: &Bound<'_, PyAny>,
         labels: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
-        self.outcome(py, &self.core.coordinators, &[coordinator_name], success, duration_ms, labels)
+        self.outcome(
+            py,
+            &self.core.coordinators,
+            &[coordinator_name],
+            success,
+            duration_ms,
+            labels,
+        )
     }
 
     #[pyo3(signature = (count = 1))]
@@ -498,7 +551,8 @@ impl CollectorCore {
 
     #[pyo3(signature = (success, cost_usd = None))]
     fn record_task_completion(&self, success: bool, cost_usd: Option<&Bound<'_, PyAny>>) {
-        self.core.record_task_completion(success, cost_usd.map_or(0.0, sample_f64));
+        self.core
+            .record_task_completion(success, cost_usd.map_or(0.0, sample_f64));
     }
 
     fn record_token_usage(&self, token_count: &Bound<'_, PyAny>) {
@@ -538,7 +592,7 @@ impl CollectorCore {
         let t = label_str(error_type)?;
         let found = self.core.errors.lookup(&[t.to_str()?]);
         if found.first_overflow {
-            warn_overflow(py, std::slice::from_ref(&self.core.errors.name));
+            warn_overflow(py, &[self.core.errors.exposed_name()]);
         }
         found.series.inc_int(1);
         Ok(())
@@ -592,7 +646,10 @@ impl CollectorCore {
         d.set_item("tool_calls", t[0].total())?;
         d.set_item("tool_errors", t[1].total())?;
         d.set_item("tool_active", c.tool_active.get())?;
-        d.set_item("tool_quantiles", t[2].hdr().map(|h| h.quantiles(&[0.5, 0.95])).unwrap_or_default())?;
+        d.set_item(
+            "tool_quantiles",
+            t[2].hdr().map(|h| h.quantiles(&[0.5, 0.95])).unwrap_or_default(),
+        )?;
         let k = &c.coordinators.families;
         d.set_item("coordinator_invocations", k[0].total())?;
         d.set_item("coordinator_errors", k[1].total())?;
