@@ -161,6 +161,10 @@ def test_hand_started_span_and_use_span(tracer: DistributedTracer) -> None:
     with pytest.raises(LookupError), tracer.use_span(other, end_on_exit=True):
         raise LookupError("boom")
     assert other.is_ended and other.status == "error" and other.status_message == "LookupError: boom"
+    quiet = tracer.start_span("quiet")
+    with pytest.raises(LookupError), tracer.use_span(quiet, record_exception=False):
+        raise LookupError("recorded elsewhere")
+    assert quiet.status == "unset" and quiet.events == []
 
 
 def test_exception_is_recorded_and_propagates_unchanged(tracer: DistributedTracer) -> None:

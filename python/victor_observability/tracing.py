@@ -98,11 +98,12 @@ def current_span() -> AnySpan | None:
 class _UseSpan:
     """Makes a span current for a block without ending it (unless asked to)."""
 
-    __slots__ = ("_end", "_span", "_token")
+    __slots__ = ("_end", "_record", "_span", "_token")
 
-    def __init__(self, span: AnySpan, end_on_exit: bool) -> None:
+    def __init__(self, span: AnySpan, end_on_exit: bool, record_exception: bool) -> None:
         self._span = span
         self._end = end_on_exit
+        self._record = record_exception
         self._token: object = None
 
     def __enter__(self) -> AnySpan:
@@ -112,7 +113,7 @@ class _UseSpan:
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        if exc is not None:
+        if exc is not None and self._record:
             # As a span's own block does: a status set by hand is kept, the exception is still recorded.
             if self._span.status == "unset":
                 self._span.set_error(exc)
@@ -221,8 +222,10 @@ class DistributedTracer(_core.TracerCore):
     def exporters(self) -> list[SpanExporter]:
         return self._pipeline.exporters
 
-    def use_span(self, span: AnySpan, *, end_on_exit: bool = False) -> _UseSpan:
-        """Makes a span started by hand current for a block; an exception there is recorded on it.
+    def use_span(self, span: AnySpan, *, end_on_exit: bool = False, record_exception: bool = True) -> _UseSpan:
+        """Makes a span started by hand current for a block. An exception leaving the block is recorded on the
+        span (and sets the error status unless one was set by hand) unless `record_exception=False`, for code that
+        records it itself; it always propagates.
 
         >>> tracer = DistributedTracer("svc")
         >>> span = tracer.start_span("request")
@@ -230,7 +233,7 @@ class DistributedTracer(_core.TracerCore):
         ...     assert tracer.current_span() is span
         >>> span.end()
         """
-        return _UseSpan(span, end_on_exit)
+        return _UseSpan(span, end_on_exit, record_exception)
 
     def current_span(self) -> AnySpan | None:
         """The span current in this thread or asyncio task, or None."""
