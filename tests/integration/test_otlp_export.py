@@ -161,6 +161,7 @@ def test_receiver_down_loses_nothing_for_the_app_and_counts(tracers: list[Distri
             pass
     assert tracer.force_flush(timeout=20.0)
     stats = tracer.stats()
+    assert len(tracer.finished_spans()) == 20, "the application still has every span"
     assert stats["spans_finished"] == 20 and stats["exported_spans"] == 0
     assert stats["export_failed_spans"] == 20
     assert stats["export_retries"] >= 2
@@ -173,6 +174,7 @@ def test_receiver_500_is_counted_not_retried(receiver: Receiver, tracers: list[D
         tracer.start_span(f"op-{i}").end()
     assert tracer.force_flush(timeout=10.0)
     stats = tracer.stats()
+    assert len(tracer.finished_spans()) == 7, "the application still has every span"
     assert stats["export_failed_spans"] == 7 and stats["export_retries"] == 0
     assert receiver.hits == 1 and receiver.requests == []
 
@@ -184,6 +186,7 @@ def test_slow_receiver_is_timed_out_and_counted(receiver: Receiver, tracers: lis
         tracer.start_span(f"op-{i}").end()
     assert tracer.force_flush(timeout=20.0)
     stats = tracer.stats()
+    assert len(tracer.finished_spans()) == 5, "the application still has every span"
     assert stats["export_failed_spans"] == 5 and stats["export_retries"] == 1
     assert stats["spans_finished"] == 5
     receiver.release.set()
