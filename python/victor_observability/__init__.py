@@ -49,6 +49,27 @@ from victor_observability.tracing import (
     trace_function,
 )
 
+# --- tracing (issue 3): the names the main block above does not import ---
+# isort: split
+from victor_observability.exporters import (
+    ConsoleSpanExporter,
+    InMemorySpanExporter,
+    JsonLinesSpanExporter,
+    OTLPSpanExporter,
+    SpanExporter,
+)
+from victor_observability.tracing import (
+    ALWAYS_OFF,
+    ALWAYS_ON,
+    NonRecordingSpan,
+    Sampler,
+    Span,
+    SpanContext,
+    SpanData,
+)
+
+# --- end tracing ---
+
 __all__ = [
     "REGISTRY",
     "Alert",
@@ -96,4 +117,18 @@ __all__ = [
     "start_http_server",
     "trace_async_function",
     "trace_function",
+]
+__all__ += [  # tracing (issue 3)
+    "ALWAYS_OFF",
+    "ALWAYS_ON",
+    "ConsoleSpanExporter",
+    "InMemorySpanExporter",
+    "JsonLinesSpanExporter",
+    "NonRecordingSpan",
+    "OTLPSpanExporter",
+    "Sampler",
+    "Span",
+    "SpanContext",
+    "SpanData",
+    "SpanExporter",
 ]

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import collections
 import logging
+import os
 import threading
 import time
+import weakref
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -110,6 +112,12 @@ class _Lane:
             self._stopped = True
             self._cond.notify_all()
 
+    def abandon(self) -> None:
+        """Counts the batches still waiting as dropped (shutdown ran out of time)."""
+        with self._cond:
+            self.dropped += sum(len(batch) for batch in self._queue)
+            self._queue.clear()
+
     def join(self, timeout: float) -> None:
         self._thread.join(max(0.0, timeout))
 
@@ -185,6 +193,21 @@ class ExportPipeline:
         self._dispatcher: threading.Thread | None = None
         self._dispatching = False
         self._stopped = False
+        # A forked child (gunicorn --preload, multiprocessing) has none of the parent's threads: start them again.
+        ref = weakref.ref(self)
+        os.register_at_fork(after_in_child=lambda: _restart(ref))
+
+    def _after_fork(self) -> None:
+        self._lock = threading.Lock()
+        if self._stopped or self._dispatcher is None:
+            return
+        self._lanes = [
+            _Lane(lane.exporter, capacity=self._lane_capacity, timeout=self._timeout, max_retries=self._retries)
+            for lane in self._lanes
+        ]
+        self._dispatching = False
+        self._dispatcher = threading.Thread(target=self._dispatch, name="victor-span-dispatch", daemon=True)
+        self._dispatcher.start()
 
     @property
     def exporters(self) -> list[SpanExporter]:
@@ -253,6 +276,7 @@ class ExportPipeline:
                 lane.stop()
             for lane in self._lanes:
                 lane.join(deadline - time.monotonic())
+                lane.abandon()
                 lane.shutdown_exporter(max(0.1, deadline - time.monotonic()))
             self._core.set_exporting(False)
             return done
@@ -279,6 +303,12 @@ class ExportPipeline:
             }
             for lane in self._lanes
         ]
+
+
+def _restart(ref: weakref.ReferenceType[ExportPipeline]) -> None:
+    pipeline = ref()
+    if pipeline is not None:
+        pipeline._after_fork()
 
 
 def spans_as_dicts(spans: Sequence[SpanData]) -> list[dict[str, Any]]:

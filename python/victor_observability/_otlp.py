@@ -76,7 +76,8 @@ class OTLPSpanExporter:
         try:
             from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
         except ImportError as exc:  # pragma: no cover - depends on the installed extras
-            raise ImportError("OTLPSpanExporter needs opentelemetry-proto: pip install 'victor-observability[otel]'") from exc
+            hint = "OTLPSpanExporter needs opentelemetry-proto: pip install 'victor-observability[otel]'"
+            raise ImportError(hint) from exc
         self._pb = trace_service_pb2
         self.endpoint = endpoint or _endpoint_from_env()
         if not self.endpoint.startswith(("http://", "https://")):

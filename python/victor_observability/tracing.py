@@ -15,13 +15,20 @@ import functools
 import inspect
 import os
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from enum import Enum
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar, Union, overload, runtime_checkable
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from victor_observability import _core
 from victor_observability._core import NonRecordingSpan, Sampler, Span, SpanContext, SpanData
+from victor_observability._sampling import (
+    ALWAYS_OFF,
+    ALWAYS_ON,
+    CustomSampler,
+    ParentBasedSampler,
+    TraceIdRatioSampler,
+)
 
 if TYPE_CHECKING:
     from victor_observability.exporters import SpanExporter
@@ -49,7 +56,7 @@ __all__ = [
     "trace_function",
 ]
 
-AnySpan = Union[Span, NonRecordingSpan]
+AnySpan = Span | NonRecordingSpan
 """What `start_span` returns: a recording `Span`, or a `NonRecordingSpan` when the trace is not sampled."""
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -79,44 +86,6 @@ class StatusCode(str, Enum):
     ERROR = "error"
 
 
-@runtime_checkable
-class CustomSampler(Protocol):
-    """A sampler written in Python (the built-in `Sampler`s run in Rust and are much cheaper).
-
-    >>> class EveryOther:
-    ...     def should_sample(self, trace_id: str, parent_sampled: bool | None, name: str) -> bool:
-    ...         return int(trace_id[-1], 16) % 2 == 0
-    """
-
-    def should_sample(self, trace_id: str, parent_sampled: bool | None, name: str) -> bool: ...
-
-
-ALWAYS_ON: Sampler = Sampler.always_on()
-"""Samples every trace (the default)."""
-ALWAYS_OFF: Sampler = Sampler.always_off()
-"""Samples nothing; contexts still propagate, with the sampled flag off."""
-
-
-def TraceIdRatioSampler(ratio: float) -> Sampler:  # noqa: N802 - reads like the class it stands for
-    """Samples `ratio` of traces, decided on the trace id alone so that every service agrees (OpenTelemetry's
-    TraceIdRatioBased rule: low 64 bits of the id below ratio * 2**64).
-
-    >>> TraceIdRatioSampler(0.1).description
-    'TraceIdRatio(0.1)'
-    """
-    return Sampler.trace_id_ratio(ratio)
-
-
-def ParentBasedSampler(root: Sampler | None = None) -> Sampler:  # noqa: N802
-    """Follows the parent's sampled flag (local or remote); roots are decided by `root` (default: always on).
-    The guide's production advice, 10-20 %, is `ParentBasedSampler(TraceIdRatioSampler(0.1))`.
-
-    >>> ParentBasedSampler(TraceIdRatioSampler(0.2)).description
-    'ParentBased(root=TraceIdRatio(0.2))'
-    """
-    return Sampler.parent_based(root if root is not None else ALWAYS_ON)
-
-
 def current_span() -> AnySpan | None:
     """The span current in this thread or asyncio task, whichever tracer started it.
 
@@ -129,11 +98,12 @@ def current_span() -> AnySpan | None:
 class _UseSpan:
     """Makes a span current for a block without ending it (unless asked to)."""
 
-    __slots__ = ("_end", "_span", "_token")
+    __slots__ = ("_end", "_record", "_span", "_token")
 
-    def __init__(self, span: AnySpan, end_on_exit: bool) -> None:
+    def __init__(self, span: AnySpan, end_on_exit: bool, record_exception: bool) -> None:
         self._span = span
         self._end = end_on_exit
+        self._record = record_exception
         self._token: object = None
 
     def __enter__(self) -> AnySpan:
@@ -143,8 +113,12 @@ class _UseSpan:
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        if exc is not None:
-            self._span.set_error(exc)
+        if exc is not None and self._record:
+            # As a span's own block does: a status set by hand is kept, the exception is still recorded.
+            if self._span.status == "unset":
+                self._span.set_error(exc)
+            else:
+                self._span.record_exception(exc)
         _core._reset_current_span(self._token)
         if self._end:
             self._span.end()
@@ -159,7 +133,7 @@ class DistributedTracer(_core.TracerCore):
     >>> headers: dict[str, str] = {}
     >>> with tracer.start_span("call", kind="client"):
     ...     _ = tracer.inject_context(headers)
-    >>> sorted(headers) if headers else ["traceparent"]
+    >>> sorted(headers)  # sampled or not, the context propagates
     ['traceparent']
     """
 
@@ -180,7 +154,7 @@ class DistributedTracer(_core.TracerCore):
         for name, value in (("max_spans", max_spans), ("max_queue_size", max_queue_size)):
             if value < 0:
                 raise ValueError(f"tracer {service_name!r}: {name} must be >= 0, not {value}")
-        return super().__new__(
+        tracer: DistributedTracer = super().__new__(
             cls,
             service_name,
             sampler=sampler,
@@ -191,6 +165,7 @@ class DistributedTracer(_core.TracerCore):
             max_events=max_events,
             max_value_len=max_value_len,
         )
+        return tracer
 
     def __init__(
         self,
@@ -247,8 +222,10 @@ class DistributedTracer(_core.TracerCore):
     def exporters(self) -> list[SpanExporter]:
         return self._pipeline.exporters
 
-    def use_span(self, span: AnySpan, *, end_on_exit: bool = False) -> _UseSpan:
-        """Makes a span started by hand current for a block; an exception there is recorded on it.
+    def use_span(self, span: AnySpan, *, end_on_exit: bool = False, record_exception: bool = True) -> _UseSpan:
+        """Makes a span started by hand current for a block. An exception leaving the block is recorded on the
+        span (and sets the error status unless one was set by hand) unless `record_exception=False`, for code that
+        records it itself; it always propagates.
 
         >>> tracer = DistributedTracer("svc")
         >>> span = tracer.start_span("request")
@@ -256,7 +233,7 @@ class DistributedTracer(_core.TracerCore):
         ...     assert tracer.current_span() is span
         >>> span.end()
         """
-        return _UseSpan(span, end_on_exit)
+        return _UseSpan(span, end_on_exit, record_exception)
 
     def current_span(self) -> AnySpan | None:
         """The span current in this thread or asyncio task, or None."""
@@ -399,7 +376,7 @@ def trace_function(
     attrs = dict(attributes) if attributes else None
 
     def decorate(fn: F) -> F:
-        span_name = name or getattr(fn, "__qualname__", None) or getattr(fn, "__name__", "function")
+        span_name: str = name if isinstance(name, str) and name else str(getattr(fn, "__qualname__", fn))
         if inspect.iscoroutinefunction(fn):
 
             @functools.wraps(fn)
@@ -421,4 +398,3 @@ def trace_function(
 
 trace_async_function = trace_function
 """Alias of `trace_function`, which already detects async functions."""
-

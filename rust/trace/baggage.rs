@@ -19,7 +19,10 @@ fn baggage_octet(c: u8) -> bool {
 
 fn trim_ows(s: &[u8]) -> &[u8] {
     let start = s.iter().position(|&c| c != b' ' && c != b'\t').unwrap_or(s.len());
-    let end = s.iter().rposition(|&c| c != b' ' && c != b'\t').map_or(start, |e| e + 1);
+    let end = s
+        .iter()
+        .rposition(|&c| c != b' ' && c != b'\t')
+        .map_or(start, |e| e + 1);
     &s[start..end]
 }
 
@@ -52,12 +55,16 @@ pub fn parse(header: &[u8]) -> Baggage {
         }
         let member = trim_ows(raw);
         let kv = member.split(|&c| c == b';').next().unwrap_or(&[]);
-        let Some(eq) = kv.iter().position(|&c| c == b'=') else { continue };
+        let Some(eq) = kv.iter().position(|&c| c == b'=') else {
+            continue;
+        };
         let (key, value) = (trim_ows(&kv[..eq]), trim_ows(&kv[eq + 1..]));
         if key.is_empty() || !key.iter().all(|&c| tchar(c)) || !value.iter().all(|&c| baggage_octet(c)) {
             continue;
         }
-        let (Ok(key), Some(value)) = (std::str::from_utf8(key), percent_decode(value)) else { continue };
+        let (Ok(key), Some(value)) = (std::str::from_utf8(key), percent_decode(value)) else {
+            continue;
+        };
         match out.iter_mut().find(|(k, _)| k == key) {
             Some(entry) => entry.1 = value, // the last duplicate wins
             None => out.push((key.to_owned(), value)),

@@ -39,7 +39,11 @@ pub struct Store {
 impl Store {
     pub fn new(ring_capacity: usize, queue_capacity: usize, batch_size: usize) -> Store {
         Store {
-            inner: Mutex::new(Inner { ring: VecDeque::new(), queue: Vec::new(), wake: false }),
+            inner: Mutex::new(Inner {
+                ring: VecDeque::new(),
+                queue: Vec::new(),
+                wake: false,
+            }),
             cond: Condvar::new(),
             ring_capacity,
             queue_capacity: queue_capacity.max(1),
@@ -56,7 +60,11 @@ impl Store {
     pub fn set_exporting(&self, on: bool) {
         self.exporting.store(on, Ordering::Relaxed);
         if !on {
-            self.inner.lock().queue.clear();
+            // Whatever is still queued will never be exported: it counts as dropped.
+            let mut inner = self.inner.lock();
+            self.queue_dropped
+                .fetch_add(inner.queue.len() as u64, Ordering::Relaxed);
+            inner.queue.clear();
         }
     }
 
@@ -123,7 +131,13 @@ impl Store {
 
     /// The buffered spans of one trace, in the order they finished.
     pub fn trace(&self, trace_id: u128) -> Vec<Arc<SpanRecord>> {
-        self.inner.lock().ring.iter().filter(|r| r.trace_id == trace_id).cloned().collect()
+        self.inner
+            .lock()
+            .ring
+            .iter()
+            .filter(|r| r.trace_id == trace_id)
+            .cloned()
+            .collect()
     }
 
     pub fn all(&self) -> Vec<Arc<SpanRecord>> {

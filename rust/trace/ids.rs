@@ -38,7 +38,10 @@ fn os_seed() -> u64 {
     let mut buf = [0u8; 8];
     if getrandom::fill(&mut buf).is_err() {
         // No OS entropy (never seen on Linux): mix time, pid and a stack address rather than fail.
-        let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
         let local = 0u8;
         return (t as u64) ^ ((std::process::id() as u64) << 32) ^ (&local as *const u8 as u64);
     }

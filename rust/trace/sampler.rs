@@ -13,16 +13,25 @@ pub enum Sampler {
     AlwaysOff,
     /// Keeps a trace when the low 64 bits of its id are below `bound` = ratio * 2^64, the rule of OpenTelemetry's
     /// TraceIdRatioBased: every service (ours or an OpenTelemetry SDK) with the same ratio agrees.
-    Ratio { ratio: f64, bound: u64 },
+    Ratio {
+        ratio: f64,
+        bound: u64,
+    },
     /// Follows the parent's sampled flag; roots go to `root`.
-    ParentBased { root: Box<Sampler> },
+    ParentBased {
+        root: Box<Sampler>,
+    },
 }
 
 impl Sampler {
     /// A ratio sampler; the ratio is clamped to [0, 1] (NaN counts as 0).
     pub fn ratio(ratio: f64) -> Sampler {
         let ratio = if ratio.is_nan() { 0.0 } else { ratio.clamp(0.0, 1.0) };
-        let bound = if ratio >= 1.0 { u64::MAX } else { (ratio * 18_446_744_073_709_551_616.0) as u64 };
+        let bound = if ratio >= 1.0 {
+            u64::MAX
+        } else {
+            (ratio * 18_446_744_073_709_551_616.0) as u64
+        };
         Sampler::Ratio { ratio, bound }
     }
 
@@ -68,9 +77,23 @@ mod tests {
 
     #[test]
     fn parent_based() {
-        let s = Sampler::ParentBased { root: Box::new(Sampler::AlwaysOff) };
+        let s = Sampler::ParentBased {
+            root: Box::new(Sampler::AlwaysOff),
+        };
         assert!(!s.should_sample(1, None));
-        assert!(s.should_sample(1, Some(ParentInfo { sampled: true, remote: true })));
-        assert!(!s.should_sample(1, Some(ParentInfo { sampled: false, remote: false })));
+        assert!(s.should_sample(
+            1,
+            Some(ParentInfo {
+                sampled: true,
+                remote: true
+            })
+        ));
+        assert!(!s.should_sample(
+            1,
+            Some(ParentInfo {
+                sampled: false,
+                remote: false
+            })
+        ));
     }
 }

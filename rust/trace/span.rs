@@ -30,7 +30,12 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         // OpenTelemetry's defaults for counts; strings are capped so one huge value cannot pin megabytes.
-        Limits { max_attributes: 128, max_events: 128, max_event_attributes: 128, max_value_len: 4096 }
+        Limits {
+            max_attributes: 128,
+            max_events: 128,
+            max_event_attributes: 128,
+            max_value_len: 4096,
+        }
     }
 }
 
@@ -101,7 +106,15 @@ impl Kind {
     }
 
     pub fn from_index(i: i64) -> Option<Kind> {
-        [Kind::Internal, Kind::Server, Kind::Client, Kind::Producer, Kind::Consumer].get(usize::try_from(i).ok()?).copied()
+        [
+            Kind::Internal,
+            Kind::Server,
+            Kind::Client,
+            Kind::Producer,
+            Kind::Consumer,
+        ]
+        .get(usize::try_from(i).ok()?)
+        .copied()
     }
 
     pub fn name(self) -> &'static str {
@@ -182,7 +195,10 @@ mod tests {
 
     #[test]
     fn clip_respects_char_boundaries() {
-        let l = Limits { max_value_len: 3, ..Limits::default() };
+        let l = Limits {
+            max_value_len: 3,
+            ..Limits::default()
+        };
         assert_eq!(l.clip(AttrValue::Str("héllo".into())), AttrValue::Str("hé".into()));
         assert_eq!(l.clip(AttrValue::Int(5)), AttrValue::Int(5));
     }

@@ -63,7 +63,12 @@ pub fn parse(value: &[u8]) -> Option<TraceParent> {
     if trace_id == 0 || span_id == 0 {
         return None;
     }
-    Some(TraceParent { version, trace_id, span_id, flags })
+    Some(TraceParent {
+        version,
+        trace_id,
+        span_id,
+        flags,
+    })
 }
 
 /// Formats a version-00 traceparent into a fixed buffer (no allocation).

@@ -48,7 +48,10 @@ pub fn valid_value(value: &[u8]) -> bool {
 
 fn trim_ows(s: &[u8]) -> &[u8] {
     let start = s.iter().position(|&c| c != b' ' && c != b'\t').unwrap_or(s.len());
-    let end = s.iter().rposition(|&c| c != b' ' && c != b'\t').map_or(start, |e| e + 1);
+    let end = s
+        .iter()
+        .rposition(|&c| c != b' ' && c != b'\t')
+        .map_or(start, |e| e + 1);
     &s[start..end]
 }
 
@@ -112,7 +115,10 @@ mod tests {
 
     #[test]
     fn canonical() {
-        assert_eq!(parse(b"congo=t61rcWkgMzE, rojo=00f067aa0ba902b7").as_deref(), Some("congo=t61rcWkgMzE,rojo=00f067aa0ba902b7"));
+        assert_eq!(
+            parse(b"congo=t61rcWkgMzE, rojo=00f067aa0ba902b7").as_deref(),
+            Some("congo=t61rcWkgMzE,rojo=00f067aa0ba902b7")
+        );
         assert_eq!(parse(b"  ,, ").as_deref(), Some(""));
         assert_eq!(parse(b"tenant1@vendor=x y").as_deref(), Some("tenant1@vendor=x y"));
         assert_eq!(parse(b"1tenant@vendor=x").as_deref(), Some("1tenant@vendor=x"));

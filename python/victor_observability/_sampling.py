@@ -1,0 +1,52 @@
+"""Head samplers: the built-in Rust samplers' constructors and the Protocol for samplers written in Python.
+
+>>> from victor_observability import ParentBasedSampler, TraceIdRatioSampler
+>>> ParentBasedSampler(TraceIdRatioSampler(0.1)).description
+'ParentBased(root=TraceIdRatio(0.1))'
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+from victor_observability._core import Sampler
+
+__all__ = ["ALWAYS_OFF", "ALWAYS_ON", "CustomSampler", "ParentBasedSampler", "Sampler", "TraceIdRatioSampler"]
+
+
+@runtime_checkable
+class CustomSampler(Protocol):
+    """A sampler written in Python (the built-in `Sampler`s run in Rust and are much cheaper).
+
+    >>> class EveryOther:
+    ...     def should_sample(self, trace_id: str, parent_sampled: bool | None, name: str) -> bool:
+    ...         return int(trace_id[-1], 16) % 2 == 0
+    """
+
+    def should_sample(self, trace_id: str, parent_sampled: bool | None, name: str) -> bool: ...
+
+
+ALWAYS_ON: Sampler = Sampler.always_on()
+"""Samples every trace (the default)."""
+ALWAYS_OFF: Sampler = Sampler.always_off()
+"""Samples nothing; contexts still propagate, with the sampled flag off."""
+
+
+def TraceIdRatioSampler(ratio: float) -> Sampler:
+    """Samples `ratio` of traces, decided on the trace id alone so that every service agrees (OpenTelemetry's
+    TraceIdRatioBased rule: low 64 bits of the id below ratio * 2**64).
+
+    >>> TraceIdRatioSampler(0.1).description
+    'TraceIdRatio(0.1)'
+    """
+    return Sampler.trace_id_ratio(ratio)
+
+
+def ParentBasedSampler(root: Sampler | None = None) -> Sampler:
+    """Follows the parent's sampled flag (local or remote); roots are decided by `root` (default: always on).
+    The guide's production advice, 10-20 %, is `ParentBasedSampler(TraceIdRatioSampler(0.1))`.
+
+    >>> ParentBasedSampler(TraceIdRatioSampler(0.2)).description
+    'ParentBased(root=TraceIdRatio(0.2))'
+    """
+    return Sampler.parent_based(root if root is not None else ALWAYS_ON)

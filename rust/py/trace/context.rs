@@ -1,0 +1,129 @@
+//! SpanContext: the immutable trace context that `extract_context` returns and `parent=` accepts.
+
+#[allow(unused_imports)]
+use super::*;
+
+#[derive(Clone)]
+pub(crate) struct Ctx {
+    pub(crate) trace_id: u128,
+    pub(crate) span_id: u64,
+    pub(crate) flags: u8,
+    pub(crate) remote: bool,
+    pub(crate) tracestate: Option<Arc<str>>,
+    pub(crate) baggage: Option<Arc<Baggage>>,
+}
+
+/// An immutable trace context: what `extract_context` returns and `parent=` accepts.
+#[pyclass(frozen, module = "victor_observability._core")]
+pub struct SpanContext {
+    pub(crate) trace_id: u128,
+    pub(crate) span_id: u64,
+    pub(crate) flags: u8,
+    pub(crate) remote: bool,
+    pub(crate) tracestate: Option<Arc<str>>,
+    pub(crate) baggage: Option<Arc<Baggage>>,
+}
+
+#[pymethods]
+impl SpanContext {
+    #[new]
+    #[pyo3(signature = (trace_id, span_id, sampled=true, is_remote=true, tracestate=None, baggage=None))]
+    pub(crate) fn new(
+        trace_id: &str,
+        span_id: &str,
+        sampled: bool,
+        is_remote: bool,
+        tracestate: Option<&str>,
+        baggage: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Self> {
+        let tid = parse_trace_id(trace_id).ok_or_else(|| {
+            PyValueError::new_err(format!(
+                "trace_id {trace_id:?}: need 32 lowercase hex digits, not all zero"
+            ))
+        })?;
+        let sid = parse_span_id(span_id).ok_or_else(|| {
+            PyValueError::new_err(format!(
+                "span_id {span_id:?}: need 16 lowercase hex digits, not all zero"
+            ))
+        })?;
+        let tracestate = match tracestate {
+            None => None,
+            Some(t) => {
+                let canon = tracestate::parse(t.as_bytes())
+                    .ok_or_else(|| PyValueError::new_err(format!("tracestate {t:?} is invalid")))?;
+                if canon.is_empty() {
+                    None
+                } else {
+                    Some(Arc::from(canon))
+                }
+            }
+        };
+        Ok(SpanContext {
+            trace_id: tid,
+            span_id: sid,
+            flags: if sampled { traceparent::FLAG_SAMPLED } else { 0 },
+            remote: is_remote,
+            tracestate,
+            baggage: baggage_from_py(baggage)?,
+        })
+    }
+
+    #[getter]
+    pub(crate) fn trace_id(&self) -> String {
+        trace_id_hex(self.trace_id)
+    }
+    #[getter]
+    pub(crate) fn span_id(&self) -> String {
+        span_id_hex(self.span_id)
+    }
+    #[getter]
+    pub(crate) fn trace_id_int(&self) -> u128 {
+        self.trace_id
+    }
+    #[getter]
+    pub(crate) fn span_id_int(&self) -> u64 {
+        self.span_id
+    }
+    #[getter]
+    pub(crate) fn trace_flags(&self) -> u8 {
+        self.flags
+    }
+    #[getter]
+    pub(crate) fn sampled(&self) -> bool {
+        self.flags & traceparent::FLAG_SAMPLED != 0
+    }
+    #[getter]
+    pub(crate) fn is_remote(&self) -> bool {
+        self.remote
+    }
+    #[getter]
+    pub(crate) fn tracestate(&self) -> Option<&str> {
+        self.tracestate.as_deref()
+    }
+    #[getter]
+    pub(crate) fn baggage<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        baggage_to_py(py, self.baggage.as_ref())
+    }
+    #[getter]
+    pub(crate) fn traceparent(&self) -> String {
+        String::from_utf8_lossy(&traceparent::format(self.trace_id, self.span_id, self.flags)).into_owned()
+    }
+    pub(crate) fn __eq__(&self, other: &Bound<'_, PyAny>) -> bool {
+        other.cast::<SpanContext>().is_ok_and(|o| {
+            let o = o.get();
+            o.trace_id == self.trace_id && o.span_id == self.span_id && o.flags == self.flags && o.remote == self.remote
+        })
+    }
+    pub(crate) fn __hash__(&self) -> u64 {
+        (self.trace_id as u64) ^ self.span_id
+    }
+    pub(crate) fn __repr__(&self) -> String {
+        format!(
+            "SpanContext(trace_id={:?}, span_id={:?}, sampled={}, is_remote={})",
+            self.trace_id(),
+            self.span_id(),
+            if self.sampled() { "True" } else { "False" },
+            if self.remote { "True" } else { "False" }
+        )
+    }
+}

@@ -1,0 +1,115 @@
+//! Reading W3C headers from any carrier: dicts, mappings, lists of (name, value) pairs, str or bytes.
+
+#[allow(unused_imports)]
+use super::*;
+
+pub(crate) fn header_bytes<'a>(v: &'a Bound<'_, PyAny>) -> Option<Cow<'a, [u8]>> {
+    if let Ok(s) = v.cast::<PyString>() {
+        return s.to_str().ok().map(|s| Cow::Owned(s.as_bytes().to_vec()));
+    }
+    if let Ok(b) = v.cast::<PyBytes>() {
+        return Some(Cow::Borrowed(b.as_bytes()));
+    }
+    None
+}
+
+#[derive(Default)]
+pub(crate) struct Found {
+    pub(crate) traceparent: Option<Vec<u8>>,
+    pub(crate) traceparents: usize,
+    pub(crate) tracestate: Option<Vec<u8>>,
+    pub(crate) baggage: Option<Vec<u8>>,
+}
+
+impl Found {
+    pub(crate) fn add(&mut self, name: &[u8], value: &Bound<'_, PyAny>) {
+        let append = |slot: &mut Option<Vec<u8>>, v: &[u8]| match slot {
+            Some(s) => {
+                s.push(b',');
+                s.extend_from_slice(v);
+            }
+            None => *slot = Some(v.to_vec()),
+        };
+        if name.eq_ignore_ascii_case(b"traceparent") {
+            self.traceparents += 1;
+            self.traceparent = header_bytes(value).map(|v| v.into_owned());
+        } else if name.eq_ignore_ascii_case(b"tracestate") {
+            if let Some(v) = header_bytes(value) {
+                append(&mut self.tracestate, &v);
+            }
+        } else if name.eq_ignore_ascii_case(b"baggage") {
+            if let Some(v) = header_bytes(value) {
+                append(&mut self.baggage, &v);
+            }
+        }
+    }
+
+    pub(crate) fn scan_pair(&mut self, name: &Bound<'_, PyAny>, value: &Bound<'_, PyAny>) {
+        if let Some(n) = header_bytes(name) {
+            if matches!(n.len(), 7 | 10 | 11) {
+                self.add(&n, value);
+            }
+        }
+    }
+}
+
+pub(crate) fn extract(py: Python<'_>, headers: &Bound<'_, PyAny>) -> PyResult<Option<SpanContext>> {
+    let mut found = Found::default();
+    if let Ok(d) = headers.cast::<PyDict>() {
+        // The common case, lowercase keys, costs three lookups; anything else falls back to a scan.
+        if let Some(tp) = d.get_item(intern!(py, "traceparent"))? {
+            found.traceparents = 1;
+            found.traceparent = header_bytes(&tp).map(|v| v.into_owned());
+            if let Some(ts) = d.get_item(intern!(py, "tracestate"))? {
+                found.tracestate = header_bytes(&ts).map(|v| v.into_owned());
+            }
+            if let Some(bg) = d.get_item(intern!(py, "baggage"))? {
+                found.baggage = header_bytes(&bg).map(|v| v.into_owned());
+            }
+        } else {
+            for (k, v) in d.iter() {
+                found.scan_pair(&k, &v);
+            }
+        }
+    } else if headers.is_instance_of::<PyList>() || headers.is_instance_of::<PyTuple>() {
+        for pair in headers.try_iter()? {
+            let pair = pair?;
+            let (k, v): (Bound<'_, PyAny>, Bound<'_, PyAny>) = pair.extract()?;
+            found.scan_pair(&k, &v);
+        }
+    } else if headers.hasattr(intern!(py, "items"))? {
+        // Mappings, including case-insensitive multi-dicts (Starlette, httpx) that yield repeated names.
+        for pair in headers.call_method0(intern!(py, "items"))?.try_iter()? {
+            let (k, v): (Bound<'_, PyAny>, Bound<'_, PyAny>) = pair?.extract()?;
+            found.scan_pair(&k, &v);
+        }
+    } else {
+        return Ok(None);
+    }
+    if found.traceparents != 1 {
+        return Ok(None); // missing, or repeated: the spec says to restart the trace
+    }
+    let Some(tp) = found.traceparent.as_deref().and_then(traceparent::parse) else {
+        return Ok(None);
+    };
+    let tracestate = found
+        .tracestate
+        .as_deref()
+        .and_then(tracestate::parse)
+        .filter(|s| !s.is_empty())
+        .map(Arc::from);
+    let baggage = found
+        .baggage
+        .as_deref()
+        .map(baggage::parse)
+        .filter(|b| !b.is_empty())
+        .map(Arc::new);
+    Ok(Some(SpanContext {
+        trace_id: tp.trace_id,
+        span_id: tp.span_id,
+        flags: tp.flags & traceparent::FLAG_SAMPLED,
+        remote: true,
+        tracestate,
+        baggage,
+    }))
+}

@@ -1,0 +1,67 @@
+//! The built-in head samplers, decided in Rust.
+
+#[allow(unused_imports)]
+use super::*;
+
+/// A built-in head sampler; see tracing.py for the public constructors.
+#[pyclass(frozen, module = "victor_observability._core")]
+pub struct Sampler {
+    pub(crate) inner: CoreSampler,
+}
+
+#[pymethods]
+impl Sampler {
+    #[staticmethod]
+    pub(crate) fn always_on() -> Sampler {
+        Sampler {
+            inner: CoreSampler::AlwaysOn,
+        }
+    }
+    #[staticmethod]
+    pub(crate) fn always_off() -> Sampler {
+        Sampler {
+            inner: CoreSampler::AlwaysOff,
+        }
+    }
+    #[staticmethod]
+    pub(crate) fn trace_id_ratio(ratio: f64) -> PyResult<Sampler> {
+        if !(0.0..=1.0).contains(&ratio) {
+            return Err(PyValueError::new_err(format!(
+                "sampler ratio {ratio} must be within [0, 1]"
+            )));
+        }
+        Ok(Sampler {
+            inner: CoreSampler::ratio(ratio),
+        })
+    }
+    #[staticmethod]
+    pub(crate) fn parent_based(root: &Bound<'_, Sampler>) -> Sampler {
+        Sampler {
+            inner: CoreSampler::ParentBased {
+                root: Box::new(root.get().inner.clone()),
+            },
+        }
+    }
+    /// The decision for a trace id (hex) and the parent's sampled flag (None for a root).
+    #[pyo3(signature = (trace_id, parent_sampled=None, name=None))]
+    pub(crate) fn should_sample(
+        &self,
+        trace_id: &str,
+        parent_sampled: Option<bool>,
+        name: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<bool> {
+        let _ = name;
+        let id = parse_trace_id(trace_id)
+            .ok_or_else(|| PyValueError::new_err(format!("trace_id {trace_id:?} is invalid")))?;
+        Ok(self
+            .inner
+            .should_sample(id, parent_sampled.map(|sampled| ParentInfo { sampled, remote: false })))
+    }
+    #[getter]
+    pub(crate) fn description(&self) -> String {
+        self.inner.describe()
+    }
+    pub(crate) fn __repr__(&self) -> String {
+        format!("Sampler({})", self.inner.describe())
+    }
+}

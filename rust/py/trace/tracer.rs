@@ -1,0 +1,511 @@
+//! The tracer core: shared state, sampling, `start_span`, inject and the finished-span store's Python face.
+
+#[allow(unused_imports)]
+use super::*;
+
+pub(crate) enum SamplerImpl {
+    Core(CoreSampler),
+    /// A Python object with `should_sample(trace_id: str, parent_sampled: bool | None, name: str) -> bool`.
+    Custom(Py<PyAny>),
+}
+
+pub(crate) struct Shared {
+    pub(crate) store: Store,
+    pub(crate) limits: Limits,
+    pub(crate) sampler: SamplerImpl,
+    pub(crate) service_name: String,
+    pub(crate) invalid_attributes: AtomicU64,
+    pub(crate) sampler_errors: AtomicU64,
+    pub(crate) started: AtomicU64,
+    pub(crate) unsampled: AtomicU64,
+}
+
+impl Shared {
+    pub(crate) fn sample(
+        &self,
+        py: Python<'_>,
+        trace_id: u128,
+        parent: Option<ParentInfo>,
+        name: &Bound<'_, PyString>,
+    ) -> bool {
+        match &self.sampler {
+            SamplerImpl::Core(s) => s.should_sample(trace_id, parent),
+            SamplerImpl::Custom(obj) => {
+                let parent_sampled = parent.map(|p| p.sampled);
+                match obj
+                    .bind(py)
+                    .call_method1(
+                        intern!(py, "should_sample"),
+                        (trace_id_hex(trace_id), parent_sampled, name),
+                    )
+                    .and_then(|r| r.is_truthy())
+                {
+                    Ok(b) => b,
+                    Err(e) => {
+                        // A broken sampler must not break requests: do not sample, count, log once.
+                        self.sampler_errors.fetch_add(1, Ordering::Relaxed);
+                        warn_once(
+                            py,
+                            &WARNED_SAMPLER,
+                            &format!("custom sampler failed, spans not sampled: {e}"),
+                        );
+                        false
+                    }
+                }
+            }
+        }
+    }
+
+    /// True when an unsampled parent always yields an unsampled child.
+    #[inline]
+    pub(crate) fn follows_unsampled_parent(&self) -> bool {
+        matches!(
+            self.sampler,
+            SamplerImpl::Core(CoreSampler::AlwaysOff | CoreSampler::ParentBased { .. })
+        )
+    }
+
+    pub(crate) fn convert(
+        &self,
+        py: Python<'_>,
+        key: &Bound<'_, PyAny>,
+        value: &Bound<'_, PyAny>,
+    ) -> Option<(String, AttrValue)> {
+        let key = key
+            .cast::<PyString>()
+            .ok()
+            .and_then(|k| k.to_str().ok())
+            .filter(|k| !k.is_empty());
+        match (key, to_attr(value)) {
+            (Some(k), Some(v)) => Some((k.to_owned(), self.limits.clip(v))),
+            _ => {
+                self.invalid_attributes.fetch_add(1, Ordering::Relaxed);
+                warn_once(
+                    py,
+                    &WARNED_ATTRIBUTE,
+                    "span attribute dropped: keys must be non-empty str, values str, bool, int, float or \
+                     homogeneous sequences of them (counted in tracer.stats()['invalid_attributes'])",
+                );
+                None
+            }
+        }
+    }
+}
+
+/// What a new span inherits from its parent.
+pub(crate) struct ParentCtx {
+    pub(crate) trace_id: u128,
+    pub(crate) span_id: u64,
+    pub(crate) flags: u8,
+    pub(crate) remote: bool,
+    pub(crate) tracestate: Option<Arc<str>>,
+    pub(crate) baggage: Option<Arc<Baggage>>,
+}
+
+pub(crate) fn parent_of(obj: &Bound<'_, PyAny>) -> PyResult<Option<ParentCtx>> {
+    if let Ok(s) = obj.cast::<Span>() {
+        let s = s.get();
+        return Ok(Some(ParentCtx {
+            trace_id: s.trace_id,
+            span_id: s.span_id,
+            flags: traceparent::FLAG_SAMPLED,
+            remote: false,
+            tracestate: s.tracestate.clone(),
+            baggage: s.state.lock().baggage.clone(),
+        }));
+    }
+    if let Ok(s) = obj.cast::<NonRecordingSpan>() {
+        let c = &s.get().ctx;
+        return Ok(Some(ParentCtx {
+            trace_id: c.trace_id,
+            span_id: c.span_id,
+            flags: c.flags,
+            remote: c.remote,
+            tracestate: c.tracestate.clone(),
+            baggage: c.baggage.clone(),
+        }));
+    }
+    if let Ok(c) = obj.cast::<SpanContext>() {
+        let c = c.get();
+        return Ok(Some(ParentCtx {
+            trace_id: c.trace_id,
+            span_id: c.span_id,
+            flags: c.flags,
+            remote: c.remote,
+            tracestate: c.tracestate.clone(),
+            baggage: c.baggage.clone(),
+        }));
+    }
+    // None: no parent here; False: explicitly none, a new trace (start_span reads None as "the current span").
+    if obj.is_none() || obj.cast::<PyBool>().is_ok_and(|b| !b.is_true()) {
+        return Ok(None);
+    }
+    Err(PyTypeError::new_err(format!(
+        "parent must be a Span, NonRecordingSpan, SpanContext, None or False, not {}",
+        obj.get_type().name()?
+    )))
+}
+
+// The tracer core.
+
+/// The Rust half of DistributedTracer: sampling, ids, spans, propagation and the finished-span store.
+#[pyclass(frozen, subclass, module = "victor_observability._core")]
+pub struct TracerCore {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) scope: Arc<Scope>,
+}
+
+#[pymethods]
+impl TracerCore {
+    #[new]
+    #[pyo3(signature = (service_name, *, sampler=None, max_spans=10_000, max_queue_size=2048, max_export_batch_size=512,
+                        max_attributes=128, max_events=128, max_value_len=4096, **_rest))]
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        service_name: &str,
+        sampler: Option<&Bound<'_, PyAny>>,
+        max_spans: usize,
+        max_queue_size: usize,
+        max_export_batch_size: usize,
+        max_attributes: usize,
+        max_events: usize,
+        max_value_len: usize,
+        _rest: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<Self> {
+        if service_name.is_empty() {
+            return Err(PyValueError::new_err("tracer: service_name must be a non-empty string"));
+        }
+        let sampler = match sampler {
+            None => SamplerImpl::Core(CoreSampler::AlwaysOn),
+            Some(s) if s.is_none() => SamplerImpl::Core(CoreSampler::AlwaysOn),
+            Some(s) => match s.cast::<Sampler>() {
+                Ok(core) => SamplerImpl::Core(core.get().inner.clone()),
+                Err(_) if s.hasattr(intern!(s.py(), "should_sample"))? => SamplerImpl::Custom(s.clone().unbind()),
+                Err(_) => {
+                    return Err(PyValueError::new_err(format!(
+                        "tracer {service_name:?}: sampler must be a Sampler or have should_sample(), not {}",
+                        s.get_type().name()?
+                    )))
+                }
+            },
+        };
+        Ok(TracerCore {
+            shared: Arc::new(Shared {
+                store: Store::new(max_spans, max_queue_size, max_export_batch_size),
+                limits: Limits {
+                    max_attributes,
+                    max_events,
+                    max_event_attributes: max_attributes,
+                    max_value_len,
+                },
+                sampler,
+                service_name: service_name.to_owned(),
+                invalid_attributes: AtomicU64::new(0),
+                sampler_errors: AtomicU64::new(0),
+                started: AtomicU64::new(0),
+                unsampled: AtomicU64::new(0),
+            }),
+            scope: Arc::new(Scope {
+                name: service_name.to_owned(),
+                version: None,
+            }),
+        })
+    }
+
+    #[getter]
+    pub(crate) fn service_name(&self) -> &str {
+        &self.shared.service_name
+    }
+
+    #[getter]
+    pub(crate) fn scope_name(&self) -> &str {
+        &self.scope.name
+    }
+
+    /// A core sharing this tracer's sampler and store, whose spans carry another instrumentation scope.
+    #[pyo3(signature = (name, version=None))]
+    pub(crate) fn with_scope(&self, name: &str, version: Option<String>) -> TracerCore {
+        TracerCore {
+            shared: self.shared.clone(),
+            scope: Arc::new(Scope {
+                name: name.to_owned(),
+                version,
+            }),
+        }
+    }
+
+    /// Starts a span under `parent` (default: the current span). Returns a `Span`, or a `NonRecordingSpan`
+    /// when the sampler says no; both are context managers that make the span current and end it.
+    #[pyo3(signature = (name, parent=None, kind=None, attributes=None, start_time=None))]
+    pub(crate) fn start_span<'py>(
+        &self,
+        py: Python<'py>,
+        name: &Bound<'py, PyString>,
+        parent: Option<&Bound<'py, PyAny>>,
+        kind: Option<&Bound<'py, PyAny>>,
+        attributes: Option<&Bound<'py, PyAny>>,
+        start_time: Option<u64>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let kind = kind_from_py(kind)?;
+        let shared = &self.shared;
+        let parent = match parent {
+            Some(p) => parent_of(p)?,
+            None => match get_current(py)? {
+                Some(cur) => {
+                    // Inside an unsampled local span, a sampler that follows the parent (or samples nothing)
+                    // says no again: the child is a no-op span sharing the parent's context, which it need not
+                    // make current (it already is), so it costs one call and no ids. What propagates from
+                    // inside it is the same trace with the sampled flag off, as for any unsampled span.
+                    if let Ok(nr) = cur.cast::<NonRecordingSpan>() {
+                        let c = &nr.get().ctx;
+                        if !c.remote && shared.follows_unsampled_parent() {
+                            shared.started.fetch_add(1, Ordering::Relaxed);
+                            shared.unsampled.fetch_add(1, Ordering::Relaxed);
+                            let ctx = Ctx {
+                                tracestate: c.tracestate.clone(),
+                                baggage: c.baggage.clone(),
+                                ..*c
+                            };
+                            return Ok(Bound::new(
+                                py,
+                                NonRecordingSpan {
+                                    ctx,
+                                    shares_parent: true,
+                                    tokens: Mutex::new(SmallVec::new()),
+                                },
+                            )?
+                            .into_any());
+                        }
+                    }
+                    parent_of(&cur)?
+                }
+                None => None,
+            },
+        };
+        shared.started.fetch_add(1, Ordering::Relaxed);
+        let trace_id = parent.as_ref().map_or_else(ids::trace_id, |p| p.trace_id);
+        let info = parent.as_ref().map(|p| ParentInfo {
+            sampled: p.flags & traceparent::FLAG_SAMPLED != 0,
+            remote: p.remote,
+        });
+        let span_id = ids::span_id();
+        if !shared.sample(py, trace_id, info, name) {
+            shared.unsampled.fetch_add(1, Ordering::Relaxed);
+            let ctx = Ctx {
+                trace_id,
+                span_id,
+                flags: 0,
+                remote: false,
+                tracestate: parent.as_ref().and_then(|p| p.tracestate.clone()),
+                baggage: parent.and_then(|p| p.baggage),
+            };
+            return Ok(Bound::new(
+                py,
+                NonRecordingSpan {
+                    ctx,
+                    shares_parent: false,
+                    tokens: Mutex::new(SmallVec::new()),
+                },
+            )?
+            .into_any());
+        }
+        let mut state = SpanState {
+            name: name.to_str()?.to_owned(),
+            attributes: Attributes::new(),
+            dropped_attributes: 0,
+            events: Vec::new(),
+            dropped_events: 0,
+            status: StatusCode::Unset,
+            status_message: String::new(),
+            baggage: None,
+            tokens: SmallVec::new(),
+            record: None,
+        };
+        if let Some(attrs) = attributes.filter(|a| !a.is_none()) {
+            let d = as_dict(attrs)?;
+            for (k, v) in d.iter() {
+                if let Some((k, v)) = shared.convert(py, &k, &v) {
+                    core_span::set_attribute(
+                        &mut state.attributes,
+                        &mut state.dropped_attributes,
+                        shared.limits.max_attributes,
+                        k,
+                        v,
+                    );
+                }
+            }
+        }
+        let (parent_span_id, parent_remote, tracestate) = match parent {
+            Some(p) => {
+                state.baggage = p.baggage;
+                (p.span_id, p.remote, p.tracestate)
+            }
+            None => (0, false, None),
+        };
+        let span = Span {
+            trace_id,
+            span_id,
+            parent_span_id,
+            parent_remote,
+            tracestate,
+            kind,
+            start_ns: start_time.unwrap_or_else(now_ns),
+            started: Instant::now(),
+            shared: shared.clone(),
+            scope: self.scope.clone(),
+            state: Mutex::new(state),
+        };
+        Ok(Bound::new(py, span)?.into_any())
+    }
+
+    /// Writes `traceparent`, `tracestate` and `baggage` for `context` (default: the current span) into a dict,
+    /// a mutable mapping, or a list of (bytes, bytes) pairs; returns the carrier. No current span: unchanged.
+    #[pyo3(signature = (headers, context=None))]
+    pub(crate) fn inject_context<'py>(
+        &self,
+        py: Python<'py>,
+        headers: Bound<'py, PyAny>,
+        context: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let ctx = match context {
+            Some(c) => parent_of(c)?,
+            None => match get_current(py)? {
+                Some(cur) => parent_of(&cur)?,
+                None => None,
+            },
+        };
+        let Some(ctx) = ctx else { return Ok(headers) };
+        let tp = traceparent::format(ctx.trace_id, ctx.span_id, ctx.flags & traceparent::FLAG_SAMPLED);
+        // Only ASCII hex digits and dashes were written.
+        let tp = std::str::from_utf8(&tp).unwrap_or_default();
+        let ts = ctx
+            .tracestate
+            .as_deref()
+            .map(tracestate::truncate)
+            .filter(|t| !t.is_empty());
+        let bg = ctx
+            .baggage
+            .as_deref()
+            .map(|b| baggage::format(b))
+            .filter(|b| !b.is_empty());
+        if let Ok(list) = headers.cast::<PyList>() {
+            list.append((PyBytes::new(py, b"traceparent"), PyBytes::new(py, tp.as_bytes())))?;
+            if let Some(ts) = ts {
+                list.append((PyBytes::new(py, b"tracestate"), PyBytes::new(py, ts.as_bytes())))?;
+            }
+            if let Some(bg) = bg {
+                list.append((PyBytes::new(py, b"baggage"), PyBytes::new(py, bg.as_bytes())))?;
+            }
+        } else {
+            headers.set_item(intern!(py, "traceparent"), tp)?;
+            if let Some(ts) = ts {
+                headers.set_item(intern!(py, "tracestate"), ts.as_ref())?;
+            }
+            if let Some(bg) = bg {
+                headers.set_item(intern!(py, "baggage"), bg)?;
+            }
+        }
+        Ok(headers)
+    }
+
+    /// Reads an incoming context from a dict, any mapping, or a list of (name, value) pairs (str or bytes, names
+    /// case-insensitive). None when traceparent is missing, repeated or invalid; never raises. An invalid
+    /// tracestate is discarded (the trace still continues), invalid baggage members are skipped.
+    pub(crate) fn extract_context(&self, py: Python<'_>, headers: &Bound<'_, PyAny>) -> Option<SpanContext> {
+        // Any Python error while reading odd carriers means "no context", never an exception.
+        extract(py, headers).unwrap_or_default()
+    }
+
+    /// Waits (without the GIL) until a batch is queued, `wake()` is called, or `timeout` seconds pass.
+    pub(crate) fn wait(&self, py: Python<'_>, timeout: f64) -> bool {
+        let shared = self.shared.clone();
+        let timeout = Duration::from_secs_f64(timeout.clamp(0.0, 3600.0));
+        py.detach(move || shared.store.wait(timeout))
+    }
+
+    pub(crate) fn wake(&self) {
+        self.shared.store.wake();
+    }
+
+    /// Turns the export queue on while an export worker runs.
+    pub(crate) fn set_exporting(&self, on: bool) {
+        self.shared.store.set_exporting(on);
+    }
+
+    /// Takes up to `max` finished spans from the export queue.
+    pub(crate) fn drain(&self, max: usize) -> Vec<SpanData> {
+        self.shared
+            .store
+            .drain(max)
+            .into_iter()
+            .map(|r| SpanData {
+                record: r,
+                shared: self.shared.clone(),
+            })
+            .collect()
+    }
+
+    pub(crate) fn queue_len(&self) -> usize {
+        self.shared.store.queue_len()
+    }
+
+    /// The buffered finished spans of a trace (hex id), in the order they ended.
+    pub(crate) fn get_trace(&self, trace_id: &str) -> Vec<SpanData> {
+        let Some(id) = parse_trace_id(trace_id) else {
+            return Vec::new();
+        };
+        self.shared
+            .store
+            .trace(id)
+            .into_iter()
+            .map(|r| SpanData {
+                record: r,
+                shared: self.shared.clone(),
+            })
+            .collect()
+    }
+
+    /// Every buffered finished span, oldest first.
+    pub(crate) fn finished_spans(&self) -> Vec<SpanData> {
+        self.shared
+            .store
+            .all()
+            .into_iter()
+            .map(|r| SpanData {
+                record: r,
+                shared: self.shared.clone(),
+            })
+            .collect()
+    }
+
+    pub(crate) fn clear_spans(&self) {
+        self.shared.store.clear();
+    }
+
+    /// Counters: spans started, unsampled, finished, evicted from the buffer, dropped by the full export
+    /// queue, invalid attributes dropped, sampler errors.
+    pub(crate) fn core_stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let s = self.shared.store.stats();
+        let d = PyDict::new(py);
+        d.set_item("spans_started", self.shared.started.load(Ordering::Relaxed))?;
+        d.set_item("spans_unsampled", self.shared.unsampled.load(Ordering::Relaxed))?;
+        d.set_item("spans_finished", s.finished)?;
+        d.set_item("spans_evicted", s.evicted)?;
+        d.set_item("spans_queued", s.queued)?;
+        d.set_item("queue_dropped", s.queue_dropped)?;
+        d.set_item(
+            "invalid_attributes",
+            self.shared.invalid_attributes.load(Ordering::Relaxed),
+        )?;
+        d.set_item("sampler_errors", self.shared.sampler_errors.load(Ordering::Relaxed))?;
+        Ok(d)
+    }
+
+    #[getter]
+    pub(crate) fn sampler<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        match &self.shared.sampler {
+            SamplerImpl::Core(s) => Ok(Bound::new(py, Sampler { inner: s.clone() })?.into_any()),
+            SamplerImpl::Custom(o) => Ok(o.bind(py).clone()),
+        }
+    }
+}
