@@ -207,9 +207,7 @@ class MonitoringMiddleware:
         if self._excluded(scope.get("path", "")):
             await app(scope, receive, send)
             return
-        await self._http(app, scope, receive, send)
-
-    async def _http(self, app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
+        # The request path is inline here, not a helper coroutine: one frame less on every await.
         headers = scope.get("headers") or []
         request_id = None
         user_agent = b""
@@ -264,13 +262,14 @@ class MonitoringMiddleware:
     ) -> None:
         if not span.is_recording():
             return
+        # OpenTelemetry's HTTP server semantic conventions: the required attributes and the recommended
+        # ones worth their cost. Not url.query: query strings carry tokens too often to export by default.
         method = scope.get("method", "GET")
         attributes: dict[str, Any] = {
             "http.request.method": method,
             "url.path": scope.get("path", ""),
             "url.scheme": scope.get("scheme", "http"),
             "http.response.status_code": status,
-            "network.protocol.version": scope.get("http_version", "1.1"),
         }
         if route != UNMATCHED_ROUTE:
             span.update_name(f"{method} {route}")
@@ -278,16 +277,8 @@ class MonitoringMiddleware:
         server = scope.get("server")
         if server:
             attributes["server.address"] = str(server[0])
-            if server[1] is not None:
-                attributes["server.port"] = int(server[1])
-        client = scope.get("client")
-        if client:
-            attributes["client.address"] = str(client[0])
         if user_agent:
             attributes["user_agent.original"] = user_agent.decode("latin-1")
-        query = scope.get("query_string")
-        if query:
-            attributes["url.query"] = query.decode("latin-1")[:_MAX_USER_AGENT]
         span.set_attributes(attributes)
         if error is not None and status != CLIENT_CLOSED:
             span.set_error(error)
@@ -327,12 +318,14 @@ class MonitoringMiddleware:
         span = tracer.start_span(method, parent=tracer.extract_context(headers), kind=SpanKind.SERVER)
         exchange = _Exchange(self, scope, span, method, user_agent, _never_receive, _never_send, [])
         self._begin()
+        token = _set_current_span(span)
         try:
-            with tracer.use_span(span):
-                response = await call_next(request)
+            response = await call_next(request)
         except BaseException as exc:
             exchange.complete(exc)
             raise
+        finally:
+            _reset_current_span(token)
         response.headers[self._rid_name.decode()] = request_id or span.span_id
         response.headers[self._tid_name.decode()] = span.trace_id
         return _MonitoredResponse(response, exchange)

@@ -258,8 +258,21 @@ impl Span {
 
     pub(crate) fn set_attributes(&self, py: Python<'_>, attributes: &Bound<'_, PyAny>) -> PyResult<()> {
         let d = as_dict(attributes)?;
-        for (k, v) in d.iter() {
-            self.set_one(py, &k, &v);
+        // Convert first, then take the lock once for all of them.
+        let converted: SmallVec<[(String, AttrValue); 16]> =
+            d.iter().filter_map(|(k, v)| self.shared.convert(py, &k, &v)).collect();
+        let mut st = self.state.lock();
+        if st.record.is_none() {
+            let st = &mut *st;
+            for (k, v) in converted {
+                core_span::set_attribute(
+                    &mut st.attributes,
+                    &mut st.dropped_attributes,
+                    self.shared.limits.max_attributes,
+                    k,
+                    v,
+                );
+            }
         }
         Ok(())
     }
