@@ -33,6 +33,9 @@ def _demo_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         default=5.0,
         help="error rate (percent) over which the in-process high_error_rate alert fires (default 5)",
     )
+    d.add_argument(
+        "--system-interval", type=float, default=5.0, help="seconds between memory/CPU/disk samples (default 5)"
+    )
     d.add_argument("--no-instrumentation", dest="instrumented", action="store_false", help=argparse.SUPPRESS)
 
 
@@ -41,8 +44,8 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     _demo_parser(sub)
     args = parser.parse_args(argv)
-    if args.duration < 0 or args.rate < 0 or args.latency_scale < 0 or args.concurrency < 1:
-        parser.error("--duration, --rate and --latency-scale must be >= 0, --concurrency >= 1")
+    if min(args.duration, args.rate, args.latency_scale) < 0 or args.concurrency < 1 or args.system_interval <= 0:
+        parser.error("--duration, --rate, --latency-scale must be >= 0; --concurrency >= 1; --system-interval > 0")
     try:
         from victor_observability.demo import DemoOptions, run_demo
     except ImportError as exc:  # FastAPI / uvicorn are the `demo` extra
