@@ -15,7 +15,6 @@ from typing import Any
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-
 from victor_observability.__main__ import main
 from victor_observability.demo.instrumentation import instrument
 from victor_observability.demo.load import LoadGenerator
@@ -76,9 +75,9 @@ def _total(samples: list[tuple[str, dict[str, str], float]], name: str, **match:
 
 def test_demo_runs_for_its_duration_and_its_summary_matches_metrics(tmp_path: Path) -> None:
     summary_path = tmp_path / "summary.json"
-    args = ["--duration", "3", "--rate", "60", "--latency-scale", "0.05", "--seed", "11"]
+    args = ["--port", "0", "--duration", "3", "--rate", "60", "--latency-scale", "0.05", "--seed", "11"]
     proc = subprocess.run(
-        [sys.executable, "-m", "victor_observability", "demo", "--port", "0", *args, "--summary-json", str(summary_path)],
+        [sys.executable, "-m", "victor_observability", "demo", *args, "--summary-json", str(summary_path)],
         cwd=tmp_path,
         capture_output=True,
         text=True,
@@ -131,9 +130,7 @@ def test_demo_runs_for_its_duration_and_its_summary_matches_metrics(tmp_path: Pa
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
-def test_demo_stops_cleanly_on_signal(
-    tmp_path: Path, procs: list[subprocess.Popen[str]], sig: signal.Signals
-) -> None:
+def test_demo_stops_cleanly_on_signal(tmp_path: Path, procs: list[subprocess.Popen[str]], sig: signal.Signals) -> None:
     proc = _start(tmp_path, "--rate", "40", "--latency-scale", "0.05")
     procs.append(proc)
     port = _port_of(proc)

@@ -29,6 +29,7 @@ ALERTMANAGER_YML = CONFIG / "alertmanager.yml"
 DASHBOARD = CONFIG / "dashboards" / "victor-metrics.json"
 # Grafana's built-in interval variable; any valid range works for Prometheus.
 RATE_INTERVAL = "30s"
+DEMO = [sys.executable, "-u", "-m", "victor_observability", "demo"]
 
 # Fires as soon as the demo's traffic has produced a failed request (the demo's providers fail a few percent).
 TEST_RULES = {
@@ -123,8 +124,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         # The demo service, on a port it picks and reports.
         demo_log = work / "demo.log"
         demo = _start(
-            [sys.executable, "-u", "-m", "victor_observability", "demo", "--port", "0", "--rate", "40"]
-            + ["--latency-scale", "0.05", "--seed", "3", "--system-interval", "1"],
+            [*DEMO, "--port", "0", "--rate", "40", "--latency-scale", "0.05", "--seed", "3", "--system-interval", "1"],
             demo_log,
             work,
         )
@@ -145,8 +145,13 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         (work / "alertmanager.yml").write_text(yaml.safe_dump(am_config))
         procs.append(
             _start(
-                [alertmanager, f"--config.file={work / 'alertmanager.yml'}", f"--storage.path={work / 'am-data'}"]
-                + [f"--web.listen-address=127.0.0.1:{am_port}", "--cluster.listen-address="],
+                [
+                    alertmanager,
+                    f"--config.file={work / 'alertmanager.yml'}",
+                    f"--storage.path={work / 'am-data'}",
+                    f"--web.listen-address=127.0.0.1:{am_port}",
+                    "--cluster.listen-address=",  # no gossip: a single local instance
+                ],
                 work / "alertmanager.log",
                 work,
             )
@@ -164,8 +169,12 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         (work / "prometheus.yml").write_text(yaml.safe_dump(config))
         procs.append(
             _start(
-                [prometheus, f"--config.file={work / 'prometheus.yml'}", f"--storage.tsdb.path={work / 'tsdb'}"]
-                + [f"--web.listen-address=127.0.0.1:{prom_port}"],
+                [
+                    prometheus,
+                    f"--config.file={work / 'prometheus.yml'}",
+                    f"--storage.tsdb.path={work / 'tsdb'}",
+                    f"--web.listen-address=127.0.0.1:{prom_port}",
+                ],
                 work / "prometheus.log",
                 work,
             )
@@ -250,6 +259,7 @@ def test_every_dashboard_and_rule_expression_parses(stack: Stack) -> None:
         response = stack.query(expr)
         assert response.status_code == 200, f"{name}: {expr!r}: {response.text}"
         assert response.json()["status"] == "success", name
+
     # Prometheus loaded every shipped rule and evaluates each without error.
     def rules() -> list[dict[str, Any]] | None:
         groups = stack.client.get(f"{stack.prometheus}/api/v1/rules").json()["data"]["groups"]
@@ -281,9 +291,7 @@ def test_dashboard_panels_return_data_after_traffic(stack: Stack) -> None:
 
     def empty_panels() -> list[str]:
         return [
-            title
-            for title, exprs in panels.items()
-            if not any(stack.query(e).json()["data"]["result"] for e in exprs)
+            title for title, exprs in panels.items() if not any(stack.query(e).json()["data"]["result"] for e in exprs)
         ]
 
     stack.wait("every dashboard panel to return data", lambda: not empty_panels() or None)

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import math
 import signal
@@ -109,10 +110,8 @@ async def _run(options: DemoOptions, out: TextIO, progress: TextIO) -> int:
             stats = await generator.run(stop, options.duration or None)
         else:
             timeout = options.duration if options.duration > 0 else None
-            try:
+            with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout)
-            except asyncio.TimeoutError:
-                pass
         scrape = await _scrape(base) if instr.collector is not None else None
     finally:
         await asyncio.to_thread(service.stop)
@@ -215,7 +214,9 @@ def format_summary(summary: dict[str, Any]) -> str:
             f"  recorded      {req['total']} requests, {req['errors']} errors ({req['error_rate']:.2f}%), "
             f"p95 {_ms(req['latency_p95'])}"
         )
-    lines.append(f"  spans         {summary['spans']}" + (f" -> {summary['spans_file']}" if summary["spans_file"] else ""))
+    lines.append(
+        f"  spans         {summary['spans']}" + (f" -> {summary['spans_file']}" if summary["spans_file"] else "")
+    )
     lines.append(f"  alerts fired  {summary['alerts_fired']}")
     return "\n".join(lines)
 

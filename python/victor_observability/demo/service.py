@@ -134,7 +134,9 @@ def build_app(instr: Instrumentation, world: World | None = None, cache_capacity
 
         @app.get("/metrics", include_in_schema=False)
         async def metrics(request: Request) -> Response:
-            body, headers = render(registry, request.headers.get("accept", ""), request.headers.get("accept-encoding", ""))
+            body, headers = render(
+                registry, request.headers.get("accept", ""), request.headers.get("accept-encoding", "")
+            )
             return Response(body, headers=dict(headers))
 
     instr.wire(app)
