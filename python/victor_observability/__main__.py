@@ -36,6 +36,7 @@ def _demo_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     d.add_argument(
         "--system-interval", type=float, default=5.0, help="seconds between memory/CPU/disk samples (default 5)"
     )
+    d.add_argument("--profile", default=None, help=argparse.SUPPRESS)
     d.add_argument("--no-instrumentation", dest="instrumented", action="store_false", help=argparse.SUPPRESS)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import cProfile
 import json
 import math
 import signal
@@ -40,18 +41,30 @@ class DemoOptions:
     alert_error_rate: float = 5.0
     instrumented: bool = True
     system_interval: float = 5.0
+    profile: str | None = None  # write a cProfile of the service thread here (the bench reads it)
 
 
 class ServiceThread:
     """uvicorn serving ``app`` on 127.0.0.1 from a thread of this process (its signal handling stays ours)."""
 
-    def __init__(self, app: Any, port: int) -> None:
+    def __init__(self, app: Any, port: int, profile: str | None = None) -> None:
         import uvicorn
 
         config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
         self.server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self.server.run, name="victor-demo-uvicorn", daemon=True)
+        self._profile = profile
+        self._thread = threading.Thread(target=self._serve, name="victor-demo-uvicorn", daemon=True)
         self.port = port
+
+    def _serve(self) -> None:
+        if self._profile is None:
+            self.server.run()
+            return
+        profiler = cProfile.Profile()
+        try:
+            profiler.runcall(self.server.run)
+        finally:
+            profiler.dump_stats(self._profile)
 
     def start(self, timeout: float = 15.0) -> int:
         """Starts serving; returns the bound port (useful with port 0). RuntimeError if it does not come up."""
@@ -92,7 +105,8 @@ async def _run(options: DemoOptions, out: TextIO, progress: TextIO) -> int:
         alert_error_rate=options.alert_error_rate,
         system_interval=options.system_interval,
     )
-    service = ServiceThread(build_app(instr, World(options.seed, options.latency_scale)), options.port)
+    app = build_app(instr, World(options.seed, options.latency_scale))
+    service = ServiceThread(app, options.port, options.profile)
     try:
         port = await asyncio.to_thread(service.start)
     except RuntimeError as exc:
