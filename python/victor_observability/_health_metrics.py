@@ -1,0 +1,99 @@
+"""Health state as metrics: `<prefix>_health_check_status{probe,check}` and the check-duration histogram."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import weakref
+from typing import Any, Protocol
+
+from victor_observability._health_model import HealthStatus
+
+log = logging.getLogger("victor_observability.health")
+
+#: Health checks are cheap or bounded by their timeout (1 s by default): resolve the low end finely.
+DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class HealthMetrics(Protocol):
+    """Where the checker reports each evaluated check; `NoHealthMetrics` is the "off" object."""
+
+    def record(self, probe: str, check: str, status: HealthStatus, duration_seconds: float) -> None: ...
+
+
+class NoHealthMetrics:
+    """Records nothing."""
+
+    def record(self, probe: str, check: str, status: HealthStatus, duration_seconds: float) -> None:
+        return None
+
+
+class RegistryHealthMetrics:
+    """Gauge and histogram on a `Registry`, children cached per (probe, check).
+
+    >>> from victor_observability import Registry
+    >>> reg = Registry(prefix="victor")
+    >>> RegistryHealthMetrics(reg, "victor").record("readiness", "db", HealthStatus.DEGRADED, 0.01)
+    >>> 'victor_health_check_status{check="db",probe="readiness"} 0.5' in reg.export_text()
+    True
+    """
+
+    def __init__(self, registry: Any, prefix: str) -> None:
+        from victor_observability.metrics import Gauge, Histogram
+
+        self._status = Gauge(
+            f"{prefix}_health_check_status",
+            "Last result of each health check: 1 pass, 0.5 warn, 0 fail.",
+            ["probe", "check"],
+            registry=registry,
+        )
+        self._duration = Histogram(
+            f"{prefix}_health_check_duration_seconds",
+            "Duration of each health check evaluation, in seconds.",
+            ["probe", "check"],
+            buckets=DURATION_BUCKETS,
+            registry=registry,
+        )
+        self._children: dict[tuple[str, str], tuple[Any, Any]] = {}
+        self._warned = False
+
+    def record(self, probe: str, check: str, status: HealthStatus, duration_seconds: float) -> None:
+        try:
+            key = (probe, check)
+            pair = self._children.get(key)
+            if pair is None:
+                pair = (self._status.labels(probe, check), self._duration.labels(probe, check))
+                self._children[key] = pair
+            pair[0].set(status.metric_value)
+            pair[1].observe(duration_seconds)
+        except Exception:
+            # A metrics problem must never fail a probe; say so once.
+            if not self._warned:
+                self._warned = True
+                log.warning("could not record health metrics for %s/%s", probe, check, exc_info=True)
+
+
+def registry_health_metrics(
+    *, metrics_collector: Any = None, registry: Any = None, prefix: str | None = None
+) -> RegistryHealthMetrics:
+    """Health metrics on the collector's registry (or on `registry`), named with its prefix."""
+    if registry is None:
+        registry = getattr(metrics_collector, "registry", None)
+        if registry is None:
+            raise ValueError(f"health metrics: {metrics_collector!r} has no .registry")
+    if prefix is None:
+        prefix = getattr(metrics_collector, "prefix", None) or getattr(registry, "prefix", None) or "victor"
+    # A registry holds each family once: checkers sharing a registry share its health families.
+    with _SHARED_LOCK:
+        try:
+            per_registry = _SHARED.setdefault(registry, {})
+        except TypeError:  # not weak-referenceable: nothing to share it through
+            return RegistryHealthMetrics(registry, prefix)
+        metrics = per_registry.get(prefix)
+        if metrics is None:
+            metrics = per_registry[prefix] = RegistryHealthMetrics(registry, prefix)
+        return metrics
+
+
+_SHARED: weakref.WeakKeyDictionary[Any, dict[str, RegistryHealthMetrics]] = weakref.WeakKeyDictionary()
+_SHARED_LOCK = threading.Lock()

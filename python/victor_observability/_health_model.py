@@ -1,0 +1,252 @@
+"""Health check results: statuses, probe kinds, per-check results and probe responses (plain and IETF health+json)."""
+
+from __future__ import annotations
+
+import enum
+import math
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Literal
+
+__all__ = [
+    "CheckResult",
+    "Detail",
+    "HealthCheckResponse",
+    "HealthCheckType",
+    "HealthStatus",
+]
+
+#: How much a rendered response reveals: overall status only, plus per-check statuses, or everything
+#: (observed values, output text, durations). HTTP endpoints default to "status" so that internals
+#: are not exposed publicly; `to_dict()` defaults to "full" as the guide's example expects.
+Detail = Literal["status", "checks", "full"]
+_DETAILS: tuple[str, ...] = ("status", "checks", "full")
+
+
+class HealthStatus(str, enum.Enum):
+    """Status of a check or a probe; HTTP 200 for HEALTHY and DEGRADED, 503 for UNHEALTHY.
+
+    The IETF names are accepted too, so results can be written either way:
+
+    >>> HealthStatus("warn") is HealthStatus.DEGRADED
+    True
+    >>> HealthStatus.UNHEALTHY.ietf
+    'fail'
+    """
+
+    HEALTHY = "healthy"
+    DEGRADED = "degraded"
+    UNHEALTHY = "unhealthy"
+
+    @classmethod
+    def _missing_(cls, value: object) -> HealthStatus | None:
+        if isinstance(value, str):
+            return _FROM_IETF.get(value.lower())
+        return None
+
+    @property
+    def ietf(self) -> str:
+        """The "Health Check Response Format for HTTP APIs" name: pass, warn or fail."""
+        return _TO_IETF[self]
+
+    @property
+    def metric_value(self) -> float:
+        """The value of `<prefix>_health_check_status`: 1 pass, 0.5 warn, 0 fail."""
+        return _METRIC_VALUE[self]
+
+
+_FROM_IETF = {
+    "pass": HealthStatus.HEALTHY,
+    "ok": HealthStatus.HEALTHY,
+    "up": HealthStatus.HEALTHY,
+    "warn": HealthStatus.DEGRADED,
+    "fail": HealthStatus.UNHEALTHY,
+    "error": HealthStatus.UNHEALTHY,
+    "down": HealthStatus.UNHEALTHY,
+}
+_TO_IETF = {HealthStatus.HEALTHY: "pass", HealthStatus.DEGRADED: "warn", HealthStatus.UNHEALTHY: "fail"}
+_METRIC_VALUE = {HealthStatus.HEALTHY: 1.0, HealthStatus.DEGRADED: 0.5, HealthStatus.UNHEALTHY: 0.0}
+
+
+class HealthCheckType(str, enum.Enum):
+    """The Kubernetes probe a check belongs to.
+
+    >>> HealthCheckType.READINESS.value
+    'readiness'
+    """
+
+    LIVENESS = "liveness"
+    READINESS = "readiness"
+    STARTUP = "startup"
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _json_number(value: Any) -> Any:
+    # NaN and infinities are not JSON: report them as strings rather than emit an invalid document.
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    return value
+
+
+# slots, not frozen: a frozen dataclass's __init__ costs 4x more, and results are built on every probe.
+# Responses are shared (cache, concurrent probes): treat them as read-only.
+@dataclass(slots=True, init=False)
+class CheckResult:
+    """The outcome of one check: status, optional observed value and unit, optional output text.
+
+    A check may return one itself for a richer answer than a bool; the checker fills in `duration_seconds`
+    and `time`. The status may be given by its IETF name.
+
+    >>> CheckResult("warn", observed_value=87.5, observed_unit="percent", output="disk almost full").status
+    <HealthStatus.DEGRADED: 'degraded'>
+    """
+
+    status: HealthStatus
+    observed_value: Any
+    observed_unit: str | None
+    output: str | None
+    component_type: str | None
+    duration_seconds: float
+    time: float
+
+    def __init__(
+        self,
+        status: HealthStatus | str,
+        observed_value: Any = None,
+        observed_unit: str | None = None,
+        output: str | None = None,
+        component_type: str | None = None,
+        duration_seconds: float = 0.0,
+        time: float = 0.0,
+    ) -> None:
+        if not isinstance(status, HealthStatus):
+            try:
+                status = HealthStatus(status)
+            except ValueError:
+                raise ValueError(f"CheckResult status {status!r} is not pass, warn or fail") from None
+        self.status = status
+        self.observed_value = observed_value
+        self.observed_unit = observed_unit
+        self.output = output
+        self.component_type = component_type
+        self.duration_seconds = duration_seconds
+        self.time = time
+
+    @property
+    def is_healthy(self) -> bool:
+        """True unless the check failed."""
+        return self.status is not HealthStatus.UNHEALTHY
+
+    def to_dict(self, detail: Detail = "full") -> dict[str, Any]:
+        """The check as it appears in `HealthCheckResponse.to_dict()`."""
+        out: dict[str, Any] = {"status": self.status.value}
+        if detail == "full":
+            out["duration_ms"] = round(self.duration_seconds * 1000.0, 3)
+            if self.observed_value is not None:
+                out["observed_value"] = _json_number(self.observed_value)
+            if self.observed_unit:
+                out["observed_unit"] = self.observed_unit
+            if self.output:
+                out["output"] = self.output
+        return out
+
+    def to_health_json(self, detail: Detail = "full") -> dict[str, Any]:
+        """The check as one entry of the IETF `checks` object (an array element keyed by the check name)."""
+        out: dict[str, Any] = {"status": self.status.ietf}
+        if self.component_type:
+            out["componentType"] = self.component_type
+        if detail == "full":
+            out["time"] = _iso(self.time)
+            if self.observed_value is not None:
+                out["observedValue"] = _json_number(self.observed_value)
+            if self.observed_unit:
+                out["observedUnit"] = self.observed_unit
+            # The draft says output SHOULD be omitted for "pass".
+            if self.output and self.status is not HealthStatus.HEALTHY:
+                out["output"] = self.output
+        return out
+
+
+def aggregate(checks: dict[str, CheckResult], critical: dict[str, bool] | None = None) -> HealthStatus:
+    """Worst status wins; a failing non-critical check only degrades the probe."""
+    status = HealthStatus.HEALTHY
+    for name, result in checks.items():
+        if result.status is HealthStatus.UNHEALTHY:
+            if critical is None or critical.get(name, True):
+                return HealthStatus.UNHEALTHY
+            status = HealthStatus.DEGRADED
+        elif result.status is HealthStatus.DEGRADED:
+            status = HealthStatus.DEGRADED
+    return status
+
+
+@dataclass(slots=True)
+class HealthCheckResponse:
+    """The answer of one probe: overall status, per-check results, when, uptime and service version.
+
+    >>> r = HealthCheckResponse(HealthStatus.HEALTHY, {}, timestamp=0.0, uptime_seconds=1.0, version="1.0.0")
+    >>> r.is_healthy, r.http_status, r.to_dict()["status"]
+    (True, 200, 'healthy')
+    """
+
+    status: HealthStatus
+    checks: dict[str, CheckResult]
+    timestamp: float = field(default_factory=time.time)
+    uptime_seconds: float = 0.0
+    version: str = "1.0.0"
+    probe: HealthCheckType | None = None
+    service_id: str | None = None
+
+    @property
+    def is_healthy(self) -> bool:
+        """True when the service should receive traffic: healthy or degraded-but-serving."""
+        return self.status is not HealthStatus.UNHEALTHY
+
+    @property
+    def http_status(self) -> int:
+        """200 when healthy or degraded, 503 when failing."""
+        return 200 if self.is_healthy else 503
+
+    def to_dict(self, detail: Detail = "full") -> dict[str, Any]:
+        """Plain JSON-ready dict: status, checks, timestamp (ISO 8601 UTC), uptime_seconds, version, is_healthy.
+
+        >>> HealthCheckResponse(HealthStatus.UNHEALTHY, {}, 0.0).to_dict(detail="status")
+        {'status': 'unhealthy', 'is_healthy': False}
+        """
+        _check_detail(detail)
+        out: dict[str, Any] = {"status": self.status.value}
+        if detail != "status":
+            out["checks"] = {name: result.to_dict(detail) for name, result in self.checks.items()}
+            out["timestamp"] = _iso(self.timestamp)
+            out["uptime_seconds"] = round(self.uptime_seconds, 3)
+            out["version"] = self.version
+            if self.probe is not None:
+                out["probe"] = self.probe.value
+        out["is_healthy"] = self.is_healthy
+        return out
+
+    def to_health_json(self, detail: Detail = "full") -> dict[str, Any]:
+        """The IETF "Health Check Response Format for HTTP APIs" body (media type application/health+json).
+
+        >>> HealthCheckResponse(HealthStatus.DEGRADED, {}, 0.0, version="2.1").to_health_json()
+        {'status': 'warn', 'version': '2.1', 'checks': {}}
+        """
+        _check_detail(detail)
+        out: dict[str, Any] = {"status": self.status.ietf}
+        if detail != "status":
+            out["version"] = self.version
+            if self.service_id:
+                out["serviceId"] = self.service_id
+            if detail == "full" and self.probe is not None:
+                out["description"] = f"{self.probe.value} probe"
+            out["checks"] = {name: [result.to_health_json(detail)] for name, result in self.checks.items()}
+        return out
+
+
+def _check_detail(detail: str) -> None:
+    if detail not in _DETAILS:
+        raise ValueError(f"health detail {detail!r} is not one of {', '.join(_DETAILS)}")

@@ -1,0 +1,367 @@
+"""MonitoringMiddleware: request metrics and a SERVER span for every HTTP request of an ASGI 3 app.
+
+>>> from fastapi import FastAPI
+>>> app = FastAPI()
+>>> app.add_middleware(MonitoringMiddleware)
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from typing import Any, Literal
+
+from victor_observability.collector import ProductionMetricsCollector, create_production_collector
+from victor_observability.tracing import DistributedTracer, SpanKind, get_global_tracer
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+#: The route label of requests no route matched: one value, so scanners cannot explode cardinality.
+UNMATCHED_ROUTE = "__unmatched__"
+#: The status label of a request whose client went away before the response was complete (nginx's code).
+CLIENT_CLOSED = 499
+DEFAULT_EXCLUDED_PATHS = ("/metrics", "/health/*")
+_MAX_REQUEST_ID = 128
+_MAX_USER_AGENT = 512
+
+
+def _route_of(scope: Scope) -> str:
+    """The matched route's template (`/items/{item_id}`), as Starlette and FastAPI leave it in the scope."""
+    route = scope.get("route")
+    if route is None:
+        return UNMATCHED_ROUTE
+    template = getattr(route, "path_format", None) or getattr(route, "path", None)
+    return template if isinstance(template, str) else UNMATCHED_ROUTE
+
+
+def _clean_request_id(raw: bytes) -> str | None:
+    """An incoming request id worth echoing: short, printable ASCII; anything else is replaced."""
+    if not raw or len(raw) > _MAX_REQUEST_ID:
+        return None
+    try:
+        text = raw.decode("ascii")
+    except UnicodeDecodeError:
+        return None
+    return text if text.isprintable() else None
+
+
+class _Excluder:
+    """Exact paths and `prefix/*` patterns, matched without regexes."""
+
+    def __init__(self, patterns: Iterable[str]) -> None:
+        patterns = list(patterns)
+        self.exact = frozenset(p for p in patterns if not p.endswith("*"))
+        self.prefixes = tuple(p[:-1] for p in patterns if p.endswith("*"))
+
+    def __call__(self, path: str) -> bool:
+        return path in self.exact or (bool(self.prefixes) and path.startswith(self.prefixes))
+
+
+class _Exchange:
+    """One request/response as it passes: status, completion, disconnects, and the headers we add."""
+
+    __slots__ = (
+        "completed",
+        "disconnected",
+        "done",
+        "extra_headers",
+        "on_complete",
+        "receive",
+        "remaining",
+        "send",
+        "started",
+        "status",
+        "t_end",
+    )
+
+    def __init__(self, receive: Receive, send: Send, extra_headers: list[tuple[bytes, bytes]]) -> None:
+        self.receive, self.send, self.extra_headers = receive, send, extra_headers
+        self.status = 500
+        self.started = self.completed = self.disconnected = self.done = False
+        self.t_end = 0.0
+        self.remaining = -1
+        # Records the request; called once, before the last chunk goes out, so that a client that
+        # has the whole response also finds it counted.
+        self.on_complete: Callable[[BaseException | None], None] | None = None
+
+    def complete(self, error: BaseException | None) -> None:
+        if not self.done:
+            self.done = True
+            if self.on_complete is not None:
+                self.on_complete(error)
+
+    async def wrapped_send(self, message: Message) -> None:
+        kind = message["type"]
+        if kind == "http.response.start":
+            self.status = int(message["status"])
+            self.started = True
+            headers = message.get("headers", ())
+            for name, value in headers:
+                if name.lower() == b"content-length" and value.isdigit():
+                    self.remaining = int(value)
+            message["headers"] = [*headers, *self.extra_headers]
+        elif kind == "http.response.body":
+            self.remaining -= len(message.get("body", b""))
+            # The response is complete at its last chunk, or at its declared length (a client that has
+            # Content-Length bytes is done, whether or not an empty final chunk follows).
+            if not message.get("more_body", False) or self.remaining == 0:
+                self.completed = True
+                self.t_end = time.perf_counter()
+                self.complete(None)
+        try:
+            await self.send(message)
+        except OSError:
+            self.disconnected = True
+            raise
+
+    async def wrapped_receive(self) -> Message:
+        message = await self.receive()
+        if message["type"] == "http.disconnect" and not self.completed:
+            self.disconnected = True
+        return message
+
+
+class MonitoringMiddleware:
+    """Pure ASGI middleware recording `<prefix>_request_*` and `<prefix>_active_requests`, and a SERVER span.
+
+    Per request, one call into the core records the count, success or error, and latency labelled
+    ``endpoint`` (the route template), ``provider`` (``"http"``), ``method`` and ``status`` (the code,
+    or its class such as ``"5xx"`` with ``status_label="class"``). Excluded paths (default ``/metrics``
+    and ``/health/*``), websocket and lifespan scopes pass through untouched.
+
+    >>> from victor_observability import create_production_collector
+    >>> async def app(scope, receive, send): ...
+    >>> wrapped = MonitoringMiddleware(app, metrics_collector=create_production_collector(collect_system_metrics=False))
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp | None = None,
+        metrics_collector: ProductionMetricsCollector | None = None,
+        tracer: DistributedTracer | None = None,
+        *,
+        exclude_paths: Iterable[str] = DEFAULT_EXCLUDED_PATHS,
+        status_label: Literal["code", "class"] = "code",
+        request_id_header: str = "X-Request-ID",
+        trace_id_header: str = "X-Trace-ID",
+        provider: str = "http",
+        count_websockets: bool = False,
+    ) -> None:
+        if status_label not in ("code", "class"):
+            raise ValueError(f"status_label must be 'code' or 'class', not {status_label!r}")
+        self.app = app
+        self.metrics_collector = metrics_collector if metrics_collector is not None else create_production_collector()
+        self.tracer = tracer if tracer is not None else get_global_tracer()
+        self._excluded = _Excluder(exclude_paths)
+        self._status_class = status_label == "class"
+        self._rid_name = request_id_header.lower().encode("latin-1")
+        self._tid_name = trace_id_header.lower().encode("latin-1")
+        self.provider = provider
+        self.count_websockets = count_websockets
+        # Bound once: attribute lookups per request add up.
+        self._begin = self.metrics_collector.begin_request
+        self._end = self.metrics_collector.end_request
+        self._status_labels: dict[int, str] = {}
+
+    def _status(self, code: int) -> str:
+        label = self._status_labels.get(code)
+        if label is None:
+            label = f"{code // 100}xx" if self._status_class else str(code)
+            if len(self._status_labels) < 1000:
+                self._status_labels[code] = label
+        return label
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        app = self.app
+        if app is None:
+            raise RuntimeError("MonitoringMiddleware was created without an app; use handle_request() instead")
+        kind = scope["type"]
+        if kind != "http":
+            if kind == "websocket" and self.count_websockets:
+                await self._websocket(app, scope, receive, send)
+            else:
+                await app(scope, receive, send)
+            return
+        if self._excluded(scope.get("path", "")):
+            await app(scope, receive, send)
+            return
+        await self._http(app, scope, receive, send)
+
+    async def _http(self, app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
+        t0 = time.perf_counter()
+        headers = scope.get("headers") or []
+        request_id = None
+        user_agent = b""
+        for name, value in headers:
+            if name == self._rid_name:
+                request_id = _clean_request_id(value)
+            elif name == b"user-agent":
+                user_agent = value[:_MAX_USER_AGENT]
+        if request_id is None:
+            request_id = os.urandom(8).hex()
+        method = scope.get("method", "GET")
+        tracer = self.tracer
+        span = tracer.start_span(method, parent=tracer.extract_context(headers), kind=SpanKind.SERVER)
+        exchange = _Exchange(
+            receive,
+            send,
+            [(self._rid_name, request_id.encode("ascii")), (self._tid_name, span.trace_id.encode("ascii"))],
+        )
+        exchange.on_complete = lambda error: self._finish(scope, span, exchange, error, t0, method, user_agent)
+        self._begin()
+        error: BaseException | None = None
+        try:
+            with tracer.use_span(span):
+                await app(scope, exchange.wrapped_receive, exchange.wrapped_send)
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            exchange.complete(error)
+
+    def _finish(
+        self,
+        scope: Scope,
+        span: Any,
+        exchange: _Exchange,
+        error: BaseException | None,
+        t0: float,
+        method: str,
+        user_agent: bytes,
+    ) -> None:
+        t_end = exchange.t_end if exchange.completed else time.perf_counter()
+        if exchange.disconnected and not exchange.completed:
+            status = CLIENT_CLOSED
+        elif error is not None and not exchange.started:
+            # An exception before the response is what the client sees as a 500.
+            status = 500
+        else:
+            status = exchange.status
+        route = _route_of(scope)
+        success = status < 500 and (error is None or status == CLIENT_CLOSED)
+        self._end(route, self.provider, success, (t_end - t0) * 1000.0, {"method": method, "status": self._status(status)})
+        self._annotate(scope, span, route, status, error, user_agent)
+        span.end()
+
+    def _annotate(
+        self, scope: Scope, span: Any, route: str, status: int, error: BaseException | None, user_agent: bytes
+    ) -> None:
+        if not span.is_recording():
+            return
+        if route != UNMATCHED_ROUTE:
+            span.update_name(f"{scope.get('method', 'GET')} {route}")
+            span.set_attribute("http.route", route)
+        attributes: dict[str, Any] = {
+            "http.request.method": scope.get("method", "GET"),
+            "url.path": scope.get("path", ""),
+            "url.scheme": scope.get("scheme", "http"),
+            "http.response.status_code": status,
+            "network.protocol.version": scope.get("http_version", "1.1"),
+        }
+        server = scope.get("server")
+        if server:
+            attributes["server.address"] = str(server[0])
+            if server[1] is not None:
+                attributes["server.port"] = int(server[1])
+        client = scope.get("client")
+        if client:
+            attributes["client.address"] = str(client[0])
+        if user_agent:
+            attributes["user_agent.original"] = user_agent.decode("latin-1")
+        query = scope.get("query_string")
+        if query:
+            attributes["url.query"] = query.decode("latin-1")[:_MAX_USER_AGENT]
+        span.set_attributes(attributes)
+        if error is not None and status != CLIENT_CLOSED:
+            span.set_error(error)
+        elif status >= 500:
+            span.set_status("error", f"HTTP {status}")
+
+    async def _websocket(self, app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
+        t0 = time.perf_counter()
+        ok = True
+        try:
+            await app(scope, receive, send)
+        except BaseException:
+            ok = False
+            raise
+        finally:
+            labels = {"method": "WEBSOCKET", "status": "ws"}
+            self.metrics_collector.record_request(_route_of(scope), "websocket", ok, (time.perf_counter() - t0) * 1000, labels)
+
+    # -- the guide's form: @app.middleware("http") ---------------------------------------------
+
+    async def handle_request(self, request: Any, call_next: Callable[[Any], Awaitable[Any]]) -> Any:
+        """Serves Starlette/FastAPI's ``@app.middleware("http")`` with the same metrics and span.
+
+        >>> middleware = create_monitoring_middleware()
+        >>> # @app.middleware("http")
+        >>> # async def monitoring_middleware(request, call_next):
+        >>> #     return await middleware.handle_request(request, call_next)
+        """
+        scope = request.scope
+        if self._excluded(scope.get("path", "")):
+            return await call_next(request)
+        t0 = time.perf_counter()
+        headers = scope.get("headers") or []
+        request_id = _clean_request_id(request.headers.get(self._rid_name.decode(), "").encode("latin-1"))
+        request_id = request_id or os.urandom(8).hex()
+        user_agent = request.headers.get("user-agent", "").encode("latin-1", "replace")[:_MAX_USER_AGENT]
+        method = scope.get("method", "GET")
+        tracer = self.tracer
+        span = tracer.start_span(method, parent=tracer.extract_context(headers), kind=SpanKind.SERVER)
+        exchange = _Exchange(_never_receive, _never_send, [])
+        exchange.on_complete = lambda error: self._finish(scope, span, exchange, error, t0, method, user_agent)
+        self._begin()
+        try:
+            with tracer.use_span(span):
+                response = await call_next(request)
+        except BaseException as exc:
+            exchange.complete(exc)
+            raise
+        response.headers[self._rid_name.decode()] = request_id
+        response.headers[self._tid_name.decode()] = span.trace_id
+        return _MonitoredResponse(response, exchange)
+
+
+class _MonitoredResponse:
+    """Wraps the response `call_next` returned so it is sent through the same `_Exchange` as the
+    ASGI form: timed to its last chunk, client disconnects seen, exceptions while sending recorded."""
+
+    def __init__(self, response: Any, exchange: _Exchange) -> None:
+        self._response, self._exchange = response, exchange
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._response, name)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        exchange = self._exchange
+        exchange.receive, exchange.send = receive, send
+        error: BaseException | None = None
+        try:
+            await self._response(scope, exchange.wrapped_receive, exchange.wrapped_send)
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            exchange.complete(error)
+
+
+async def _never_receive() -> Message:
+    raise RuntimeError("not used in handle_request")
+
+
+async def _never_send(message: Message) -> None:
+    raise RuntimeError("not used in handle_request")
+
+
+def create_monitoring_middleware(
+    metrics_collector: ProductionMetricsCollector | None = None, tracer: DistributedTracer | None = None, **options: Any
+) -> MonitoringMiddleware:
+    """The guide's factory, for ``@app.middleware("http")``: ``await middleware.handle_request(request, call_next)``."""
+    return MonitoringMiddleware(None, metrics_collector, tracer, **options)
