@@ -115,6 +115,9 @@ def test_demo_runs_for_its_duration_and_its_summary_matches_metrics(tmp_path: Pa
         http = {"endpoint": route, "provider": "http", "status": status}
         assert _total(s, "victor_request_total", **http) == count, key
     assert _total(s, "victor_active_requests") == 0
+    assert summary["recorded"]["http_requests"] == load["requests"]
+    assert summary["recorded"]["llm_calls"] == load["llm_calls"]
+    assert f"recorded      {load['requests']} HTTP requests" in proc.stdout
 
     # The service's own summary agrees with its exposition.
     service = summary["service"]
@@ -157,11 +160,18 @@ def test_demo_without_load_serves_requests_from_outside(tmp_path: Path, procs: l
         assert chat.status_code in (200, 429, 502, 504)
         assert client.post("/v1/tools/read_file", json={"arg": "README.md"}).status_code in (200, 500)
         assert client.post("/v1/tools/rm_rf", json={"arg": "/"}).status_code == 404
+        probes = {kind: client.get(f"/health/{kind}") for kind in ("live", "ready", "startup")}
         metrics = client.get("/metrics")
+    for kind, probe in probes.items():
+        assert probe.status_code == 200, (kind, probe.text)
+        assert probe.json()["status"] == "pass", kind
     assert metrics.status_code == 200
     s = _samples(metrics.text)
     assert _total(s, "victor_request_total", endpoint="/v1/chat", provider="openai") == 1
     assert _total(s, "victor_cache_misses_total", cache="tool_cache") == 1
+    # Scrapes and probes are not traffic; the unknown tool is, under its route template.
+    assert _total(s, "victor_request_total", provider="http", endpoint="/metrics") == 0
+    assert _total(s, "victor_request_total", provider="http", endpoint="/v1/tools/{tool}", status="404") == 1
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
@@ -193,7 +203,10 @@ async def test_service_rejects_unknown_providers_and_tools() -> None:
             )
             assert bad_tool.status_code == 400
         assert instr.collector is not None
-        assert instr.collector.get_summary()["requests"]["total"] == 0
+        s = _samples(instr.collector.export_prometheus())
+        # The middleware saw two requests answered 400; no provider was called.
+        assert _total(s, "victor_request_total", endpoint="/v1/chat", provider="http", status="400") == 2
+        assert _total(s, "victor_request_total", provider=lambda p: p != "http") == 0
     finally:
         instr.close()
 

@@ -8,14 +8,20 @@ True
 from __future__ import annotations
 
 import contextlib
-import importlib
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, Protocol
 
+from victor_observability.alerting import AlertManager, AlertRule, AlertSeverity, LogNotifier, create_alert_manager
+from victor_observability.alerting.conditions import cache_hit_rate_below, error_rate_above, tool_error_rate_above
 from victor_observability.collector import ProductionMetricsCollector, create_production_collector
 from victor_observability.demo._off import NoopRecorder, NoopTracer
+from victor_observability.exporters import JsonLinesSpanExporter
+from victor_observability.health import ProductionHealthChecker, create_production_health_checker
+from victor_observability.health_http import create_health_router
+from victor_observability.middleware import MonitoringMiddleware
+from victor_observability.tracing import DistributedTracer
 
 log = logging.getLogger("victor_observability.demo")
 
@@ -49,14 +55,6 @@ class Tracer(Protocol):
     def start_span(self, name: str, kind: str | None = None, attributes: dict[str, Any] | None = None) -> Any: ...
 
 
-def _optional(module: str) -> Any:
-    # The health, alerting and middleware parts are built on other branches; the demo uses each one present.
-    try:
-        return importlib.import_module(module)
-    except ImportError:
-        return None
-
-
 class Instrumentation:
     """The parts one demo service is wired with, and their lifecycle (start in the app's lifespan, close at exit)."""
 
@@ -66,10 +64,10 @@ class Instrumentation:
         tracer: Tracer,
         *,
         collector: ProductionMetricsCollector | None = None,
-        distributed_tracer: Any = None,
+        distributed_tracer: DistributedTracer | None = None,
         spans_path: Path | None = None,
-        health: Any = None,
-        alerts: Any = None,
+        health: ProductionHealthChecker | None = None,
+        alerts: AlertManager | None = None,
         alert_interval: float = 1.0,
     ) -> None:
         self.recorder = recorder
@@ -97,17 +95,25 @@ class Instrumentation:
     def wire(self, app: Any) -> None:
         """Adds the monitoring middleware and the health routes to ``app`` (a FastAPI app)."""
         if self.health is not None:
-            health_http = _optional("victor_observability.health_http")
-            if health_http is not None:
-                app.include_router(health_http.create_health_router(self.health, detail="checks"))
+            app.include_router(create_health_router(self.health, detail="checks"))
         if self.collector is not None:
-            middleware = _optional("victor_observability.middleware")
-            if middleware is not None:
-                app.add_middleware(
-                    middleware.MonitoringMiddleware,
-                    metrics_collector=self.collector,
-                    tracer=self.distributed_tracer,
-                )
+            # Excludes /metrics and /health/* by default: scrapes and probes are not traffic.
+            app.add_middleware(MonitoringMiddleware, metrics_collector=self.collector, tracer=self.distributed_tracer)
+
+    def recorded_requests(self) -> dict[str, float]:
+        """HTTP requests (the middleware's, provider "http") and LLM calls (the other providers) in the exposition."""
+        out = dict.fromkeys(("http_requests", "http_errors", "llm_calls", "llm_errors"), 0.0)
+        if self.collector is None:
+            return out
+        prefix = self.collector.prefix
+        for _family, _kind, _help, series in self.collector.registry.samples():
+            for sample, labels, value in series:
+                kind = "http" if labels.get("provider") == "http" else "llm"
+                if sample == f"{prefix}_request_total":
+                    out["http_requests" if kind == "http" else "llm_calls"] += value
+                elif sample == f"{prefix}_request_errors_total":
+                    out[f"{kind}_errors"] += value
+        return out
 
     def spans_finished(self) -> int:
         if self.distributed_tracer is None:
@@ -149,13 +155,10 @@ def instrument(
     collector = create_production_collector(
         collect_system_metrics=collect_system_metrics, system_interval=system_interval
     )
-    from victor_observability.tracing import DistributedTracer
-
     path = Path(spans_path) if spans_path is not None else None
+    # The embedded default: finished spans stay in the tracer's memory buffer; the JSON-lines file is the export.
     tracer = DistributedTracer(service_name, registry=collector.registry)
     if path is not None:
-        from victor_observability.exporters import JsonLinesSpanExporter
-
         tracer.add_exporter(JsonLinesSpanExporter(path))
     return Instrumentation(
         collector,
@@ -168,36 +171,31 @@ def instrument(
     )
 
 
-def _health_checker(collector: ProductionMetricsCollector) -> Any:
-    health = _optional("victor_observability.health")
-    if health is None:
-        return None
-    checker = health.create_production_health_checker(
+def _health_checker(collector: ProductionMetricsCollector) -> ProductionHealthChecker:
+    checker = create_production_health_checker(
         startup_timeout=60.0, service_version="demo", metrics_collector=collector
     )
     checker.add_liveness_check("process", lambda: True)
+    # Ready once the collector answers; started once the app's lifespan has run (mark_startup_complete).
     checker.add_readiness_check("metrics", lambda: collector.get_summary() is not None)
     return checker
 
 
-def _alert_manager(collector: ProductionMetricsCollector, error_rate: float) -> Any:
-    alerting = _optional("victor_observability.alerting")
-    if alerting is None:
-        return None
-    conditions = importlib.import_module("victor_observability.alerting.conditions")
-    manager = alerting.create_alert_manager(collector)
+def _alert_manager(collector: ProductionMetricsCollector, error_rate: float) -> AlertManager:
+    manager = create_alert_manager(collector, notifiers={"log": LogNotifier()})
     rules = [
-        ("high_error_rate", conditions.error_rate_above(collector, error_rate, min_requests=20), "critical"),
-        ("high_tool_error_rate", conditions.tool_error_rate_above(collector, 10.0, min_calls=20), "warning"),
-        ("low_cache_hit_rate", conditions.cache_hit_rate_below(collector, 30.0, min_lookups=50), "warning"),
+        ("high_error_rate", error_rate_above(collector, error_rate, min_requests=20), AlertSeverity.CRITICAL),
+        ("high_tool_error_rate", tool_error_rate_above(collector, 10.0, min_calls=20), AlertSeverity.WARNING),
+        ("low_cache_hit_rate", cache_hit_rate_below(collector, 30.0, min_lookups=50), AlertSeverity.WARNING),
     ]
     for name, condition, severity in rules:
         manager.add_rule(
-            alerting.AlertRule.builder()
+            AlertRule.builder()
             .name(name)
             .description(f"{name.replace('_', ' ')}: {condition!r}")
             .condition(condition)
-            .severity(alerting.AlertSeverity(severity))
+            .severity(severity)
+            .notification_channels(["log"])
             .cooldown(60)
             .build()
         )

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import cProfile
 import json
+import logging
 import math
 import signal
 import sys
@@ -90,7 +91,23 @@ class ServiceThread:
 
 def run_demo(options: DemoOptions, out: TextIO | None = None, progress: TextIO | None = None) -> int:
     """Runs the demo to completion (duration over, Ctrl-C or SIGTERM) and returns the exit status."""
-    return asyncio.run(_run(options, out or sys.stdout, progress if progress is not None else sys.stderr))
+    progress = progress if progress is not None else sys.stderr
+    _log_to(progress)
+    return asyncio.run(_run(options, out or sys.stdout, progress))
+
+
+def _log_to(stream: TextIO) -> None:
+    """Log lines (the alert notifications among them) on ``stream``, clearing the live progress line first."""
+    root = logging.getLogger()
+    if root.handlers:  # the embedding program configured logging already
+        return
+    handler = logging.StreamHandler(stream)
+    clear = "\r\033[K" if stream.isatty() else ""
+    handler.setFormatter(logging.Formatter(clear + "%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    # Per-request access lines would drown the demo's own output.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 async def _run(options: DemoOptions, out: TextIO, progress: TextIO) -> int:
@@ -195,6 +212,7 @@ def build_summary(stats: LoadStats | None, instr: Instrumentation, scrape: str |
         }
     if instr.collector is not None:
         summary["service"] = instr.collector.get_summary()
+        summary["recorded"] = instr.recorded_requests()
     summary["spans"] = instr.spans_finished()
     summary["spans_file"] = str(instr.spans_path) if instr.spans_path is not None else None
     summary["alerts_fired"] = instr.alerts_fired()
@@ -221,12 +239,11 @@ def format_summary(summary: dict[str, Any]) -> str:
             f"  tools         {load['tool_executions']} runs ({load['tool_errors']} failed), cache "
             f"{load['cache_hits']} hits / {load['cache_misses']} misses",
         ]
-    service = summary.get("service")
-    if service is not None:
-        req = service["requests"]
+    recorded = summary.get("recorded")
+    if recorded is not None:
         lines.append(
-            f"  recorded      {req['total']} requests, {req['errors']} errors ({req['error_rate']:.2f}%), "
-            f"p95 {_ms(req['latency_p95'])}"
+            f"  recorded      {recorded['http_requests']:.0f} HTTP requests ({recorded['http_errors']:.0f} 5xx), "
+            f"{recorded['llm_calls']:.0f} LLM calls ({recorded['llm_errors']:.0f} failed)"
         )
     lines.append(
         f"  spans         {summary['spans']}" + (f" -> {summary['spans_file']}" if summary["spans_file"] else "")
