@@ -72,7 +72,7 @@ def _wait_for(what: str, probe: Callable[[], T | None], timeout: float, procs: l
     while time.monotonic() < deadline:
         for proc in procs:
             if proc.poll() is not None:
-                pytest.fail(f"{proc.args[0]} exited with {proc.returncode} while waiting for {what}")
+                pytest.fail(f"{proc.args!r} exited with {proc.returncode} while waiting for {what}")
         try:
             result = probe()
             if result:
@@ -180,8 +180,12 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             )
         )
         prom_url = f"http://127.0.0.1:{prom_port}"
-        for name, url in (("Alertmanager", am_url), ("Prometheus", prom_url)):
-            _wait_for(f"{name} to be ready", lambda u=url: client.get(f"{u}/-/ready").status_code == 200, 30, procs)
+
+        def ready(url: str) -> Callable[[], bool]:
+            return lambda: client.get(f"{url}/-/ready").status_code == 200
+
+        _wait_for("Alertmanager to be ready", ready(am_url), 30, procs)
+        _wait_for("Prometheus to be ready", ready(prom_url), 30, procs)
         yield Stack(port, prom_url, am_url, work, procs, client)
     finally:
         for proc in reversed(procs):
@@ -307,3 +311,14 @@ def test_an_alert_driven_by_the_demo_reaches_alertmanager(stack: Stack) -> None:
     assert alert["labels"].get("job") is None  # an aggregate over every series: no target labels left
     assert alert["status"]["state"] == "active"
     assert alert["annotations"]["summary"] == "test-only"
+
+
+def test_kubernetes_probe_paths_answer_on_the_demo(stack: Stack) -> None:
+    docs = [d for d in yaml.safe_load_all((CONFIG / "k8s" / "deployment.yaml").read_text()) if d]
+    (deployment,) = [d for d in docs if d["kind"] == "Deployment"]
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    probes = [container[p]["httpGet"]["path"] for p in ("livenessProbe", "readinessProbe", "startupProbe")]
+    assert probes == ["/health/live", "/health/ready", "/health/startup"]
+    for path in probes:
+        response = stack.client.get(f"http://127.0.0.1:{stack.demo_port}{path}")
+        assert response.status_code == 200, (path, response.text)

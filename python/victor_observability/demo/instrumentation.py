@@ -196,6 +196,7 @@ def _alert_manager(collector: ProductionMetricsCollector, error_rate: float) -> 
             .condition(condition)
             .severity(severity)
             .notification_channels(["log"])
+            .for_duration(2.0)  # the early, small-sample rates swing: a little hysteresis
             .cooldown(60)
             .build()
         )
