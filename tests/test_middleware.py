@@ -154,7 +154,9 @@ async def hammer(url: str, n: int = 1000, concurrency: int = 50) -> Tally[tuple[
                     method, path, template = queue.get_nowait()
                 except asyncio.QueueEmpty:
                     return
-                r = await client.request(method, path.replace("{n}", str(rng.randint(1, 10_000))))
+                # uvicorn closes the connection after an unhandled exception; do not race it for reuse.
+                headers = {"Connection": "close"} if path == "/boom" else None
+                r = await client.request(method, path.replace("{n}", str(rng.randint(1, 10_000))), headers=headers)
                 if path == "/stream":
                     assert r.text.count("chunk") == 5
                 seen[(method, template, str(r.status_code))] += 1
