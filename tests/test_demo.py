@@ -202,10 +202,12 @@ async def test_service_rejects_unknown_providers_and_tools() -> None:
                 "/v1/chat", json={"provider": "openai", "model": "gpt-4o", "prompt": "x", "tool": "nope"}
             )
             assert bad_tool.status_code == 400
+            bad_model = await client.post("/v1/chat", json={"provider": "openai", "model": "gpt-99", "prompt": "x"})
+            assert bad_model.status_code == 400
         assert instr.collector is not None
         s = _samples(instr.collector.export_prometheus())
-        # The middleware saw two requests answered 400; no provider was called.
-        assert _total(s, "victor_request_total", endpoint="/v1/chat", provider="http", status="400") == 2
+        # The middleware saw three requests answered 400; no provider was called.
+        assert _total(s, "victor_request_total", endpoint="/v1/chat", provider="http", status="400") == 3
         assert _total(s, "victor_request_total", provider=lambda p: p != "http") == 0
     finally:
         instr.close()

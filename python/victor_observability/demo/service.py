@@ -84,8 +84,10 @@ def build_app(instr: Instrumentation, world: World | None = None, cache_capacity
     @app.post("/v1/chat")
     async def chat(body: ChatRequest) -> Response:
         provider = PROVIDERS.get(body.provider)
-        if provider is None or (body.tool is not None and body.tool not in TOOLS):
-            return JSONResponse({"error": "unknown provider or tool"}, status_code=400)
+        # Provider, model and tool become label values: only known ones, or any client could add series at will.
+        known_model = provider is not None and any(m.name == body.model for m in provider.models)
+        if not known_model or (body.tool is not None and body.tool not in TOOLS):
+            return JSONResponse({"error": "unknown provider, model or tool"}, status_code=400)
         started = time.perf_counter()
         attributes = {"llm.provider": body.provider, "llm.model": body.model}
         with tracer.start_span("chat", attributes=attributes) as span:
