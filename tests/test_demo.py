@@ -75,7 +75,8 @@ def _total(samples: list[tuple[str, dict[str, str], float]], name: str, **match:
 
 def test_demo_runs_for_its_duration_and_its_summary_matches_metrics(tmp_path: Path) -> None:
     summary_path = tmp_path / "summary.json"
-    args = ["--port", "0", "--duration", "3", "--rate", "60", "--latency-scale", "0.05", "--seed", "11"]
+    args = ["--port", "0", "--duration", "5", "--rate", "60", "--latency-scale", "0.05", "--seed", "11"]
+    args += ["--alert-error-rate", "0"]  # any failed request makes the in-process high_error_rate alert fire
     proc = subprocess.run(
         [sys.executable, "-m", "victor_observability", "demo", *args, "--summary-json", str(summary_path)],
         cwd=tmp_path,
@@ -118,6 +119,11 @@ def test_demo_runs_for_its_duration_and_its_summary_matches_metrics(tmp_path: Pa
     assert summary["recorded"]["http_requests"] == load["requests"]
     assert summary["recorded"]["llm_calls"] == load["llm_calls"]
     assert f"recorded      {load['requests']} HTTP requests" in proc.stdout
+
+    # The alert fired, was logged by the log notifier, and counted in the exposition.
+    assert summary["alerts_fired"] >= 1
+    assert _total(s, "victor_alerts_fired_total", rule="high_error_rate") == summary["alerts_fired"]
+    assert "[FIRING] high_error_rate" in proc.stderr
 
     # The service's own summary agrees with its exposition.
     service = summary["service"]
