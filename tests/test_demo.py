@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -73,9 +75,11 @@ def _total(samples: list[tuple[str, dict[str, str], float]], name: str, **match:
     return sum(v for n, labels, v in samples if n == name and ok(labels))
 
 
-def test_demo_runs_for_its_duration_and_its_summary_matches_metrics(tmp_path: Path) -> None:
+@pytest.mark.parametrize("client", ["httpx", "raw"])
+def test_demo_runs_for_its_duration_and_its_summary_matches_metrics(tmp_path: Path, client: str) -> None:
     summary_path = tmp_path / "summary.json"
     args = ["--port", "0", "--duration", "5", "--rate", "60", "--latency-scale", "0.05", "--seed", "11"]
+    args += ["--client", client]
     args += ["--alert-error-rate", "0"]  # any failed request makes the in-process high_error_rate alert fire
     proc = subprocess.run(
         [sys.executable, "-m", "victor_observability", "demo", *args, "--summary-json", str(summary_path)],
@@ -224,6 +228,8 @@ def test_definition_mistakes_raise_value_error() -> None:
         LoadGenerator("http://127.0.0.1:1", rate=-1)
     with pytest.raises(ValueError, match="concurrency"):
         LoadGenerator("http://127.0.0.1:1", concurrency=0)
+    with pytest.raises(ValueError, match="client"):
+        LoadGenerator("http://127.0.0.1:1", client="curl")
     with pytest.raises(ValueError, match="latency_scale"):
         World(latency_scale=-0.5)
     with pytest.raises(ValueError, match="capacity"):
@@ -238,3 +244,15 @@ def test_lru_cache_evicts_least_recently_used() -> None:
     assert cache.get("a") == "1"
     assert cache.put("c", "3")  # evicts b, the least recently used
     assert cache.get("b") is None and cache.get("a") == "1" and len(cache) == 2
+
+
+@pytest.mark.parametrize("client", ["httpx", "raw"])
+async def test_load_generator_counts_requests_that_get_no_response(client: str) -> None:
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    generator = LoadGenerator(f"http://127.0.0.1:{port}", rate=0, concurrency=2, client=client)
+    stats = await generator.run(asyncio.Event(), 0.3)
+    assert stats.requests == 0
+    assert stats.transport_errors > 0
+    assert stats.error_rate() == 100.0

@@ -24,7 +24,9 @@ def _demo_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     )
     d.add_argument("--seed", type=int, default=None, help="random seed for a repeatable run")
     d.add_argument(
-        "--spans-file", default="victor-demo-spans.jsonl", help="JSON-lines span file (default: in the working folder)"
+        "--spans-file",
+        default="victor-demo-spans.jsonl",
+        help="JSON-lines span file (default: in the working folder; empty: spans stay in memory only)",
     )
     d.add_argument("--summary-json", default=None, help="also write the final summary (and last scrape) here")
     d.add_argument(
@@ -37,6 +39,7 @@ def _demo_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         "--system-interval", type=float, default=5.0, help="seconds between memory/CPU/disk samples (default 5)"
     )
     d.add_argument("--profile", default=None, help=argparse.SUPPRESS)
+    d.add_argument("--client", choices=("httpx", "raw"), default="httpx", help=argparse.SUPPRESS)
     d.add_argument("--no-instrumentation", dest="instrumented", action="store_false", help=argparse.SUPPRESS)
 
 

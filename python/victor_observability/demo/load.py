@@ -9,6 +9,7 @@ True
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import random
 import sys
@@ -17,8 +18,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-import httpx
-
+from victor_observability.demo._clients import HttpxClient, JsonPoster, RawHttpClient, TransportError
 from victor_observability.demo.workload import PROVIDERS, TOOLS
 
 _PROVIDER_WEIGHTS = {"anthropic": 0.35, "openai": 0.3, "google": 0.2, "ollama": 0.15}
@@ -76,6 +76,7 @@ class LoadGenerator:
 
     ``rate`` > 0: requests start at exponentially distributed intervals (open loop), at most ``concurrency`` in
     flight. ``rate`` == 0: ``concurrency`` workers send back to back (closed loop: the service's capacity).
+    ``client``: "httpx" (default), or "raw", a lean keep-alive HTTP/1.1 client for benches on small machines.
     """
 
     def __init__(
@@ -87,11 +88,15 @@ class LoadGenerator:
         seed: int | None = None,
         progress: TextIO | None = None,
         request_timeout: float = 30.0,
+        client: str = "httpx",
     ) -> None:
         if rate < 0 or not math.isfinite(rate):
             raise ValueError(f"rate must be a finite number >= 0, got {rate}")
         if concurrency < 1:
             raise ValueError(f"concurrency must be >= 1, got {concurrency}")
+        if client not in ("httpx", "raw"):
+            raise ValueError(f"client must be 'httpx' or 'raw', got {client!r}")
+        self.client = client
         self.base_url = base_url
         self.rate = rate
         self.concurrency = concurrency
@@ -126,25 +131,27 @@ class LoadGenerator:
         """Sends until ``stop`` is set or ``duration`` seconds pass, then waits (bounded) for requests in flight."""
         self.stats = stats = LoadStats()
         deadline = stats.started + duration if duration else math.inf
-        limits = httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency)
-        async with httpx.AsyncClient(
-            base_url=self.base_url, timeout=self.request_timeout, limits=limits, trust_env=False
-        ) as client:
-            progress = asyncio.create_task(self._show_progress(stop, deadline))
-            try:
-                if self.rate > 0:
-                    await self._open_loop(client, stop, deadline)
-                else:
-                    await self._closed_loop(client, stop, deadline)
-            finally:
-                progress.cancel()
-                await asyncio.gather(progress, return_exceptions=True)
+        client: JsonPoster = (
+            RawHttpClient(self.base_url, self.request_timeout)
+            if self.client == "raw"
+            else HttpxClient(self.base_url, self.concurrency, self.request_timeout)
+        )
+        progress = asyncio.create_task(self._show_progress(stop, deadline))
+        try:
+            if self.rate > 0:
+                await self._open_loop(client, stop, deadline)
+            else:
+                await self._closed_loop(client, stop, deadline)
+        finally:
+            progress.cancel()
+            await asyncio.gather(progress, return_exceptions=True)
+            await client.aclose()
         stats.elapsed = time.monotonic() - stats.started
         if self.progress is not None and self.progress.isatty():
             self.progress.write("\n")
         return stats
 
-    async def _open_loop(self, client: httpx.AsyncClient, stop: asyncio.Event, deadline: float) -> None:
+    async def _open_loop(self, client: JsonPoster, stop: asyncio.Event, deadline: float) -> None:
         slots = asyncio.Semaphore(self.concurrency)
         tasks: set[asyncio.Task[None]] = set()
         next_at = time.monotonic()
@@ -165,7 +172,7 @@ class LoadGenerator:
             task.add_done_callback(tasks.discard)
         await self._drain(tasks)
 
-    async def _closed_loop(self, client: httpx.AsyncClient, stop: asyncio.Event, deadline: float) -> None:
+    async def _closed_loop(self, client: JsonPoster, stop: asyncio.Event, deadline: float) -> None:
         async def worker() -> None:
             while not stop.is_set() and time.monotonic() < deadline:
                 await self._one(client, None)
@@ -180,14 +187,14 @@ class LoadGenerator:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
 
-    async def _one(self, client: httpx.AsyncClient, slots: asyncio.Semaphore | None) -> None:
+    async def _one(self, client: JsonPoster, slots: asyncio.Semaphore | None) -> None:
         route, path, body = self.next_request()
         stats = self.stats
         stats.in_flight += 1
         started = time.perf_counter()
         try:
-            response = await client.post(path, json=body)
-        except httpx.HTTPError:
+            status, content = await client.post_json(path, body)
+        except TransportError:
             stats.transport_errors += 1
             return
         finally:
@@ -195,14 +202,16 @@ class LoadGenerator:
             if slots is not None:
                 slots.release()
         stats.latencies_ms.append((time.perf_counter() - started) * 1000.0)
-        stats.responses[(route, response.status_code)] += 1
-        self._account(route, body, response)
+        stats.responses[(route, status)] += 1
+        self._account(route, body, content)
 
-    def _account(self, route: str, body: dict[str, Any], response: httpx.Response) -> None:
+    def _account(self, route: str, body: dict[str, Any], content: bytes) -> None:
         stats = self.stats
         try:
-            payload = response.json()
+            payload = json.loads(content)
         except ValueError:
+            return
+        if not isinstance(payload, dict):
             return
         tools = payload.get("tools", []) if route == "/v1/chat" else [payload]
         for tool in tools:

@@ -43,6 +43,7 @@ class DemoOptions:
     instrumented: bool = True
     system_interval: float = 5.0
     profile: str | None = None  # write a cProfile of the service thread here (the bench reads it)
+    client: str = "httpx"  # the load generator's HTTP client: "httpx" or "raw"
 
 
 class ServiceThread:
@@ -136,7 +137,12 @@ async def _run(options: DemoOptions, out: TextIO, progress: TextIO) -> int:
     try:
         if options.load:
             generator = LoadGenerator(
-                base, rate=options.rate, concurrency=options.concurrency, seed=options.seed, progress=progress
+                base,
+                rate=options.rate,
+                concurrency=options.concurrency,
+                seed=options.seed,
+                progress=progress,
+                client=options.client,
             )
             stats = await generator.run(stop, options.duration or None)
         else:
