@@ -204,7 +204,7 @@ async def test_guide_fastapi_endpoint_example_works_as_written() -> None:
         assert r.status_code == 200
         body = r.json()
         assert {"status", "checks", "timestamp", "uptime_seconds", "version", "is_healthy"} <= set(body)
-        assert body["status"] == "healthy" and body["version"] == "1.0.0" and body["is_healthy"] is True
+        assert body["status"] == "healthy" and body["version"] == "1.0.0" and body["is_healthy"] is True, body
         assert set(body["checks"]) == names
 
 
