@@ -21,7 +21,9 @@ def main(which: str, n: int) -> None:
     else:
         import prometheus_client as pc
 
-        hist = pc.Histogram("latency_ms", "", ["endpoint", "provider"], buckets=buckets, registry=pc.CollectorRegistry())
+        hist = pc.Histogram(
+            "latency_ms", "", ["endpoint", "provider"], buckets=buckets, registry=pc.CollectorRegistry()
+        )
     labels = [(f"/api/v1/endpoint/{i}", "anthropic") for i in range(n)]
     before = rss()
     for endpoint, provider in labels:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import prometheus_client as pc
 import pytest
 from conftest import compare
-
 from victor_observability import Counter, Histogram, ProductionMetricsCollector, Registry, _core
 
 N = 1000  # calls per timed round: the loop's own cost is the same on both sides
@@ -13,7 +12,9 @@ LAT = (10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
 LABELS = {"model": "claude-sonnet-4-5"}
 
 compare("record_request (1 extra label) vs prometheus-client 3 labelled updates", "rr_ours", "rr_pc", ">= 10x")
-compare("record_request vs no-op extension call, same args (ratio >= 0.33 means within 3x)", "rr_ours", "rr_noop", ">= 0.33")
+compare(
+    "record_request vs no-op extension call, same args (ratio >= 0.33 means within 3x)", "rr_ours", "rr_noop", ">= 0.33"
+)
 compare("record_cache_hit vs prometheus-client Counter.labels(...).inc()", "cache_ours", "cache_pc", ">= 3x")
 compare("child.inc() vs no-op extension call (>= 0.5 means within 2x)", "inc_ours", "inc_noop", ">= 0.5")
 compare("child.observe() vs no-op extension call (>= 0.5 means within 2x)", "observe_ours", "observe_noop", ">= 0.5")

@@ -13,7 +13,6 @@ from conftest import NOTES
 from fastapi import FastAPI
 from prometheus_fastapi_instrumentator import Instrumentator
 from starlette_exporter import PrometheusMiddleware as StarletteExporterMiddleware
-
 from victor_observability import DistributedTracer, MonitoringMiddleware, create_production_collector
 
 N = 200  # requests per timed round, in one event loop

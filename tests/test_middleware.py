@@ -16,7 +16,6 @@ import uvicorn
 from fastapi import FastAPI, HTTPException
 from fastapi.responses import JSONResponse, StreamingResponse
 from prometheus_client.parser import text_string_to_metric_families
-
 from victor_observability import (
     MonitoringMiddleware,
     ProductionMetricsCollector,
@@ -165,7 +164,9 @@ async def hammer(url: str, n: int = 1000, concurrency: int = 50) -> Tally[tuple[
     return seen
 
 
-def request_counts(samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str) -> dict[tuple[str, str, str], float]:
+def request_counts(
+    samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str
+) -> dict[tuple[str, str, str], float]:
     out = {}
     for (sample, labels), value in samples.items():
         if sample == name and value:
@@ -186,7 +187,9 @@ async def test_counts_match_what_the_client_saw(served: Served) -> None:
     assert request_counts(samples, "victor_request_errors_total") == errors
     assert samples[("victor_active_requests", ())] == 0.0
     # the slow endpoint's latency lands at or above 50 ms; the excluded /metrics is not counted
-    slow = {k: v for k, v in samples.items() if k[0] == "victor_request_latency_ms_bucket" and ("endpoint", "/slow") in k[1]}
+    slow = {
+        k: v for k, v in samples.items() if k[0] == "victor_request_latency_ms_bucket" and ("endpoint", "/slow") in k[1]
+    }
     assert slow and all(v == 0 for k, v in slow.items() if ("le", "25.0") in k[1])
     httpx.get(f"{served.url}/metrics")
     assert all("/metrics" not in dict(k[1]).get("endpoint", "") for k in served.samples())
@@ -196,7 +199,10 @@ async def test_streaming_response_is_timed_to_its_last_chunk(served: Served) -> 
     async with httpx.AsyncClient(base_url=served.url) as client:
         assert (await client.get("/stream")).status_code == 200
     lat = served.samples()[
-        ("victor_request_latency_ms_sum", (("endpoint", "/stream"), ("method", "GET"), ("provider", "http"), ("status", "200")))
+        (
+            "victor_request_latency_ms_sum",
+            (("endpoint", "/stream"), ("method", "GET"), ("provider", "http"), ("status", "200")),
+        )
     ]
     assert lat >= 10.0  # five chunks 2 ms apart
 
@@ -216,7 +222,10 @@ def _disconnect(served: Served) -> None:
         s.sendall(b"GET /forever HTTP/1.1\r\nHost: x\r\n\r\n")
         assert s.recv(4096)
     deadline = time.monotonic() + 10
-    key = ("victor_request_total", (("endpoint", "/forever"), ("method", "GET"), ("provider", "http"), ("status", "499")))
+    key = (
+        "victor_request_total",
+        (("endpoint", "/forever"), ("method", "GET"), ("provider", "http"), ("status", "499")),
+    )
     while served.samples().get(key) != 1.0:
         assert time.monotonic() < deadline, served.collector.export_prometheus()
         time.sleep(0.05)
@@ -271,7 +280,17 @@ async def test_both_forms_give_the_same_metrics() -> None:
             await hammer(s.url, n=300, concurrency=20)
             samples = s.samples()
             results.append(
-                {k: v for k, v in samples.items() if k[0] in ("victor_request_total", "victor_request_errors_total", "victor_request_latency_ms_count", "victor_active_requests")}
+                {
+                    k: v
+                    for k, v in samples.items()
+                    if k[0]
+                    in (
+                        "victor_request_total",
+                        "victor_request_errors_total",
+                        "victor_request_latency_ms_count",
+                        "victor_active_requests",
+                    )
+                }
             )
         finally:
             s.stop()

@@ -96,7 +96,13 @@ class _Exchange:
         extra_headers: list[tuple[bytes, bytes]],
     ) -> None:
         # No reference back from the middleware: one request makes no reference cycle for the GC.
-        self.middleware, self.scope, self.span, self.method, self.user_agent = middleware, scope, span, method, user_agent
+        self.middleware, self.scope, self.span, self.method, self.user_agent = (
+            middleware,
+            scope,
+            span,
+            method,
+            user_agent,
+        )
         self.receive, self.send, self.extra_headers = receive, send, extra_headers
         self.status = 500
         self.started = self.completed = self.disconnected = self.done = False
@@ -249,13 +255,15 @@ class MonitoringMiddleware:
         route = _route_of(scope)
         success = status < 500 and (error is None or status == CLIENT_CLOSED)
         latency_ms = (t_end - exchange.t0) * 1000.0
-        self._end(route, self.provider, success, latency_ms, {"method": exchange.method, "status": self._status(status)})
+        self._end(
+            route, self.provider, success, latency_ms, {"method": exchange.method, "status": self._status(status)}
+        )
         span = exchange.span
         self._annotate(scope, span, route, status, error, exchange.user_agent)
         span.end()
         # The app may keep our wrapped receive/send in the scope (Starlette's Request does): drop our
         # side of that cycle so the request's objects are freed by refcount, not left for the GC.
-        exchange.scope = exchange.span = None
+        exchange.scope = exchange.span = None  # type: ignore[assignment]
 
     def _annotate(
         self, scope: Scope, span: Any, route: str, status: int, error: BaseException | None, user_agent: bytes
@@ -295,7 +303,9 @@ class MonitoringMiddleware:
             raise
         finally:
             labels = {"method": "WEBSOCKET", "status": "ws"}
-            self.metrics_collector.record_request(_route_of(scope), "websocket", ok, (time.perf_counter() - t0) * 1000, labels)
+            self.metrics_collector.record_request(
+                _route_of(scope), "websocket", ok, (time.perf_counter() - t0) * 1000, labels
+            )
 
     # -- the guide's form: @app.middleware("http") ---------------------------------------------
 

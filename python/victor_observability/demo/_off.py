@@ -34,7 +34,9 @@ _SPAN = NoopSpan()
 class NoopTracer:
     """Hands out one shared no-op span."""
 
-    def start_span(self, name: str, kind: str | None = None, attributes: dict[str, Any] | None = None) -> NoopSpan:
+    def start_span(
+        self, name: str, parent: Any = None, kind: str | None = None, attributes: dict[str, Any] | None = None
+    ) -> NoopSpan:
         return _SPAN
 
 

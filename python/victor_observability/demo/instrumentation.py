@@ -52,7 +52,9 @@ class Recorder(Protocol):
 class Tracer(Protocol):
     """What the service needs of a tracer: ``start_span`` returning a context-manager span."""
 
-    def start_span(self, name: str, kind: str | None = None, attributes: dict[str, Any] | None = None) -> Any: ...
+    def start_span(
+        self, name: str, parent: Any = None, kind: str | None = None, attributes: dict[str, Any] | None = None
+    ) -> Any: ...
 
 
 class Instrumentation:
