@@ -143,10 +143,11 @@ async def test_hanging_sync_check_times_out_and_is_not_piled_up(kind: HealthChec
         assert first.checks["hang"].output == "timed out after 0.1s"
         if kind is HealthCheckType.STARTUP:
             return
-        # The first call is still blocked in its thread: the next probe fails at once instead of adding a thread.
+        # The first call is still blocked in its thread: the next probe waits on that same run (and times out
+        # with it) instead of adding a thread.
         second = await probe(checker, kind)
         assert second.checks["hang"].status is HealthStatus.UNHEALTHY
-        assert "previous run still in progress" in (second.checks["hang"].output or "")
+        assert "timed out" in (second.checks["hang"].output or "")
         assert len(calls) == 1
     finally:
         release.set()
@@ -626,3 +627,23 @@ async def test_cancelled_prober_neither_breaks_nor_blocks_the_others() -> None:
     assert response.status is HealthStatus.HEALTHY
     assert len(calls) == 2
     assert leader.cancelled() and quitter.cancelled()
+
+
+async def test_concurrent_probes_share_a_running_sync_startup_check() -> None:
+    # Readiness runs the startup checks itself while startup is not complete: a startup probe arriving at
+    # the same time must share that run, not fail it as "still in progress".
+    checker = ProductionHealthChecker()
+    started = threading.Event()
+    calls: list[int] = []
+
+    def warmup() -> bool:
+        calls.append(1)
+        started.set()
+        time.sleep(0.05)
+        return True
+
+    checker.add_startup_check("warmup", warmup)
+    ready, start = await asyncio.gather(checker.readiness(), checker.startup())
+    assert start.checks["warmup"].status is HealthStatus.HEALTHY, start.to_dict()
+    assert ready.is_healthy, ready.to_dict()
+    assert len(calls) == 1

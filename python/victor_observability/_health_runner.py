@@ -35,6 +35,10 @@ class Check:
     component_type: str | None
     running: bool = False
     last_status: HealthStatus | None = None
+    # The run in progress and its loop: a probe arriving meanwhile (readiness running the startup checks
+    # while the startup probe does) shares that run instead of starting another or failing.
+    inflight: asyncio.Future[Any] | None = None
+    inflight_loop: asyncio.AbstractEventLoop | None = None
 
 
 def short_reason(exc: BaseException) -> str:
@@ -105,17 +109,18 @@ class SyncRunner:
 
     def submit(self, loop: asyncio.AbstractEventLoop, check: Check) -> asyncio.Future[Any]:
         """Run `check.fn` on a worker; the future resolves on `loop` to `(value, exception)`."""
-        fut: asyncio.Future[Any] = loop.create_future()
+        raw: asyncio.Future[Any] = loop.create_future()
         check.running = True
+        check.inflight, check.inflight_loop = raw, loop
         with self._lock:
             self._pending += 1
-            self._queue.put((loop, fut, check))
+            self._queue.put((loop, raw, check))
             spawn = self._pending > self._idle and self._threads < self._max
             if spawn:
                 self._threads += 1
         if spawn:
             threading.Thread(target=self._work, name=f"victor-health-{self._threads}", daemon=True).start()
-        return fut
+        return follow(loop, raw)
 
     def _work(self) -> None:
         while True:
@@ -136,6 +141,19 @@ class SyncRunner:
             # RuntimeError: that loop has closed, nobody is waiting any more.
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(_resolve, fut, (value, error))
+
+
+def follow(loop: asyncio.AbstractEventLoop, raw: asyncio.Future[Any]) -> asyncio.Future[Any]:
+    """A future of its own for one probe, resolved with the run's outcome: a probe that times out cancels
+    its future, never the run another probe is still waiting for."""
+    derived: asyncio.Future[Any] = loop.create_future()
+
+    def copy(done: asyncio.Future[Any]) -> None:
+        if not derived.done() and not done.cancelled():
+            derived.set_result(done.result())
+
+    raw.add_done_callback(copy)
+    return derived
 
 
 def _resolve(fut: asyncio.Future[Any], outcome: tuple[Any, BaseException | None]) -> None:
@@ -207,6 +225,8 @@ async def run_checks(checks: Sequence[Check], runner: SyncRunner) -> dict[str, C
                 early[i] = CheckResult(_FAIL, None, None, short_reason(exc), check.component_type, 0.0, wall)
                 gate.finish(i, False)
                 continue
+        elif check.running and check.inflight_loop is loop and check.inflight is not None and not check.inflight.done():
+            fut = follow(loop, check.inflight)
         elif check.running:
             reason = f"timed out: previous run still in progress (limit {check.timeout:g}s)"
             early[i] = CheckResult(_FAIL, None, None, reason, check.component_type, 0.0, wall)
