@@ -1,5 +1,6 @@
 //! The only PyO3 code: `#[pyclass]` wrappers over the core and the `_core` module.
 
+mod collector;
 mod metrics;
 mod trace;
 
@@ -20,6 +21,7 @@ impl From<Error> for PyErr {
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     metrics::register(m)?;
+    collector::register(m)?;
     trace::register(m)?;
     Ok(())
 }

@@ -1,0 +1,348 @@
+//! Python binding of the production collector's core: `CollectorCore`, which `ProductionMetricsCollector`
+//! subclasses, so its record methods are these (one crossing per user operation).
+
+use super::metrics::{label_str, sample_f64, warn_overflow, RegistryCore};
+use crate::metrics::collector::{CollectorCore as Core, Group};
+use crate::metrics::family::{Series, DEFAULT_SERIES_CAP};
+use crate::metrics::value::{check_non_negative, Invalid};
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyString, PyTuple};
+use smallvec::SmallVec;
+use std::sync::Arc;
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<CollectorCore>()
+}
+
+/// Runs `f` on a group's series for fixed label values plus an optional dict of extra labels,
+/// warning once per family that overflows. Never raises for bad label names: they are dropped
+/// and counted.
+#[inline]
+fn with_series<R>(
+    py: Python<'_>,
+    core: &Core,
+    group: &Group,
+    fixed: &[&Bound<'_, PyAny>],
+    labels: Option<&Bound<'_, PyAny>>,
+    f: impl FnOnce(&[Arc<Series>]) -> R,
+) -> PyResult<R> {
+    // Pushes rather than collect::<PyResult<SmallVec>>: this is the hot path, and it shows.
+    let mut strs: SmallVec<[Bound<'_, PyString>; 6]> = SmallVec::new();
+    for v in fixed {
+        strs.push(label_str(v)?);
+    }
+    match labels.map(|l| l.cast::<PyDict>()) {
+        None => {}
+        Some(Ok(d)) => {
+            for (k, v) in d.iter() {
+                strs.push(label_str(&k)?);
+                strs.push(label_str(&v)?);
+            }
+        }
+        Some(Err(_)) if labels.is_some_and(|l| l.is_none()) => {}
+        Some(Err(_)) => core.registry.count_invalid_reason(&group.name(), "invalid_labels"),
+    }
+    let mut parts: SmallVec<[&str; 6]> = SmallVec::new();
+    for s in &strs {
+        parts.push(s.to_str()?);
+    }
+    let mut f = Some(f);
+    if parts.len() > fixed.len() {
+        let mut extras: SmallVec<[(&str, &str); 2]> =
+            parts[fixed.len()..].chunks_exact(2).map(|kv| (kv[0], kv[1])).collect();
+        if extras.len() > 1 {
+            extras.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        }
+        parts.truncate(fixed.len());
+        let fixed_len = parts.len();
+        parts.extend(extras.iter().flat_map(|(k, v)| [*k, *v]));
+        // Only cleaned label sets are ever stored, so a hit needs no validation; a miss is cleaned first.
+        if let Some(r) = group.with_known(&parts, |s| (f.take().expect("called once"))(s)) {
+            return Ok(r);
+        }
+        group.clean_extras(&core.registry, &mut extras);
+        parts.truncate(fixed_len);
+        parts.extend(extras.iter().flat_map(|(k, v)| [*k, *v]));
+    }
+    let (r, overflowed) = group.apply(&parts, f.take().expect("called once"));
+    if !overflowed.is_empty() {
+        warn_overflow(py, &overflowed);
+    }
+    Ok(r)
+}
+
+/// The Rust half of `ProductionMetricsCollector`, which subclasses it: its record methods are these.
+#[pyclass(frozen, subclass, module = "victor_observability._core")]
+pub struct CollectorCore {
+    core: Core,
+    registry: Py<RegistryCore>,
+}
+
+impl CollectorCore {
+    #[inline]
+    fn outcome(
+        &self,
+        py: Python<'_>,
+        group: &Group,
+        fixed: &[&Bound<'_, PyAny>],
+        success: bool,
+        duration: &Bound<'_, PyAny>,
+        labels: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
+        let d = sample_f64(duration);
+        with_series(py, &self.core, group, fixed, labels, |series| {
+            self.core.record_outcome(series, success, d)
+        })
+    }
+
+    fn cache(&self, py: Python<'_>, cache_name: &Bound<'_, PyAny>, which: usize) -> PyResult<()> {
+        with_series(py, &self.core, &self.core.caches, &[cache_name], None, |series| {
+            series[which].inc_int(1)
+        })
+    }
+}
+
+#[pymethods]
+impl CollectorCore {
+    #[new]
+    #[pyo3(signature = (prefix = "victor", *_args, series_cap = DEFAULT_SERIES_CAP, **_kwargs))]
+    fn new(
+        py: Python<'_>,
+        prefix: &str,
+        _args: &Bound<'_, PyTuple>,
+        series_cap: usize,
+        _kwargs: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<Self> {
+        let core = Core::new(prefix, series_cap)?;
+        let registry = Py::new(
+            py,
+            RegistryCore {
+                inner: core.registry.clone(),
+            },
+        )?;
+        Ok(CollectorCore { core, registry })
+    }
+
+    /// The registry holding the collector's families; define more metrics on it.
+    #[getter]
+    fn core_registry(&self, py: Python<'_>) -> Py<RegistryCore> {
+        self.registry.clone_ref(py)
+    }
+
+    #[pyo3(signature = (endpoint, provider, success, latency_ms, labels = None))]
+    fn record_request(
+        &self,
+        py: Python<'_>,
+        endpoint: &Bound<'_, PyAny>,
+        provider: &Bound<'_, PyAny>,
+        success: bool,
+        latency_ms: &Bound<'_, PyAny>,
+        labels: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
+        self.outcome(
+            py,
+            &self.core.requests,
+            &[endpoint, provider],
+            success,
+            latency_ms,
+            labels,
+        )
+    }
+
+    /// Marks a request in flight (`<prefix>_active_requests` + 1); `end_request` records and undoes it.
+    fn begin_request(&self) {
+        self.core.active_requests.add(1.0);
+    }
+
+    /// `record_request` and `<prefix>_active_requests` - 1 in one call (the middleware's end of request).
+    #[pyo3(signature = (endpoint, provider, success, latency_ms, labels = None))]
+    fn end_request(
+        &self,
+        py: Python<'_>,
+        endpoint: &Bound<'_, PyAny>,
+        provider: &Bound<'_, PyAny>,
+        success: bool,
+        latency_ms: &Bound<'_, PyAny>,
+        labels: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
+        self.core.active_requests.add(-1.0);
+        self.outcome(
+            py,
+            &self.core.requests,
+            &[endpoint, provider],
+            success,
+            latency_ms,
+            labels,
+        )
+    }
+
+    #[pyo3(signature = (tool_name, success, duration_ms, labels = None))]
+    fn record_tool_execution(
+        &self,
+        py: Python<'_>,
+        tool_name: &Bound<'_, PyAny>,
+        success: bool,
+        duration_ms: &Bound<'_, PyAny>,
+        labels: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
+        self.outcome(py, &self.core.tools, &[tool_name], success, duration_ms, labels)
+    }
+
+    #[pyo3(signature = (coordinator_name, success, duration_ms, labels = None))]
+    fn record_coordinator_execution(
+        &self,
+        py: Python<'_>,
+        coordinator_name: &Bound<'_, PyAny>,
+        success: bool,
+        duration_ms: &Bound<'_, PyAny>,
+        labels: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
+        self.outcome(
+            py,
+            &self.core.coordinators,
+            &[coordinator_name],
+            success,
+            duration_ms,
+            labels,
+        )
+    }
+
+    #[pyo3(signature = (count = 1))]
+    fn increment_tool_active(&self, count: i64) {
+        self.core.tool_active.add(count as f64);
+    }
+
+    #[pyo3(signature = (count = 1))]
+    fn decrement_tool_active(&self, count: i64) {
+        self.core.tool_active.add(-(count as f64));
+    }
+
+    #[pyo3(signature = (success, cost_usd = None))]
+    fn record_task_completion(&self, success: bool, cost_usd: Option<&Bound<'_, PyAny>>) {
+        self.core
+            .record_task_completion(success, cost_usd.map_or(0.0, sample_f64));
+    }
+
+    fn record_token_usage(&self, token_count: &Bound<'_, PyAny>) {
+        self.core.record_tokens(sample_f64(token_count));
+    }
+
+    fn record_cache_hit(&self, py: Python<'_>, cache_name: &Bound<'_, PyAny>) -> PyResult<()> {
+        self.cache(py, cache_name, 0)
+    }
+
+    fn record_cache_miss(&self, py: Python<'_>, cache_name: &Bound<'_, PyAny>) -> PyResult<()> {
+        self.cache(py, cache_name, 1)
+    }
+
+    fn record_cache_eviction(&self, py: Python<'_>, cache_name: &Bound<'_, PyAny>) -> PyResult<()> {
+        self.cache(py, cache_name, 2)
+    }
+
+    fn set_cache_size(&self, py: Python<'_>, cache_name: &Bound<'_, PyAny>, size: &Bound<'_, PyAny>) -> PyResult<()> {
+        let name = label_str(cache_name)?;
+        let size = sample_f64(size);
+        match check_non_negative(size) {
+            Ok(v) => {
+                let found = self.core.cache_size.lookup(&[name.to_str()?]);
+                if found.first_overflow {
+                    warn_overflow(py, std::slice::from_ref(&self.core.cache_size.name));
+                }
+                found.series.set(v);
+            }
+            Err(why) => self.core.count_invalid(&self.core.cache_size.name, why),
+        }
+        Ok(())
+    }
+
+    /// Counts one error in `<prefix>_errors_total{type=...}` (the message is kept by the Python side).
+    fn _count_error(&self, py: Python<'_>, error_type: &Bound<'_, PyAny>) -> PyResult<()> {
+        let t = label_str(error_type)?;
+        let found = self.core.errors.lookup(&[t.to_str()?]);
+        if found.first_overflow {
+            warn_overflow(py, &[self.core.errors.exposed_name()]);
+        }
+        found.series.inc_int(1);
+        Ok(())
+    }
+
+    /// Sets the system gauges; None leaves one as it is.
+    #[pyo3(signature = (memory_bytes = None, cpu_percent = None, disk_bytes = None, open_fds = None, uptime_seconds = None))]
+    fn _set_system(
+        &self,
+        memory_bytes: Option<f64>,
+        cpu_percent: Option<f64>,
+        disk_bytes: Option<f64>,
+        open_fds: Option<f64>,
+        uptime_seconds: Option<f64>,
+    ) {
+        let c = &self.core;
+        for (series, v) in [
+            (&c.memory, memory_bytes),
+            (&c.cpu, cpu_percent),
+            (&c.disk, disk_bytes),
+            (&c.fds, open_fds),
+            (&c.uptime, uptime_seconds),
+        ] {
+            if let Some(v) = v.filter(|v| v.is_finite()) {
+                series.set(v);
+            }
+        }
+    }
+
+    /// Recomputes `<prefix>_error_rate` from the request counters (called before each export).
+    fn _refresh_error_rate(&self) {
+        self.core.error_rate.set(self.core.request_error_rate());
+    }
+
+    fn get_cache_hit_rate(&self) -> f64 {
+        self.core.cache_hit_rate()
+    }
+
+    /// The numbers `get_summary()` arranges: totals, percentiles from the HDR recordings.
+    fn _stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let c = &self.core;
+        let d = PyDict::new(py);
+        let r = &c.requests.families;
+        d.set_item("requests_total", r[0].total())?;
+        d.set_item("requests_success", r[1].total())?;
+        d.set_item("requests_errors", r[2].total())?;
+        d.set_item("error_rate", c.request_error_rate())?;
+        let lat = r[3].hdr().map(|h| h.quantiles(&[0.5, 0.95, 0.99])).unwrap_or_default();
+        d.set_item("latency_quantiles", lat)?;
+        let t = &c.tools.families;
+        d.set_item("tool_calls", t[0].total())?;
+        d.set_item("tool_errors", t[1].total())?;
+        d.set_item("tool_active", c.tool_active.get())?;
+        d.set_item(
+            "tool_quantiles",
+            t[2].hdr().map(|h| h.quantiles(&[0.5, 0.95])).unwrap_or_default(),
+        )?;
+        let k = &c.coordinators.families;
+        d.set_item("coordinator_invocations", k[0].total())?;
+        d.set_item("coordinator_errors", k[1].total())?;
+        d.set_item("cache_hits", c.caches.families[0].total())?;
+        d.set_item("cache_misses", c.caches.families[1].total())?;
+        d.set_item("cache_evictions", c.caches.families[2].total())?;
+        d.set_item("cache_size", c.cache_size.total())?;
+        d.set_item("cache_hit_rate", c.cache_hit_rate())?;
+        d.set_item("tasks_completed", c.tasks_completed.get())?;
+        d.set_item("tasks_failed", c.tasks_failed.get())?;
+        d.set_item("total_cost_usd", c.total_cost.get())?;
+        d.set_item("tokens_used", c.tokens.get())?;
+        d.set_item("active_requests", c.active_requests.get())?;
+        d.set_item("errors_total", c.errors.total())?;
+        d.set_item("invalid_samples", c.registry.invalid.total())?;
+        Ok(d)
+    }
+
+    /// Counts a sample refused by the Python side (same counter as the record path's).
+    fn _count_invalid(&self, metric: &str, reason: &str) {
+        match reason {
+            "nan" => self.core.count_invalid(metric, Invalid::Nan),
+            "infinite" => self.core.count_invalid(metric, Invalid::Infinite),
+            "negative" => self.core.count_invalid(metric, Invalid::Negative),
+            other => self.core.registry.count_invalid_reason(metric, other),
+        }
+    }
+}
