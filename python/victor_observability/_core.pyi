@@ -296,6 +296,17 @@ class Span:
     def get_baggage_item(self, key: str) -> str | None: ...
     def end(self, end_time: int | None = None) -> None: ...
     def to_span_data(self) -> SpanData | None: ...
+    def _end_http_server(
+        self,
+        method: str,
+        path: str,
+        scheme: str,
+        status: int,
+        route: str | None = None,
+        server_address: str | None = None,
+        user_agent: str | None = None,
+    ) -> None:
+        """Sets OpenTelemetry's HTTP server attributes, the name and 5xx error status, then ends (middleware)."""
     def __enter__(self) -> Span: ...
     def __exit__(self, exc_type: object, exc: object, tb: object) -> bool: ...
 
@@ -337,6 +348,17 @@ class NonRecordingSpan:
     def get_baggage_item(self, key: str) -> str | None: ...
     def end(self, end_time: int | None = None) -> None: ...
     def to_span_data(self) -> None: ...
+    def _end_http_server(
+        self,
+        method: str,
+        path: str,
+        scheme: str,
+        status: int,
+        route: str | None = None,
+        server_address: str | None = None,
+        user_agent: str | None = None,
+    ) -> None:
+        """Sets OpenTelemetry's HTTP server attributes, the name and 5xx error status, then ends (middleware)."""
     def __enter__(self) -> NonRecordingSpan: ...
     def __exit__(self, exc_type: object, exc: object, tb: object) -> bool: ...
 

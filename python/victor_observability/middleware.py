@@ -259,39 +259,23 @@ class MonitoringMiddleware:
             route, self.provider, success, latency_ms, {"method": exchange.method, "status": self._status(status)}
         )
         span = exchange.span
-        self._annotate(scope, span, route, status, error, exchange.user_agent)
-        span.end()
+        if error is not None and status != CLIENT_CLOSED:
+            span.set_error(error)
+        # OpenTelemetry's HTTP server attributes (not url.query: query strings carry tokens too often),
+        # the name "GET /items/{item_id}", error status on 5xx and the end, in one call into the core.
+        server = scope.get("server")
+        span._end_http_server(
+            exchange.method,
+            scope.get("path", ""),
+            scope.get("scheme", "http"),
+            status,
+            route if route != UNMATCHED_ROUTE else None,
+            str(server[0]) if server else None,
+            exchange.user_agent.decode("latin-1") if exchange.user_agent else None,
+        )
         # The app may keep our wrapped receive/send in the scope (Starlette's Request does): drop our
         # side of that cycle so the request's objects are freed by refcount, not left for the GC.
         exchange.scope = exchange.span = None  # type: ignore[assignment]
-
-    def _annotate(
-        self, scope: Scope, span: Any, route: str, status: int, error: BaseException | None, user_agent: bytes
-    ) -> None:
-        if not span.is_recording():
-            return
-        # OpenTelemetry's HTTP server semantic conventions: the required attributes and the recommended
-        # ones worth their cost. Not url.query: query strings carry tokens too often to export by default.
-        method = scope.get("method", "GET")
-        attributes: dict[str, Any] = {
-            "http.request.method": method,
-            "url.path": scope.get("path", ""),
-            "url.scheme": scope.get("scheme", "http"),
-            "http.response.status_code": status,
-        }
-        if route != UNMATCHED_ROUTE:
-            span.update_name(f"{method} {route}")
-            attributes["http.route"] = route
-        server = scope.get("server")
-        if server:
-            attributes["server.address"] = str(server[0])
-        if user_agent:
-            attributes["user_agent.original"] = user_agent.decode("latin-1")
-        span.set_attributes(attributes)
-        if error is not None and status != CLIENT_CLOSED:
-            span.set_error(error)
-        elif status >= 500:
-            span.set_status("error", f"HTTP {status}")
 
     async def _websocket(self, app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
         t0 = time.perf_counter()

@@ -360,6 +360,61 @@ impl Span {
         self.finish(end_time)
     }
 
+    /// Ends an HTTP server span in one call (the middleware's end of request): OpenTelemetry's HTTP
+    /// attributes under one lock, the name `METHOD route`, error status on 5xx, then `end()`.
+    #[pyo3(signature = (method, path, scheme, status, route=None, server_address=None, user_agent=None))]
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn _end_http_server(
+        &self,
+        method: &str,
+        path: &str,
+        scheme: &str,
+        status: i64,
+        route: Option<&str>,
+        server_address: Option<&str>,
+        user_agent: Option<&str>,
+    ) {
+        {
+            let mut guard = self.state.lock();
+            let st = &mut *guard;
+            if st.record.is_some() {
+                return;
+            }
+            let limits = &self.shared.limits;
+            let mut put = |k: &str, v: AttrValue| {
+                core_span::set_attribute(
+                    &mut st.attributes,
+                    &mut st.dropped_attributes,
+                    limits.max_attributes,
+                    k.to_owned(),
+                    limits.clip(v),
+                )
+            };
+            put("http.request.method", AttrValue::Str(method.to_owned()));
+            put("url.path", AttrValue::Str(path.to_owned()));
+            put("url.scheme", AttrValue::Str(scheme.to_owned()));
+            put("http.response.status_code", AttrValue::Int(status));
+            if let Some(r) = route {
+                put("http.route", AttrValue::Str(r.to_owned()));
+            }
+            if let Some(a) = server_address {
+                put("server.address", AttrValue::Str(a.to_owned()));
+            }
+            if let Some(ua) = user_agent {
+                put("user_agent.original", AttrValue::Str(ua.to_owned()));
+            }
+            if let Some(r) = route {
+                st.name = format!("{method} {r}");
+            }
+            // An error status set already (an exception recorded) keeps its message.
+            if status >= 500 && st.status != StatusCode::Error {
+                st.status = StatusCode::Error;
+                st.status_message = format!("HTTP {status}");
+            }
+        }
+        self.finish(None)
+    }
+
     /// The finished record, once ended.
     pub(crate) fn to_span_data(&self) -> Option<SpanData> {
         self.state.lock().record.clone().map(|r| SpanData {
@@ -534,6 +589,19 @@ impl NonRecordingSpan {
     }
     #[pyo3(signature = (end_time=None))]
     pub(crate) fn end(&self, end_time: Option<&Bound<'_, PyAny>>) {}
+    #[pyo3(signature = (method, path, scheme, status, route=None, server_address=None, user_agent=None))]
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn _end_http_server(
+        &self,
+        method: &Bound<'_, PyAny>,
+        path: &Bound<'_, PyAny>,
+        scheme: &Bound<'_, PyAny>,
+        status: &Bound<'_, PyAny>,
+        route: Option<&Bound<'_, PyAny>>,
+        server_address: Option<&Bound<'_, PyAny>>,
+        user_agent: Option<&Bound<'_, PyAny>>,
+    ) {
+    }
     pub(crate) fn to_span_data(&self) -> Option<SpanData> {
         None
     }
