@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-import threading
-import weakref
 from typing import Any, Protocol
 
 from victor_observability._health_model import HealthStatus
@@ -84,16 +82,7 @@ def registry_health_metrics(
     if prefix is None:
         prefix = getattr(metrics_collector, "prefix", None) or getattr(registry, "prefix", None) or "victor"
     # A registry holds each family once: checkers sharing a registry share its health families.
-    with _SHARED_LOCK:
-        try:
-            per_registry = _SHARED.setdefault(registry, {})
-        except TypeError:  # not weak-referenceable: nothing to share it through
-            return RegistryHealthMetrics(registry, prefix)
-        metrics = per_registry.get(prefix)
-        if metrics is None:
-            metrics = per_registry[prefix] = RegistryHealthMetrics(registry, prefix)
-        return metrics
-
-
-_SHARED: weakref.WeakKeyDictionary[Any, dict[str, RegistryHealthMetrics]] = weakref.WeakKeyDictionary()
-_SHARED_LOCK = threading.Lock()
+    shared = getattr(registry, "shared", None)
+    if shared is None:
+        return RegistryHealthMetrics(registry, prefix)
+    return shared(f"health:{prefix}", lambda: RegistryHealthMetrics(registry, prefix))  # type: ignore[no-any-return]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 import weakref
 from typing import TYPE_CHECKING
 
@@ -11,23 +10,18 @@ from victor_observability.metrics import Counter, Registry
 if TYPE_CHECKING:
     from victor_observability.tracing import DistributedTracer
 
-_families: weakref.WeakKeyDictionary[Registry, Counter] = weakref.WeakKeyDictionary()
-_lock = threading.Lock()
-
 
 def _family(registry: Registry) -> Counter:
-    with _lock:
-        counter = _families.get(registry)
-        if counter is None:
-            counter = Counter(
-                f"{registry.prefix}_tracing_events_total",
-                "Tracer events: spans started, unsampled, finished, evicted from the buffer, dropped by the full "
-                "export queue, exported, failed or dropped by an exporter, export retries and timeouts",
-                ["service", "event"],
-                registry=registry,
-            )
-            _families[registry] = counter
-        return counter
+    return registry.shared(
+        "tracing",
+        lambda: Counter(
+            f"{registry.prefix}_tracing_events_total",
+            "Tracer events: spans started, unsampled, finished, evicted from the buffer, dropped by the full "
+            "export queue, exported, failed or dropped by an exporter, export retries and timeouts",
+            ["service", "event"],
+            registry=registry,
+        ),
+    )
 
 
 def register_tracer_metrics(tracer: DistributedTracer, registry: Registry) -> None:

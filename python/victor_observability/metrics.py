@@ -48,6 +48,7 @@ DEFAULT_BUCKETS: tuple[float, ...] = (
 
 F = TypeVar("F", bound=Callable[..., Any])
 C = TypeVar("C")
+T = TypeVar("T")
 
 
 class Registry:
@@ -63,6 +64,18 @@ class Registry:
         self._core = _core_registry if _core_registry is not None else _core.RegistryCore(prefix)
         self._hooks: list[Callable[[], None]] = []
         self._failed_hooks: set[int] = set()
+        self._shared: dict[str, Any] = {}
+        self._shared_lock = threading.Lock()
+
+    def shared(self, key: str, factory: Callable[[], T]) -> T:
+        """One object per registry and key, made by ``factory`` on first use: the metric families a
+        component defines here, shared by every instance of it on this registry (a second alert manager
+        or health checker on the same collector reuses them instead of tripping the duplicate check)."""
+        with self._shared_lock:
+            obj = self._shared.get(key)
+            if obj is None:
+                obj = self._shared[key] = factory()
+            return obj
 
     def add_collect_hook(self, hook: Callable[[], None]) -> None:
         """Runs ``hook`` before every export (e.g. to refresh a computed gauge)."""

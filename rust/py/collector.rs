@@ -166,14 +166,7 @@ impl CollectorCore {
         labels: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
         self.core.active_requests.add(-1.0);
-        self.outcome(
-            py,
-            &self.core.requests,
-            &[endpoint, provider],
-            success,
-            latency_ms,
-            labels,
-        )
+        self.record_request(py, endpoint, provider, success, latency_ms, labels)
     }
 
     #[pyo3(signature = (tool_name, success, duration_ms, labels = None))]

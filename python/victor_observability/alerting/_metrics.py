@@ -2,24 +2,13 @@
 
 from __future__ import annotations
 
-import threading
-import weakref
 from typing import Any
-
-# One set of families per (registry, prefix): a second manager on the same collector shares them instead of
-# tripping the registry's duplicate check.
-_SHARED: weakref.WeakKeyDictionary[Any, dict[str, AlertMetrics]] = weakref.WeakKeyDictionary()
-_SHARED_LOCK = threading.Lock()
 
 
 def alert_metrics_for(registry: Any, prefix: str) -> AlertMetrics:
-    """The alert metric families on `registry`, created on first use."""
-    with _SHARED_LOCK:
-        per_registry = _SHARED.setdefault(registry, {})
-        metrics = per_registry.get(prefix)
-        if metrics is None:
-            metrics = per_registry[prefix] = AlertMetrics(registry, prefix)
-        return metrics
+    """The alert metric families on `registry`, created on first use and shared by every manager on it (a
+    second manager on the same collector reuses them instead of tripping the registry's duplicate check)."""
+    return registry.shared(f"alerting:{prefix}", lambda: AlertMetrics(registry, prefix))  # type: ignore[no-any-return]
 
 
 class NoAlertMetrics:
