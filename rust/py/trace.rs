@@ -10,6 +10,7 @@ mod data;
 mod non_recording;
 mod propagation;
 mod sampler;
+mod shared;
 mod span;
 mod tracer;
 
@@ -40,6 +41,7 @@ use data::*;
 use non_recording::*;
 use propagation::*;
 use sampler::*;
+use shared::*;
 use span::*;
 use tracer::*;
 

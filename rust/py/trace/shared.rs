@@ -1,0 +1,147 @@
+//! What a tracer's spans share (limits, sampler, counters, the store) and how a parent is resolved.
+
+#[allow(unused_imports)]
+use super::*;
+
+pub(crate) enum SamplerImpl {
+    Core(CoreSampler),
+    /// A Python object with `should_sample(trace_id: str, parent_sampled: bool | None, name: str) -> bool`.
+    Custom(Py<PyAny>),
+}
+
+pub(crate) struct Shared {
+    pub(crate) store: Store,
+    pub(crate) limits: Limits,
+    pub(crate) sampler: SamplerImpl,
+    pub(crate) service_name: String,
+    pub(crate) invalid_attributes: AtomicU64,
+    pub(crate) sampler_errors: AtomicU64,
+    pub(crate) started: AtomicU64,
+    pub(crate) unsampled: AtomicU64,
+}
+
+impl Shared {
+    pub(crate) fn sample(
+        &self,
+        py: Python<'_>,
+        trace_id: u128,
+        parent: Option<ParentInfo>,
+        name: &Bound<'_, PyString>,
+    ) -> bool {
+        match &self.sampler {
+            SamplerImpl::Core(s) => s.should_sample(trace_id, parent),
+            SamplerImpl::Custom(obj) => {
+                let parent_sampled = parent.map(|p| p.sampled);
+                match obj
+                    .bind(py)
+                    .call_method1(
+                        intern!(py, "should_sample"),
+                        (trace_id_hex(trace_id), parent_sampled, name),
+                    )
+                    .and_then(|r| r.is_truthy())
+                {
+                    Ok(b) => b,
+                    Err(e) => {
+                        // A broken sampler must not break requests: do not sample, count, log once.
+                        self.sampler_errors.fetch_add(1, Ordering::Relaxed);
+                        warn_once(
+                            py,
+                            &WARNED_SAMPLER,
+                            &format!("custom sampler failed, spans not sampled: {e}"),
+                        );
+                        false
+                    }
+                }
+            }
+        }
+    }
+
+    /// True when an unsampled parent always yields an unsampled child.
+    #[inline]
+    pub(crate) fn follows_unsampled_parent(&self) -> bool {
+        matches!(
+            self.sampler,
+            SamplerImpl::Core(CoreSampler::AlwaysOff | CoreSampler::ParentBased { .. })
+        )
+    }
+
+    pub(crate) fn convert(
+        &self,
+        py: Python<'_>,
+        key: &Bound<'_, PyAny>,
+        value: &Bound<'_, PyAny>,
+    ) -> Option<(String, AttrValue)> {
+        let key = key
+            .cast::<PyString>()
+            .ok()
+            .and_then(|k| k.to_str().ok())
+            .filter(|k| !k.is_empty());
+        match (key, to_attr(value)) {
+            (Some(k), Some(v)) => Some((k.to_owned(), self.limits.clip(v))),
+            _ => {
+                self.invalid_attributes.fetch_add(1, Ordering::Relaxed);
+                warn_once(
+                    py,
+                    &WARNED_ATTRIBUTE,
+                    "span attribute dropped: keys must be non-empty str, values str, bool, int, float or \
+                     homogeneous sequences of them (counted in tracer.stats()['invalid_attributes'])",
+                );
+                None
+            }
+        }
+    }
+}
+
+/// What a new span inherits from its parent.
+pub(crate) struct ParentCtx {
+    pub(crate) trace_id: u128,
+    pub(crate) span_id: u64,
+    pub(crate) flags: u8,
+    pub(crate) remote: bool,
+    pub(crate) tracestate: Option<Arc<str>>,
+    pub(crate) baggage: Option<Arc<Baggage>>,
+}
+
+pub(crate) fn parent_of(obj: &Bound<'_, PyAny>) -> PyResult<Option<ParentCtx>> {
+    if let Ok(s) = obj.cast::<Span>() {
+        let s = s.get();
+        return Ok(Some(ParentCtx {
+            trace_id: s.trace_id,
+            span_id: s.span_id,
+            flags: traceparent::FLAG_SAMPLED,
+            remote: false,
+            tracestate: s.tracestate.clone(),
+            baggage: s.state.lock().baggage.clone(),
+        }));
+    }
+    if let Ok(s) = obj.cast::<NonRecordingSpan>() {
+        let c = &s.get().ctx;
+        return Ok(Some(ParentCtx {
+            trace_id: c.trace_id,
+            span_id: c.span_id,
+            flags: c.flags,
+            remote: c.remote,
+            tracestate: c.tracestate.clone(),
+            baggage: c.baggage.clone(),
+        }));
+    }
+    if let Ok(c) = obj.cast::<SpanContext>() {
+        let c = c.get();
+        return Ok(Some(ParentCtx {
+            trace_id: c.trace_id,
+            span_id: c.span_id,
+            flags: c.flags,
+            remote: c.remote,
+            tracestate: c.tracestate.clone(),
+            baggage: c.baggage.clone(),
+        }));
+    }
+    // None: no parent here; False: explicitly none, a new trace (start_span reads None as "the current span").
+    if obj.is_none() || obj.cast::<PyBool>().is_ok_and(|b| !b.is_true()) {
+        return Ok(None);
+    }
+    Err(PyTypeError::new_err(format!(
+        "parent must be a Span, NonRecordingSpan, SpanContext, None or False, not {}",
+        obj.get_type().name()?
+    )))
+}
