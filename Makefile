@@ -44,7 +44,8 @@ fmt: $(BIN)/.installed
 	cargo fmt
 
 bench: develop
-	$(BIN)/python -m pytest benches -p no:cacheprovider --benchmark-only --benchmark-columns=min,median,mean,ops,rounds -q
+	$(BIN)/python -m pytest benches -p no:cacheprovider --benchmark-columns=min,median,rounds -q
+	cargo bench --bench hdr
 
 clean:
 	rm -rf build dist target $(VENV)

@@ -83,6 +83,11 @@ impl HdrRecorder {
         }
     }
 
+    /// Bytes held by the sub-bucket arrays allocated so far (one per binary exponent in use).
+    pub fn allocated_bytes(&self) -> usize {
+        self.slots.iter().filter(|s| s.get().is_some()).count() * SUB_COUNT * std::mem::size_of::<AtomicU64>()
+    }
+
     /// The number of recorded values (summed from the buckets: a query, not a hot path).
     pub fn count(&self) -> u64 {
         self.zeros.load(Ordering::Relaxed)
