@@ -316,3 +316,32 @@ def test_status_class_and_bad_option() -> None:
         MonitoringMiddleware(None, status_label="nope")  # type: ignore[arg-type]
     mw = MonitoringMiddleware(None, create_production_collector(collect_system_metrics=False), status_label="class")
     assert mw._status(503) == "5xx"
+
+
+async def test_a_failure_to_record_never_breaks_the_response(caplog: pytest.LogCaptureFixture) -> None:
+    class Broken:
+        def begin_request(self) -> None:
+            pass
+
+        def end_request(self, *args: object) -> None:
+            raise RuntimeError("metrics backend exploded")
+
+    sent: list[dict[str, object]] = []
+
+    async def app(scope, receive, send):  # type: ignore[no-untyped-def]
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    async def receive() -> dict[str, object]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message):  # type: ignore[no-untyped-def]
+        sent.append(message)
+
+    mw = MonitoringMiddleware(app, metrics_collector=Broken(), tracer=DistributedTracer("x"))  # type: ignore[arg-type]
+    scope = {"type": "http", "method": "GET", "path": "/x", "headers": []}
+    for _ in range(2):
+        await mw(scope, receive, send)
+    assert [m["type"] for m in sent] == ["http.response.start", "http.response.body"] * 2
+    assert mw.record_failures == 2
+    assert sum("could not record" in r.message for r in caplog.records) == 1

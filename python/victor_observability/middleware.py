@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any, Literal
@@ -14,6 +15,8 @@ from typing import Any, Literal
 from victor_observability._core import _reset_current_span, _set_current_span
 from victor_observability.collector import ProductionMetricsCollector, create_production_collector
 from victor_observability.tracing import DistributedTracer, SpanKind, get_global_tracer
+
+log = logging.getLogger("victor_observability.middleware")
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -115,7 +118,11 @@ class _Exchange:
         whole response also finds it counted; else when the app returns or raises."""
         if not self.done:
             self.done = True
-            self.middleware._finish(self, error)
+            try:
+                self.middleware._finish(self, error)
+            except Exception:
+                # Recording must never break the response it records; say so once.
+                self.middleware._record_failed()
 
     async def wrapped_send(self, message: Message) -> None:
         kind = message["type"]
@@ -190,6 +197,13 @@ class MonitoringMiddleware:
         self._begin = self.metrics_collector.begin_request
         self._end = self.metrics_collector.end_request
         self._status_labels: dict[int, str] = {}
+        #: Requests served but not recorded because recording raised (logged once).
+        self.record_failures = 0
+
+    def _record_failed(self) -> None:
+        self.record_failures += 1
+        if self.record_failures == 1:
+            log.exception("MonitoringMiddleware could not record a request; the request itself was served")
 
     def _status(self, code: int) -> str:
         label = self._status_labels.get(code)
