@@ -98,7 +98,8 @@ def test_check_and_alert_1000_false_rules(bench: Any) -> None:
     # Reported, not asserted: a shared machine's load must not fail a benchmark run.
     met = "met" if ratio <= TARGET else "MISSED"
     NOTES.append(
-        f"alerting: {N} false rules cost {ratio:.2f}x the bare condition calls (interleaved best-of; <= {TARGET}x: {met})"
+        f"alerting: {N} false rules cost {ratio:.2f}x the bare condition calls "
+        f"(interleaved best-of; <= {TARGET}x: {met})"
     )
 
 
