@@ -196,7 +196,7 @@ class MonitoringMiddleware:
         # Bound once: attribute lookups per request add up.
         self._begin = self.metrics_collector.begin_request
         self._end = self.metrics_collector.end_request
-        self._status_labels: dict[int, str] = {}
+        self._label_sets: dict[tuple[str, int], dict[str, str]] = {}
         #: Requests served but not recorded because recording raised (logged once).
         self.record_failures = 0
 
@@ -206,12 +206,18 @@ class MonitoringMiddleware:
             log.exception("MonitoringMiddleware could not record a request; the request itself was served")
 
     def _status(self, code: int) -> str:
-        label = self._status_labels.get(code)
-        if label is None:
-            label = f"{code // 100}xx" if self._status_class else str(code)
-            if len(self._status_labels) < 1000:
-                self._status_labels[code] = label
-        return label
+        return f"{code // 100}xx" if self._status_class else str(code)
+
+    def _labels(self, method: str, code: int) -> dict[str, str]:
+        """The extra labels of a request, one dict per (method, status) reused: the core only reads it."""
+        key = (method, code)
+        labels = self._label_sets.get(key)
+        if labels is None:
+            labels = {"method": method, "status": self._status(code)}
+            # Methods come from clients: bound what a scanner can make us keep.
+            if len(self._label_sets) < 1000:
+                self._label_sets[key] = labels
+        return labels
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         app = self.app
@@ -269,9 +275,7 @@ class MonitoringMiddleware:
         route = _route_of(scope)
         success = status < 500 and (error is None or status == CLIENT_CLOSED)
         latency_ms = (t_end - exchange.t0) * 1000.0
-        self._end(
-            route, self.provider, success, latency_ms, {"method": exchange.method, "status": self._status(status)}
-        )
+        self._end(route, self.provider, success, latency_ms, self._labels(exchange.method, status))
         span = exchange.span
         if error is not None and status != CLIENT_CLOSED:
             span.set_error(error)
