@@ -265,13 +265,18 @@ fn encode_family(f: &Family, series: &[Arc<Series>], format: Format, out: &mut S
 
 /// Encodes families in the order given (the registry's registration order).
 pub fn encode(families: &[Arc<Family>], format: Format) -> String {
+    let view: Vec<(Arc<Family>, Vec<Arc<Series>>)> = families.iter().map(|f| (f.clone(), f.snapshot())).collect();
+    encode_view(&view, format)
+}
+
+/// Encodes families with given series (a merged multi-process view), in the order given.
+pub fn encode_view(view: &[(Arc<Family>, Vec<Arc<Series>>)], format: Format) -> String {
     let mut out = String::with_capacity(4096);
-    for f in families {
-        let series = f.snapshot();
+    for (f, series) in view {
         if f.hide_when_empty && series.is_empty() {
             continue;
         }
-        encode_family(f, &series, format, &mut out);
+        encode_family(f, series, format, &mut out);
     }
     if format == Format::OpenMetrics {
         out.push_str("# EOF\n");

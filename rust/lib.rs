@@ -2,6 +2,7 @@
 pub mod error;
 pub mod exposition;
 pub mod metrics;
+pub mod multiproc;
 pub mod trace;
 
 #[cfg(feature = "python")]

@@ -6,8 +6,9 @@ use super::labels::LabelMap;
 use super::validate;
 use super::value::{CounterValue, GaugeValue};
 use crate::error::{Error, Result};
+use crate::multiproc::{self, Mode};
 use parking_lot::RwLock;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 /// The label value of every label of the series that new label sets fold into past the cap.
@@ -107,7 +108,20 @@ impl Series {
     pub fn label(&self, name: &str) -> Option<&str> {
         self.labels.iter().find(|(n, _)| &**n == name).map(|(_, v)| &**v)
     }
+
+    /// A series outside any family's map (the merged multi-process view builds these).
+    pub fn detached(family_name: Arc<str>, labels: Vec<(Arc<str>, Box<str>)>, value: Value) -> Arc<Series> {
+        Arc::new(Series {
+            family_name,
+            labels: labels.into(),
+            value,
+            hdr: None,
+        })
+    }
 }
+
+/// Tells families apart in a process's multi-process store (names may repeat across registries).
+static NEXT_SERIAL: AtomicU64 = AtomicU64::new(1);
 
 /// What a label lookup found; `first_overflow` is true once per family, so the caller can warn.
 pub struct Lookup {
@@ -135,6 +149,11 @@ pub struct Family {
     warned: AtomicBool,
     /// The registry's `<prefix>_metric_series_overflow_total` family, counted on overflow.
     overflow_counter: Option<Arc<Family>>,
+    /// How a gauge's values from several processes combine (multi-process mode only).
+    pub mode: Mode,
+    pub serial: u64,
+    /// A merged view's shell: its values live on the heap, never in the multi-process store.
+    detached: bool,
 }
 
 /// Everything needed to define a family; `Family::new` validates it.
@@ -148,6 +167,7 @@ pub struct FamilySpec {
     pub percentiles: bool,
     pub extra_labels: bool,
     pub cap: usize,
+    pub mode: Mode,
 }
 
 impl FamilySpec {
@@ -161,6 +181,7 @@ impl FamilySpec {
             percentiles: false,
             extra_labels: false,
             cap: DEFAULT_SERIES_CAP,
+            mode: Mode::default(),
         }
     }
 }
@@ -209,6 +230,9 @@ impl Family {
             overflow: OnceLock::new(),
             warned: AtomicBool::new(false),
             overflow_counter,
+            mode: spec.mode,
+            serial: NEXT_SERIAL.fetch_add(1, Ordering::Relaxed),
+            detached: false,
         });
         if family.labelnames.is_empty() && !family.extra_labels {
             family.lookup(&[]);
@@ -236,14 +260,62 @@ impl Family {
         self.bounds.as_ref().map(|b| b.as_slice())
     }
 
-    fn new_series(&self, labels: Vec<(Arc<str>, Box<str>)>) -> Arc<Series> {
-        let mut labels = labels;
-        labels.sort_by(|a, b| a.0.cmp(&b.0));
-        let value = match self.kind {
+    /// A copy of this family's definition with no series, whose values stay on the heap: the
+    /// merged multi-process view encodes through it.
+    pub fn shell(&self) -> Arc<Family> {
+        Arc::new(Family {
+            name: self.name.clone(),
+            exposed: self.exposed.clone(),
+            help: self.help.clone(),
+            kind: self.kind,
+            labelnames: self.labelnames.clone(),
+            extra_labels: self.extra_labels,
+            hide_when_empty: self.hide_when_empty,
+            bounds: self.bounds.clone(),
+            hdr: self.hdr.as_ref().map(|_| Arc::new(HdrRecorder::default())),
+            series: RwLock::new(LabelMap::default()),
+            cap: self.cap,
+            overflow: OnceLock::new(),
+            warned: AtomicBool::new(false),
+            overflow_counter: None,
+            mode: self.mode,
+            serial: NEXT_SERIAL.fetch_add(1, Ordering::Relaxed),
+            detached: true,
+        })
+    }
+
+    pub fn exposed_arc(&self) -> Arc<str> {
+        self.exposed.clone()
+    }
+
+    pub fn bounds_spec(&self) -> Option<&Bounds> {
+        self.bounds.as_ref()
+    }
+
+    pub fn is_detached(&self) -> bool {
+        self.detached
+    }
+
+    /// A zeroed value of this family's kind on the heap.
+    pub fn heap_value(&self) -> Value {
+        match self.kind {
             Kind::Counter => Value::Counter(CounterValue::default()),
             Kind::Gauge => Value::Gauge(GaugeValue::default()),
             Kind::Histogram => Value::Histogram(HistogramValue::new(self.bounds.clone().expect("validated"))),
+        }
+    }
+
+    fn new_series(&self, labels: Vec<(Arc<str>, Box<str>)>) -> Arc<Series> {
+        let mut labels = labels;
+        labels.sort_by(|a, b| a.0.cmp(&b.0));
+        // In multi-process mode the values live in this process's store file, where scrapes of
+        // any process read them; if the store cannot take them the series still records locally.
+        let shared = if self.detached {
+            None
+        } else {
+            multiproc::alloc_value(self, &labels)
         };
+        let value = shared.unwrap_or_else(|| self.heap_value());
         Arc::new(Series {
             family_name: self.exposed.clone(),
             labels: labels.into(),

@@ -1,8 +1,8 @@
 //! Prometheus cumulative-bucket histograms: validated bounds, per-bucket atomic counts, a sum.
 
-use super::atomic::AtomicF64;
+use super::atomic::{AtomicF64, Slots};
 use crate::error::{Error, Result};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 /// Validated upper bounds, strictly increasing, always ending in +Inf.
@@ -53,27 +53,47 @@ impl Bounds {
 }
 
 /// One labelled histogram series: non-cumulative counts per bucket (cumulated when encoded) and a sum.
+/// Slot layout (read back by rust/multiproc): `[sum (f64 bits), count per bound...]`.
 #[derive(Debug)]
 pub struct HistogramValue {
     bounds: Bounds,
-    counts: Box<[AtomicU64]>,
-    sum: AtomicF64,
+    s: Slots,
+}
+
+/// The slots a histogram over `bounds` needs.
+pub fn histogram_slots(bounds: &Bounds) -> usize {
+    1 + bounds.as_slice().len()
 }
 
 impl HistogramValue {
     pub fn new(bounds: Bounds) -> Self {
-        let counts = (0..bounds.as_slice().len()).map(|_| AtomicU64::new(0)).collect();
-        HistogramValue {
-            bounds,
-            counts,
-            sum: AtomicF64::default(),
-        }
+        let s = Slots::heap(histogram_slots(&bounds));
+        HistogramValue { bounds, s }
+    }
+
+    /// A histogram over given slots (at least `histogram_slots(&bounds)`).
+    pub fn with_slots(bounds: Bounds, s: Slots) -> Self {
+        assert!(s.len() >= histogram_slots(&bounds));
+        HistogramValue { bounds, s }
+    }
+
+    #[inline]
+    fn counts(&self) -> &[std::sync::atomic::AtomicU64] {
+        &self.s[1..]
     }
 
     #[inline]
     pub fn observe(&self, v: f64) {
-        self.counts[self.bounds.index(v)].fetch_add(1, Ordering::Relaxed);
-        self.sum.add(v);
+        self.s[1 + self.bounds.index(v)].fetch_add(1, Ordering::Relaxed);
+        AtomicF64::view(&self.s[0]).add(v);
+    }
+
+    /// Adds non-cumulative per-bucket counts and a sum (a merged view is built this way).
+    pub fn add_raw(&self, counts: &[u64], sum: f64) {
+        for (c, &n) in self.counts().iter().zip(counts) {
+            c.fetch_add(n, Ordering::Relaxed);
+        }
+        AtomicF64::view(&self.s[0]).add(sum);
     }
 
     pub fn bounds(&self) -> &[f64] {
@@ -83,7 +103,7 @@ impl HistogramValue {
     /// Cumulative counts, one per bound; the last is the total count.
     pub fn cumulative(&self) -> Vec<u64> {
         let mut acc = 0;
-        self.counts
+        self.counts()
             .iter()
             .map(|c| {
                 acc += c.load(Ordering::Relaxed);
@@ -93,11 +113,11 @@ impl HistogramValue {
     }
 
     pub fn count(&self) -> u64 {
-        self.counts.iter().map(|c| c.load(Ordering::Relaxed)).sum()
+        self.counts().iter().map(|c| c.load(Ordering::Relaxed)).sum()
     }
 
     pub fn sum(&self) -> f64 {
-        self.sum.get()
+        AtomicF64::view(&self.s[0]).get()
     }
 }
 

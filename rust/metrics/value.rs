@@ -1,20 +1,46 @@
 //! Counter and gauge values: plain atomics, no locks on the increment.
 
-use super::atomic::AtomicF64;
-use std::sync::atomic::{AtomicU64, Ordering};
+use super::atomic::{AtomicF64, Slots};
+use std::sync::atomic::Ordering;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+// Slot layouts, read back by rust/multiproc (must match merge.rs and archive.rs).
+/// Counter: `[whole increments (u64), fractional increments (f64 bits)]`.
+pub const COUNTER_SLOTS: usize = 2;
+/// Gauge: `[value (f64 bits)]`, plus `[last change (ns since the epoch)]` when it is timestamped.
+pub const GAUGE_SLOTS: usize = 1;
+pub const GAUGE_SLOTS_TIMESTAMPED: usize = 2;
 
 /// A monotonic counter. Whole-number increments take the integer fast path (one `fetch_add`);
 /// fractional ones a compare-exchange on an f64; the value is their sum.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct CounterValue {
-    ints: AtomicU64,
-    floats: AtomicF64,
+    s: Slots,
+}
+
+impl Default for CounterValue {
+    fn default() -> Self {
+        CounterValue {
+            s: Slots::heap(COUNTER_SLOTS),
+        }
+    }
 }
 
 impl CounterValue {
+    /// A counter over given slots (at least `COUNTER_SLOTS`).
+    pub fn with_slots(s: Slots) -> Self {
+        assert!(s.len() >= COUNTER_SLOTS);
+        CounterValue { s }
+    }
+
+    #[inline]
+    fn floats(&self) -> &AtomicF64 {
+        AtomicF64::view(&self.s[1])
+    }
+
     #[inline]
     pub fn inc_int(&self, n: u64) {
-        self.ints.fetch_add(n, Ordering::Relaxed);
+        self.s[0].fetch_add(n, Ordering::Relaxed);
     }
 
     /// Adds a finite, non-negative amount (callers check; see `check_increment`).
@@ -23,17 +49,27 @@ impl CounterValue {
         if v.fract() == 0.0 && v < 9.0e15 {
             self.inc_int(v as u64);
         } else {
-            self.floats.add(v);
+            self.floats().add(v);
         }
     }
 
     pub fn get(&self) -> f64 {
-        self.ints.load(Ordering::Relaxed) as f64 + self.floats.get()
+        self.s[0].load(Ordering::Relaxed) as f64 + self.floats().get()
+    }
+
+    /// Adds a fractional amount without the integer fast path (a merge keeps the parts apart).
+    pub fn inc_float(&self, v: f64) {
+        self.floats().add(v);
+    }
+
+    /// The two parts, for a merge that must stay exact: whole increments, fractional sum.
+    pub fn parts(&self) -> (u64, f64) {
+        (self.s[0].load(Ordering::Relaxed), self.floats().get())
     }
 
     pub fn reset(&self) {
-        self.ints.store(0, Ordering::Relaxed);
-        self.floats.set(0.0);
+        self.s[0].store(0, Ordering::Relaxed);
+        self.floats().set(0.0);
     }
 }
 
@@ -69,23 +105,60 @@ pub fn check_non_negative(v: f64) -> Result<f64, Invalid> {
     }
 }
 
-/// A gauge: an f64 that can go up and down.
-#[derive(Debug, Default)]
-pub struct GaugeValue(AtomicF64);
+/// A gauge: an f64 that can go up and down. A timestamped gauge (multi-process `mostrecent`
+/// modes) also stores when it last changed, so a merge can pick the latest write.
+#[derive(Debug)]
+pub struct GaugeValue {
+    s: Slots,
+}
+
+impl Default for GaugeValue {
+    fn default() -> Self {
+        GaugeValue {
+            s: Slots::heap(GAUGE_SLOTS),
+        }
+    }
+}
+
+fn now_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
 
 impl GaugeValue {
+    /// A gauge over given slots: `GAUGE_SLOTS`, or `GAUGE_SLOTS_TIMESTAMPED` to keep a timestamp.
+    pub fn with_slots(s: Slots) -> Self {
+        assert!(s.len() >= GAUGE_SLOTS);
+        GaugeValue { s }
+    }
+
+    #[inline]
+    fn cell(&self) -> &AtomicF64 {
+        AtomicF64::view(&self.s[0])
+    }
+
+    #[inline]
+    fn touch(&self) {
+        if let Some(ts) = self.s.get(1) {
+            ts.fetch_max(now_ns(), Ordering::Relaxed);
+        }
+    }
+
     #[inline]
     pub fn set(&self, v: f64) {
-        self.0.set(v)
+        self.cell().set(v);
+        self.touch();
     }
 
     #[inline]
     pub fn add(&self, v: f64) {
-        self.0.add(v)
+        self.cell().add(v);
+        self.touch();
     }
 
     pub fn get(&self) -> f64 {
-        self.0.get()
+        self.cell().get()
     }
 }
 

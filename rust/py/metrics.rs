@@ -173,6 +173,7 @@ impl RegistryCore {
             percentiles,
             extra_labels: false,
             cap,
+            mode: Default::default(),
         };
         Ok(FamilyCore {
             inner: self.inner.create(spec)?,

@@ -1,0 +1,183 @@
+//! The merged view: the series of every process file (and the archive of dead ones), combined by
+//! family name and sorted label set into one snapshot the single-process encoders write.
+
+use super::read::{parse_series, FamilyRec, FileView, SERIES};
+use super::Mode;
+use crate::metrics::atomic::AtomicF64;
+use crate::metrics::family::{Family, Kind, Series, Value};
+use crate::metrics::value::CounterValue;
+use hashbrown::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+/// Families with the series to encode, in exposition order.
+pub type View = Vec<(Arc<Family>, Vec<Arc<Series>>)>;
+
+/// One file to merge: a live or dead process's file, or the archive of dead ones.
+pub struct Source {
+    pub view: FileView,
+    pub live: bool,
+    pub archive: bool,
+}
+
+type LabelKey = Vec<(Box<str>, Box<str>)>;
+/// Per family: label set -> position, and the merged series in first-seen order.
+type FamilyAccs = (HashMap<LabelKey, usize>, Vec<(LabelKey, Acc)>);
+
+#[derive(Debug, Clone)]
+pub(crate) enum Acc {
+    Counter(u64, f64),
+    Histogram(Vec<u64>, f64),
+    /// value, time of the last change (0 when not kept), whether any process contributed yet.
+    Gauge(f64, u64, bool),
+}
+
+impl Acc {
+    pub(crate) fn empty(kind: Kind, nbounds: usize) -> Acc {
+        match kind {
+            Kind::Counter => Acc::Counter(0, 0.0),
+            Kind::Histogram => Acc::Histogram(vec![0; nbounds], 0.0),
+            Kind::Gauge => Acc::Gauge(0.0, 0, false),
+        }
+    }
+
+    /// Folds one process's slots in (layouts of rust/metrics/value.rs and histogram.rs).
+    pub(crate) fn add(&mut self, mode: Mode, slots: &[std::sync::atomic::AtomicU64]) {
+        let load = |i: usize| slots.get(i).map_or(0, |s| s.load(Ordering::Relaxed));
+        match self {
+            Acc::Counter(ints, floats) => {
+                *ints += load(0);
+                *floats += AtomicF64::view(&slots[1]).get();
+            }
+            Acc::Histogram(counts, sum) => {
+                *sum += f64::from_bits(load(0));
+                for (c, s) in counts.iter_mut().zip(&slots[1..]) {
+                    *c += s.load(Ordering::Relaxed);
+                }
+            }
+            Acc::Gauge(v, ts, seen) => {
+                let (x, t) = (f64::from_bits(load(0)), load(1));
+                let first = !*seen;
+                *seen = true;
+                match mode.base() {
+                    Mode::All | Mode::Sum => *v += x,
+                    Mode::Max => *v = if first { x } else { v.max(x) },
+                    Mode::Min => *v = if first { x } else { v.min(x) },
+                    _ => {
+                        if first || t >= *ts {
+                            *v = x;
+                            *ts = t;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    pub(crate) fn into_value(self, f: &Family) -> Value {
+        match (self, f.heap_value()) {
+            (Acc::Counter(ints, floats), Value::Counter(c)) => {
+                c.inc_int(ints);
+                add_float(&c, floats);
+                Value::Counter(c)
+            }
+            (Acc::Histogram(counts, sum), Value::Histogram(h)) => {
+                h.add_raw(&counts, sum);
+                Value::Histogram(h)
+            }
+            (Acc::Gauge(v, _, _), Value::Gauge(g)) => {
+                g.set(v);
+                Value::Gauge(g)
+            }
+            (_, v) => v,
+        }
+    }
+}
+
+fn add_float(c: &CounterValue, v: f64) {
+    if v != 0.0 {
+        c.inc_float(v);
+    }
+}
+
+/// Merges `sources` (this process's file first, so a lone process keeps its series order) for
+/// the given families: counters and histograms summed, gauges combined by their family's mode.
+pub fn merge(sources: &[Source], families: &[Arc<Family>]) -> View {
+    let by_name: HashMap<String, usize> = families
+        .iter()
+        .enumerate()
+        .map(|(i, f)| (f.exposed_name(), i))
+        .collect();
+    let mut accs: Vec<FamilyAccs> = families.iter().map(|_| (HashMap::new(), Vec::new())).collect();
+    for src in sources {
+        let recs = src.view.families();
+        let local: HashMap<u32, usize> = recs
+            .iter()
+            .filter_map(|(&fid, rec)| matching(rec, &by_name, families).map(|i| (fid, i)))
+            .collect();
+        let pid = src.view.pid().to_string();
+        for e in src.view.entries() {
+            if e.tag != SERIES {
+                continue;
+            }
+            let Some((fid, labels)) = parse_series(e.body) else {
+                continue;
+            };
+            let Some(&i) = local.get(&fid) else { continue };
+            let f = &families[i];
+            let mut key: LabelKey = labels.iter().map(|(k, v)| (Box::from(*k), Box::from(*v))).collect();
+            if f.kind == Kind::Gauge {
+                if f.mode.is_live() && !src.live {
+                    continue;
+                }
+                if f.mode.base() == Mode::All {
+                    if src.archive {
+                        continue;
+                    }
+                    let at = key.partition_point(|(k, _)| &**k < "pid");
+                    key.insert(at, (Box::from("pid"), Box::from(pid.as_str())));
+                }
+            }
+            let nbounds = f.bounds().map_or(0, |b| b.len());
+            let (index, list) = &mut accs[i];
+            let j = *index.entry(key.clone()).or_insert_with(|| {
+                list.push((key, Acc::empty(f.kind, nbounds)));
+                list.len() - 1
+            });
+            if e.slots.len() >= min_slots(f.kind, nbounds) {
+                list[j].1.add(f.mode, e.slots);
+            }
+        }
+    }
+    families
+        .iter()
+        .zip(accs)
+        .map(|(f, (_, list))| {
+            let shell = f.shell();
+            let name = shell.exposed_arc();
+            let series = list
+                .into_iter()
+                .map(|(labels, acc)| {
+                    let labels = labels.into_iter().map(|(k, v)| (Arc::from(k), v)).collect();
+                    Series::detached(name.clone(), labels, acc.into_value(&shell))
+                })
+                .collect();
+            (shell, series)
+        })
+        .collect()
+}
+
+pub(crate) fn min_slots(kind: Kind, nbounds: usize) -> usize {
+    match kind {
+        Kind::Counter => 2,
+        Kind::Gauge => 1,
+        Kind::Histogram => 1 + nbounds,
+    }
+}
+
+/// The local family a file's family record stands for: same exposed name, kind and buckets.
+fn matching(rec: &FamilyRec, by_name: &HashMap<String, usize>, families: &[Arc<Family>]) -> Option<usize> {
+    let &i = by_name.get(&rec.name)?;
+    let f = &families[i];
+    (f.kind == rec.kind && f.bounds().unwrap_or(&[]) == rec.bounds.as_slice()).then_some(i)
+}

@@ -1,0 +1,342 @@
+//! Multi-process mode: each process records into its own mmap'd store file in a shared
+//! directory (atomics, no cross-process lock on the record path) and every export merges all
+//! of them. Pure Rust; rust/py/multiproc.rs binds it.
+
+pub mod merge;
+mod mode;
+pub mod read;
+pub mod store;
+mod sys;
+
+pub use merge::{merge, Source, View};
+pub use mode::Mode;
+pub use store::Store;
+
+use crate::metrics::family::{Family, Value};
+use parking_lot::Mutex;
+use std::fs::{DirBuilder, File, OpenOptions};
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+/// The archive of dead processes' counts: a store file no process holds.
+pub const ARCHIVE: &str = "archive.db";
+const DIR_LOCK: &str = ".lock";
+
+static ENABLED: AtomicBool = AtomicBool::new(false);
+
+struct State {
+    dir: PathBuf,
+    /// This process's store, created on its first series; a fork child makes its own.
+    store: Option<Arc<Store>>,
+}
+
+static STATE: Mutex<Option<State>> = Mutex::new(None);
+
+/// Creates `dir` owner-only if missing; refuses a path that exists and is not a directory.
+pub(crate) fn ensure_dir(dir: &Path) -> io::Result<()> {
+    match DirBuilder::new().recursive(true).mode(0o700).create(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(e),
+    }
+    if !dir.is_dir() {
+        return Err(io::Error::other(format!("{} is not a directory", dir.display())));
+    }
+    Ok(())
+}
+
+/// Turns multi-process mode on for this process: series created from now on live in a store
+/// file under `dir`, and exports merge the directory. Calling it again with the same directory
+/// is a no-op; another directory is refused.
+pub fn enable(dir: &Path) -> io::Result<()> {
+    ensure_dir(dir)?;
+    let dir = dir.canonicalize()?;
+    let mut st = STATE.lock();
+    if let Some(s) = st.as_ref() {
+        if s.dir == dir {
+            return Ok(());
+        }
+        return Err(io::Error::other(format!(
+            "multi-process mode is already on with directory {}",
+            s.dir.display()
+        )));
+    }
+    *st = Some(State { dir, store: None });
+    ENABLED.store(true, Ordering::Release);
+    Ok(())
+}
+
+#[inline]
+pub fn is_enabled() -> bool {
+    ENABLED.load(Ordering::Acquire)
+}
+
+pub fn dir() -> Option<PathBuf> {
+    STATE.lock().as_ref().map(|s| s.dir.clone())
+}
+
+/// This process's store, made on first use and again after a fork (a child must not append to
+/// its parent's file; the series it inherited keep writing to the parent's, which stays live
+/// while any process holding it lives).
+pub fn current_store() -> Option<Arc<Store>> {
+    if !is_enabled() {
+        return None;
+    }
+    let mut st = STATE.lock();
+    let s = st.as_mut()?;
+    let pid = std::process::id();
+    if let Some(store) = s.store.as_ref().filter(|st| st.pid() == pid) {
+        return Some(store.clone());
+    }
+    let store = Arc::new(Store::create(&s.dir).ok()?);
+    s.store = Some(store.clone());
+    Some(store)
+}
+
+/// The value of a new series in this process's store, or None in single-process mode.
+pub fn alloc_value(family: &Family, labels: &[(Arc<str>, Box<str>)]) -> Option<Value> {
+    current_store()?.alloc_value(family, labels).ok()
+}
+
+fn open_dir_lock(dir: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(dir.join(DIR_LOCK))
+}
+
+/// Opens every store file of `dir` (this process's first, then by name, the archive last).
+pub fn sources(dir: &Path, own: Option<&Path>) -> io::Result<Vec<Source>> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|n| read::is_process_file(n))
+        .collect();
+    names.sort();
+    let own_name = own
+        .and_then(|p| p.file_name())
+        .and_then(|n| n.to_str())
+        .map(str::to_owned);
+    if let Some(o) = &own_name {
+        if let Some(i) = names.iter().position(|n| n == o) {
+            let n = names.remove(i);
+            names.insert(0, n);
+        }
+    }
+    let mut out = Vec::with_capacity(names.len() + 1);
+    for n in names {
+        // A file may vanish (archived by another process) between listing and opening.
+        if let Ok(Some(view)) = read::FileView::open(&dir.join(&n)) {
+            let live = view.is_live();
+            out.push(Source {
+                view,
+                live,
+                archive: false,
+            });
+        }
+    }
+    if let Ok(Some(view)) = read::FileView::open(&dir.join(ARCHIVE)) {
+        out.push(Source {
+            view,
+            live: false,
+            archive: true,
+        });
+    }
+    Ok(out)
+}
+
+/// The merged view of `families` over the whole directory; the local view when the mode is off.
+pub fn view(families: &[Arc<Family>]) -> View {
+    let local = || families.iter().map(|f| (f.clone(), f.snapshot())).collect();
+    let Some(dir) = dir() else { return local() };
+    let own = STATE
+        .lock()
+        .as_ref()
+        .and_then(|s| s.store.as_ref().map(|st| st.path().to_owned()));
+    // Shared with other readers, exclusive against the archiver, so no count is read twice or
+    // missed while a dead file moves into the archive.
+    let lock = open_dir_lock(&dir).ok();
+    if let Some(l) = &lock {
+        let _ = sys::flock(l, false, true);
+    }
+    let merged = match sources(&dir, own.as_deref()) {
+        Ok(srcs) => merge(&srcs, families),
+        Err(_) => local(),
+    };
+    if let Some(l) = &lock {
+        sys::unlock(l);
+    }
+    merged
+}
+
+/// Owner-only permissions check used by tests and the doctor: (dir mode, file modes).
+pub fn permissions(dir: &Path) -> io::Result<(u32, Vec<u32>)> {
+    let d = std::fs::metadata(dir)?.permissions().mode() & 0o777;
+    let files = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.metadata().ok())
+        .map(|m| m.permissions().mode() & 0o777)
+        .collect();
+    Ok((d, files))
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::exposition::{encode, encode_view, Format};
+    use crate::metrics::family::{FamilySpec, Kind, Series};
+    use std::sync::atomic::AtomicUsize;
+
+    pub(crate) fn temp_dir() -> PathBuf {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let d = std::env::temp_dir().join(format!(
+            "victor-mp-test-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&d);
+        d
+    }
+
+    fn labels(pairs: &[(&str, &str)]) -> Vec<(Arc<str>, Box<str>)> {
+        pairs.iter().map(|(k, v)| (Arc::from(*k), Box::from(*v))).collect()
+    }
+
+    fn families() -> Vec<Arc<Family>> {
+        let mut h = FamilySpec::new("lat_ms", "Latency.", Kind::Histogram, &["ep"]);
+        h.buckets = Some(vec![10.0, 100.0]);
+        vec![
+            Family::new(FamilySpec::new("req_total", "Requests.", Kind::Counter, &["ep"]), None).unwrap(),
+            Family::new(h, None).unwrap(),
+        ]
+    }
+
+    fn record(series: &Series, i: usize) {
+        series.inc(1.0);
+        series.inc(0.25);
+        series.observe((i % 200) as f64);
+    }
+
+    #[test]
+    fn merged_exposition_equals_single_process_for_the_same_totals() {
+        let dir = temp_dir();
+        ensure_dir(&dir).unwrap();
+        let fams = families();
+        let stores: Vec<Store> = (0..3)
+            .map(|i| Store::create_at(dir.join(format!("{}-{i}.db", 100 + i)), 100 + i).unwrap())
+            .collect();
+        let single = families();
+        for (k, st) in stores.iter().enumerate() {
+            for ep in ["/a", "/b"] {
+                let l = labels(&[("ep", ep)]);
+                let c = Series::detached("req_total".into(), l.clone(), st.alloc_value(&fams[0], &l).unwrap());
+                let h = Series::detached("lat_ms".into(), l.clone(), st.alloc_value(&fams[1], &l).unwrap());
+                for i in 0..(100 * (k + 1)) {
+                    c.inc(1.0);
+                    c.inc(0.25);
+                    h.observe((i % 200) as f64);
+                    record(&single[0].lookup(&[ep]).series, i);
+                    single[1].lookup(&[ep]).series.observe((i % 200) as f64);
+                }
+            }
+        }
+        let view = merge(&sources(&dir, None).unwrap(), &fams);
+        for format in [Format::Text, Format::OpenMetrics] {
+            assert_eq!(encode_view(&view, format), encode(&single, format));
+        }
+        let text = encode_view(&view, Format::Text);
+        assert!(text.contains("req_total{ep=\"/a\"} 750.0\n"), "{text}");
+        assert!(text.contains("lat_ms_count{ep=\"/b\"} 600.0\n"), "{text}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn files_are_owner_only_and_liveness_follows_the_lock() {
+        let dir = temp_dir().join("nested");
+        let st = Store::create(&dir).unwrap();
+        let (d, files) = permissions(&dir).unwrap();
+        assert_eq!(d, 0o700);
+        assert_eq!(files, vec![0o600]);
+        let path = st.path().to_owned();
+        assert!(read::FileView::open(&path).unwrap().unwrap().is_live());
+        // A reader in the same process closing its own fd must not drop the owner's lock.
+        drop(read::FileView::open(&path).unwrap());
+        assert!(read::FileView::open(&path).unwrap().unwrap().is_live());
+        // A process that exits without a word (its mappings hold the lock until then) is seen dead.
+        let child_path = dir.join("1-child.db");
+        // SAFETY: the child only creates its store (malloc and syscalls) and _exits.
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            let ok = Store::create_at(child_path.clone(), 1).is_ok();
+            unsafe { libc::_exit(i32::from(!ok)) };
+        }
+        let mut status = 0;
+        assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+        assert_eq!(status, 0);
+        assert!(!read::FileView::open(&child_path).unwrap().unwrap().is_live());
+        assert!(read::FileView::open(&path).unwrap().unwrap().is_live());
+        drop(st);
+        std::fs::remove_dir_all(dir.parent().unwrap()).unwrap();
+    }
+
+    #[test]
+    fn concurrent_writers_in_several_stores_are_exact() {
+        let dir = temp_dir();
+        ensure_dir(&dir).unwrap();
+        let fams = families();
+        let stores: Vec<Arc<Store>> = (0..4)
+            .map(|i| Arc::new(Store::create_at(dir.join(format!("{}-{i}.db", 200 + i)), 200 + i).unwrap()))
+            .collect();
+        let handles: Vec<_> = stores
+            .iter()
+            .flat_map(|st| (0..4).map(move |t| (st.clone(), t)))
+            .map(|(st, t)| {
+                let fams = fams.clone();
+                std::thread::spawn(move || {
+                    // Every thread creates its own label set too: catalog appends race with records.
+                    let l = labels(&[("ep", &format!("/t{t}"))]);
+                    let c = Series::detached("req_total".into(), l.clone(), st.alloc_value(&fams[0], &l).unwrap());
+                    let h = Series::detached("lat_ms".into(), l.clone(), st.alloc_value(&fams[1], &l).unwrap());
+                    for i in 0..20_000 {
+                        c.inc_int(1);
+                        h.observe((i % 150) as f64);
+                    }
+                })
+            })
+            .collect();
+        handles.into_iter().for_each(|h| h.join().unwrap());
+        let view = merge(&sources(&dir, None).unwrap(), &fams);
+        let total: f64 = view[0].1.iter().map(|s| s.get()).sum();
+        assert_eq!(total, 16.0 * 20_000.0);
+        assert_eq!(view[0].1.len(), 4);
+        let count: f64 = view[1].1.iter().map(|s| s.get()).sum();
+        assert_eq!(count, 16.0 * 20_000.0);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_store_spans_many_chunks() {
+        let dir = temp_dir();
+        ensure_dir(&dir).unwrap();
+        let fams = families();
+        let st = Store::create_at(dir.join("300-0.db"), 300).unwrap();
+        let long = "x".repeat(3 << 20);
+        for i in 0..20_000 {
+            let l = labels(&[("ep", &format!("/{i}"))]);
+            let v = st.alloc_value(&fams[1], &l).unwrap();
+            Series::detached("lat_ms".into(), l, v).observe(1.0);
+        }
+        let l = labels(&[("ep", &long)]);
+        Series::detached("req_total".into(), l.clone(), st.alloc_value(&fams[0], &l).unwrap()).inc_int(7);
+        let view = merge(&sources(&dir, None).unwrap(), &fams);
+        assert_eq!(view[1].1.len(), 20_000);
+        assert_eq!(view[0].1[0].get(), 7.0);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
