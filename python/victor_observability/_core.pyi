@@ -27,6 +27,7 @@ class RegistryCore:
         buckets: list[float] | None = None,
         percentiles: bool = False,
         cap: int = ...,
+        multiprocess_mode: str = "all",
     ) -> FamilyCore:
         """Defines a family; ValueError naming the metric on a bad name, label or bucket layout."""
     def unregister(self, name: str) -> bool: ...
@@ -420,3 +421,13 @@ _Headers = _Mapping[str, str] | _Mapping[bytes, bytes] | list[tuple[bytes, bytes
 _Parent = Span | NonRecordingSpan | SpanContext | None | bool
 
 # --- end tracing ---
+
+# --- multi-process mode (rust/py/multiproc.rs) ---
+MULTIPROC_ENV_VAR: str
+
+def mp_enable(path: str) -> None:
+    """Turns multi-process mode on with ``path`` as the shared directory."""
+
+def mp_is_enabled() -> bool: ...
+def mp_directory() -> str | None: ...
+def mp_store_path() -> str | None: ...

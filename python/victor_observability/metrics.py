@@ -145,6 +145,7 @@ class MetricBase(Generic[C]):
         *,
         series_cap: int = DEFAULT_SERIES_CAP,
         _buckets: Sequence[float] | None = None,
+        _multiprocess_mode: str = "all",
     ) -> None:
         self._labelnames = tuple(labelnames)
         full = _full_name(name, namespace, subsystem, unit)
@@ -160,6 +161,7 @@ class MetricBase(Generic[C]):
             None if _buckets is None else [float(b) for b in _buckets],
             False,
             series_cap,
+            _multiprocess_mode,
         )
         self._series_cap = series_cap
         self._display_name = full
@@ -305,6 +307,10 @@ class Gauge(MetricBase[_core.GaugeChild]):
     """
 
     _kind = "gauge"
+
+    def __init__(self, *args: Any, multiprocess_mode: str = "all", **kwargs: Any) -> None:
+        # How this gauge's per-process values combine in multi-process mode (see multiprocess.py).
+        super().__init__(*args, _multiprocess_mode=multiprocess_mode, **kwargs)
 
     def inc(self, amount: float = 1.0) -> None:
         self._only().inc(amount)

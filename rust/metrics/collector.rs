@@ -7,6 +7,7 @@ use super::registry::Registry;
 use super::validate;
 use super::value::{check_non_negative, Invalid};
 use crate::error::Result;
+use crate::multiproc::Mode;
 use parking_lot::RwLock;
 use smallvec::SmallVec;
 use std::sync::Arc;
@@ -183,6 +184,18 @@ impl Builder<'_> {
     fn single(&self, name: &str, help: &str, kind: Kind) -> Result<Arc<Series>> {
         Ok(self.family(name, help, kind, &[], false)?.lookup(&[]).series)
     }
+
+    /// A gauge with how its per-process values combine in multi-process mode.
+    fn gauge(&self, name: &str, help: &str, labels: &[&str], mode: Mode) -> Result<Arc<Family>> {
+        let mut spec = FamilySpec::new(&format!("{}{name}", self.prefix), help, Kind::Gauge, labels);
+        spec.cap = self.cap;
+        spec.mode = mode;
+        self.registry.create(spec)
+    }
+
+    fn single_gauge(&self, name: &str, help: &str, mode: Mode) -> Result<Arc<Series>> {
+        Ok(self.gauge(name, help, &[], mode)?.lookup(&[]).series)
+    }
 }
 
 impl CollectorCore {
@@ -214,7 +227,7 @@ impl CollectorCore {
             ],
             b.cap,
         );
-        let active_requests = b.single("active_requests", "Requests in flight.", Gauge)?;
+        let active_requests = b.single_gauge("active_requests", "Requests in flight.", Mode::LiveSum)?;
         let tools = Group::new(
             vec![
                 b.family("tool_calls_total", "Tool executions.", Counter, &["tool"], true)?,
@@ -229,7 +242,7 @@ impl CollectorCore {
             ],
             b.cap,
         );
-        let tool_active = b.single("tool_active", "Tool executions in progress.", Gauge)?;
+        let tool_active = b.single_gauge("tool_active", "Tool executions in progress.", Mode::LiveSum)?;
         let co = ["coordinator"];
         let coordinators = Group::new(
             vec![
@@ -259,7 +272,11 @@ impl CollectorCore {
         );
         let tasks_completed = b.single("tasks_completed_total", "Tasks completed successfully.", Counter)?;
         let tasks_failed = b.single("tasks_failed_total", "Tasks that failed.", Counter)?;
-        let total_cost = b.single("total_cost_usd", "Total cost of completed tasks in US dollars.", Gauge)?;
+        let total_cost = b.single_gauge(
+            "total_cost_usd",
+            "Total cost of completed tasks in US dollars.",
+            Mode::Sum,
+        )?;
         let tokens = b.single("tokens_used_total", "Tokens used.", Counter)?;
         let caches = Group::new(
             vec![
@@ -268,23 +285,35 @@ impl CollectorCore {
             ],
             b.cap,
         );
-        let cache_size = b.family("cache_size", "Entries in the cache.", Gauge, &["cache"], false)?;
+        let cache_size = b.gauge("cache_size", "Entries in the cache.", &["cache"], Mode::LiveMostRecent)?;
         let cache_evictions = b.family("cache_evictions_total", "Cache evictions.", Counter, &["cache"], false)?;
         let caches = Group {
             families: [caches.families, vec![cache_evictions]].concat(),
             ..caches
         };
         let errors = b.family("errors_total", "Errors by type.", Counter, &["type"], false)?;
-        let error_rate = b.single("error_rate", "Failed requests as a percentage of all requests.", Gauge)?;
-        let memory = b.single("memory_usage_bytes", "Resident memory of the process in bytes.", Gauge)?;
-        let cpu = b.single("cpu_usage_percent", "CPU use of the process in percent.", Gauge)?;
-        let disk = b.single(
+        let error_rate = b.single_gauge(
+            "error_rate",
+            "Failed requests as a percentage of all requests.",
+            Mode::LiveMostRecent,
+        )?;
+        let memory = b.single_gauge(
+            "memory_usage_bytes",
+            "Resident memory of the process in bytes.",
+            Mode::LiveSum,
+        )?;
+        let cpu = b.single_gauge("cpu_usage_percent", "CPU use of the process in percent.", Mode::LiveSum)?;
+        let disk = b.single_gauge(
             "disk_usage_bytes",
             "Disk space used on the working directory's filesystem.",
-            Gauge,
+            Mode::LiveMax,
         )?;
-        let fds = b.single("open_file_descriptors", "Open file descriptors of the process.", Gauge)?;
-        let uptime = b.single("uptime_seconds", "Seconds since the collector started.", Gauge)?;
+        let fds = b.single_gauge(
+            "open_file_descriptors",
+            "Open file descriptors of the process.",
+            Mode::LiveSum,
+        )?;
+        let uptime = b.single_gauge("uptime_seconds", "Seconds since the collector started.", Mode::LiveMax)?;
         Ok(CollectorCore {
             prefix: b.prefix.clone(),
             registry,

@@ -1,6 +1,6 @@
 //! A metric family: name, help, type, label names, and its labelled series under a series cap.
 
-use super::hdr::HdrRecorder;
+use super::hdr::{HdrHome, HdrRecorder};
 use super::histogram::{Bounds, HistogramValue};
 use super::labels::LabelMap;
 use super::validate;
@@ -210,11 +210,25 @@ impl Family {
             (_, Some(_)) => return Err(Error::value(&spec.name, "only histograms take buckets")),
             _ => None,
         };
-        let hdr = (spec.kind == Kind::Histogram && spec.percentiles).then(|| Arc::new(HdrRecorder::default()));
         let exposed: Arc<str> = match spec.kind {
             Kind::Counter => format!("{name}_total").into(),
             _ => name.as_str().into(),
         };
+        let serial = NEXT_SERIAL.fetch_add(1, Ordering::Relaxed);
+        let hdr = (spec.kind == Kind::Histogram && spec.percentiles).then(|| {
+            let record = multiproc::store::family_record(
+                &exposed,
+                &spec.help,
+                spec.kind,
+                spec.mode,
+                true,
+                bounds.as_ref().map_or(&[], |b| b.as_slice()),
+            );
+            Arc::new(HdrRecorder::homed(HdrHome {
+                serial,
+                family_record: record.into(),
+            }))
+        });
         let family = Arc::new(Family {
             exposed,
             name,
@@ -231,7 +245,7 @@ impl Family {
             warned: AtomicBool::new(false),
             overflow_counter,
             mode: spec.mode,
-            serial: NEXT_SERIAL.fetch_add(1, Ordering::Relaxed),
+            serial,
             detached: false,
         });
         if family.labelnames.is_empty() && !family.extra_labels {

@@ -7,8 +7,9 @@
 //! exponent's sub-buckets are allocated on first use, so a latency family spanning 1 ms..10 s
 //! holds about 14 x 8 KiB.
 
+use super::atomic::Slots;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 const SUB_BITS: u32 = 10;
 const SUB_COUNT: usize = 1 << SUB_BITS;
@@ -16,27 +17,36 @@ const SUB_COUNT: usize = 1 << SUB_BITS;
 const MIN_EXP: i32 = -20;
 /// Largest exponent: 2^43 is about 8.8e12; larger values share the top bucket (max is kept exactly).
 const MAX_EXP: i32 = 43;
-const SLOTS: usize = (MAX_EXP - MIN_EXP + 1) as usize;
+pub const SLOTS: usize = (MAX_EXP - MIN_EXP + 1) as usize;
+pub const SUB_BUCKETS: usize = SUB_COUNT;
+/// Head slots: `[values below 2^MIN_EXP, max bits, min bits]` (read back by rust/multiproc).
+pub const HEAD_SLOTS: usize = 3;
 
-type Slot = Box<[AtomicU64]>;
+/// Where a family's recorder keeps its counts in multi-process mode: the family's serial and
+/// its catalog record (without the per-file id), so any process's store can describe it.
+#[derive(Debug, Clone)]
+pub struct HdrHome {
+    pub serial: u64,
+    pub family_record: Arc<[u8]>,
+}
 
 #[derive(Debug)]
 pub struct HdrRecorder {
-    slots: Box<[OnceLock<Slot>]>,
-    /// Values below 2^MIN_EXP, zero included.
-    zeros: AtomicU64,
-    /// Bits of the largest and smallest value: positive f64 bits order like the values.
-    max_bits: AtomicU64,
-    min_bits: AtomicU64,
+    slots: Box<[OnceLock<Slots>]>,
+    /// Values below 2^MIN_EXP (zero included), then the bits of the largest and smallest value:
+    /// positive f64 bits order like the values.
+    head: Slots,
+    home: Option<HdrHome>,
 }
 
 impl Default for HdrRecorder {
     fn default() -> Self {
+        let head = Slots::heap(HEAD_SLOTS);
+        head[2].store(f64::INFINITY.to_bits(), Ordering::Relaxed);
         HdrRecorder {
             slots: (0..SLOTS).map(|_| OnceLock::new()).collect(),
-            zeros: AtomicU64::new(0),
-            max_bits: AtomicU64::new(0),
-            min_bits: AtomicU64::new(f64::INFINITY.to_bits()),
+            head,
+            home: None,
         }
     }
 }
@@ -61,25 +71,73 @@ fn midpoint(slot: usize, sub: usize) -> f64 {
 }
 
 impl HdrRecorder {
+    /// A recorder whose counts live in the multi-process store when the mode is on.
+    pub fn homed(home: HdrHome) -> Self {
+        let mut h = HdrRecorder::default();
+        if let Some(head) = crate::multiproc::alloc_hdr_head(&home) {
+            h.head = head;
+        }
+        h.home = Some(home);
+        h
+    }
+
+    #[inline]
+    fn zeros(&self) -> &AtomicU64 {
+        &self.head[0]
+    }
+
+    #[inline]
+    fn max_bits(&self) -> &AtomicU64 {
+        &self.head[1]
+    }
+
+    #[inline]
+    fn min_bits(&self) -> &AtomicU64 {
+        &self.head[2]
+    }
+
+    #[cold]
+    fn new_block(&self, slot: usize) -> Slots {
+        self.home
+            .as_ref()
+            .and_then(|home| crate::multiproc::alloc_hdr_block(home, slot))
+            .unwrap_or_else(|| Slots::heap(SUB_COUNT))
+    }
+
+    /// Folds in counts read from another recorder (a merge of processes): values below the
+    /// smallest exponent, max and min bits, and each exponent's sub-bucket counts.
+    pub fn add_raw(&self, zeros: u64, max_bits: u64, min_bits: u64, blocks: &[(usize, Vec<u64>)]) {
+        self.zeros().fetch_add(zeros, Ordering::Relaxed);
+        self.max_bits().fetch_max(max_bits, Ordering::Relaxed);
+        self.min_bits().fetch_min(min_bits, Ordering::Relaxed);
+        for (slot, counts) in blocks {
+            let Some(cell) = self.slots.get(*slot) else { continue };
+            let s = cell.get_or_init(|| Slots::heap(SUB_COUNT));
+            for (c, &n) in s.iter().zip(counts) {
+                c.fetch_add(n, Ordering::Relaxed);
+            }
+        }
+    }
+
     /// Records a finite, non-negative value (callers drop the others).
     #[inline]
     pub fn record(&self, v: f64) {
         match locate(v) {
             None => {
-                self.zeros.fetch_add(1, Ordering::Relaxed);
+                self.zeros().fetch_add(1, Ordering::Relaxed);
             }
             Some((slot, sub)) => {
-                let s = self.slots[slot].get_or_init(|| (0..SUB_COUNT).map(|_| AtomicU64::new(0)).collect());
+                let s = self.slots[slot].get_or_init(|| self.new_block(slot));
                 s[sub].fetch_add(1, Ordering::Relaxed);
             }
         }
         // Plain loads first: a new extreme is rare, and an RMW on every record is not free.
         let bits = v.to_bits();
-        if bits > self.max_bits.load(Ordering::Relaxed) {
-            self.max_bits.fetch_max(bits, Ordering::Relaxed);
+        if bits > self.max_bits().load(Ordering::Relaxed) {
+            self.max_bits().fetch_max(bits, Ordering::Relaxed);
         }
-        if bits < self.min_bits.load(Ordering::Relaxed) {
-            self.min_bits.fetch_min(bits, Ordering::Relaxed);
+        if bits < self.min_bits().load(Ordering::Relaxed) {
+            self.min_bits().fetch_min(bits, Ordering::Relaxed);
         }
     }
 
@@ -90,7 +148,7 @@ impl HdrRecorder {
 
     /// The number of recorded values (summed from the buckets: a query, not a hot path).
     pub fn count(&self) -> u64 {
-        self.zeros.load(Ordering::Relaxed)
+        self.zeros().load(Ordering::Relaxed)
             + self
                 .slots
                 .iter()
@@ -101,13 +159,13 @@ impl HdrRecorder {
     }
 
     pub fn max(&self) -> Option<f64> {
-        let bits = self.max_bits.load(Ordering::Relaxed);
-        (self.min_bits.load(Ordering::Relaxed) <= bits).then(|| f64::from_bits(bits))
+        let bits = self.max_bits().load(Ordering::Relaxed);
+        (self.min_bits().load(Ordering::Relaxed) <= bits).then(|| f64::from_bits(bits))
     }
 
     pub fn min(&self) -> Option<f64> {
-        let bits = self.min_bits.load(Ordering::Relaxed);
-        (bits <= self.max_bits.load(Ordering::Relaxed)).then(|| f64::from_bits(bits))
+        let bits = self.min_bits().load(Ordering::Relaxed);
+        (bits <= self.max_bits().load(Ordering::Relaxed)).then(|| f64::from_bits(bits))
     }
 
     /// The value at quantile `q` (0..=1) by nearest rank; None when nothing was recorded.
@@ -117,7 +175,7 @@ impl HdrRecorder {
 
     /// Several quantiles in one pass over the buckets, in the order asked.
     pub fn quantiles(&self, qs: &[f64]) -> Vec<Option<f64>> {
-        let zeros = self.zeros.load(Ordering::Relaxed);
+        let zeros = self.zeros().load(Ordering::Relaxed);
         let slots: Vec<Option<Vec<u64>>> = self
             .slots
             .iter()

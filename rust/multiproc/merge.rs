@@ -1,12 +1,15 @@
 //! The merged view: the series of every process file (and the archive of dead ones), combined by
 //! family name and sorted label set into one snapshot the single-process encoders write.
 
-use super::read::{parse_series, FamilyRec, FileView, SERIES};
+use super::read::{parse_series, Cursor, FamilyRec, FileView, SERIES};
+use super::store::{TAG_HDR_BLOCK, TAG_HDR_HEAD};
 use super::Mode;
 use crate::metrics::atomic::AtomicF64;
 use crate::metrics::family::{Family, Kind, Series, Value};
+use crate::metrics::hdr::{SLOTS as HDR_SLOTS, SUB_BUCKETS};
 use crate::metrics::value::CounterValue;
 use hashbrown::HashMap;
+use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -108,6 +111,7 @@ pub fn merge(sources: &[Source], families: &[Arc<Family>]) -> View {
         .enumerate()
         .map(|(i, f)| (f.exposed_name(), i))
         .collect();
+    let mut hdrs: Vec<HdrAcc> = families.iter().map(|_| HdrAcc::default()).collect();
     let mut accs: Vec<FamilyAccs> = families.iter().map(|_| (HashMap::new(), Vec::new())).collect();
     for src in sources {
         let recs = src.view.families();
@@ -117,6 +121,13 @@ pub fn merge(sources: &[Source], families: &[Arc<Family>]) -> View {
             .collect();
         let pid = src.view.pid().to_string();
         for e in src.view.entries() {
+            if e.tag == TAG_HDR_HEAD || e.tag == TAG_HDR_BLOCK {
+                let mut c = Cursor::new(e.body);
+                if let Some(&i) = c.u32().and_then(|fid| local.get(&fid)) {
+                    hdrs[i].add(e.tag, c.u32(), e.slots);
+                }
+                continue;
+            }
             if e.tag != SERIES {
                 continue;
             }
@@ -152,8 +163,13 @@ pub fn merge(sources: &[Source], families: &[Arc<Family>]) -> View {
     families
         .iter()
         .zip(accs)
-        .map(|(f, (_, list))| {
+        .zip(hdrs)
+        .map(|((f, (_, list)), hdr)| {
             let shell = f.shell();
+            if let Some(h) = shell.hdr() {
+                let blocks: Vec<(usize, Vec<u64>)> = hdr.blocks.into_iter().collect();
+                h.add_raw(hdr.zeros, hdr.max_bits, hdr.min_bits, &blocks);
+            }
             let name = shell.exposed_arc();
             let series = list
                 .into_iter()
@@ -165,6 +181,44 @@ pub fn merge(sources: &[Source], families: &[Arc<Family>]) -> View {
             (shell, series)
         })
         .collect()
+}
+
+/// One family's HDR counts summed over processes.
+struct HdrAcc {
+    zeros: u64,
+    max_bits: u64,
+    min_bits: u64,
+    blocks: HashMap<usize, Vec<u64>>,
+}
+
+impl Default for HdrAcc {
+    fn default() -> Self {
+        HdrAcc {
+            zeros: 0,
+            max_bits: 0,
+            min_bits: f64::INFINITY.to_bits(),
+            blocks: HashMap::new(),
+        }
+    }
+}
+
+impl HdrAcc {
+    fn add(&mut self, tag: u32, slot: Option<u32>, slots: &[AtomicU64]) {
+        let load = |i: usize| slots.get(i).map(|s| s.load(Ordering::Relaxed));
+        if tag == TAG_HDR_HEAD {
+            let (Some(z), Some(max), Some(min)) = (load(0), load(1), load(2)) else {
+                return;
+            };
+            self.zeros += z;
+            self.max_bits = self.max_bits.max(max);
+            self.min_bits = self.min_bits.min(min);
+        } else if let Some(slot) = slot.map(|s| s as usize).filter(|&s| s < HDR_SLOTS) {
+            let b = self.blocks.entry(slot).or_insert_with(|| vec![0; SUB_BUCKETS]);
+            for (acc, s) in b.iter_mut().zip(slots) {
+                *acc += s.load(Ordering::Relaxed);
+            }
+        }
+    }
 }
 
 pub(crate) fn min_slots(kind: Kind, nbounds: usize) -> usize {

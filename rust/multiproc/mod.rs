@@ -12,7 +12,9 @@ pub use merge::{merge, Source, View};
 pub use mode::Mode;
 pub use store::Store;
 
+use crate::metrics::atomic::Slots;
 use crate::metrics::family::{Family, Value};
+use crate::metrics::hdr::HdrHome;
 use parking_lot::Mutex;
 use std::fs::{DirBuilder, File, OpenOptions};
 use std::io;
@@ -101,6 +103,16 @@ pub fn alloc_value(family: &Family, labels: &[(Arc<str>, Box<str>)]) -> Option<V
     current_store()?.alloc_value(family, labels).ok()
 }
 
+/// The head slots of a family's HDR recorder in this process's store.
+pub fn alloc_hdr_head(home: &HdrHome) -> Option<Slots> {
+    current_store()?.hdr_head(home).ok()
+}
+
+/// One exponent's sub-bucket counts of a family's HDR recorder in this process's store.
+pub fn alloc_hdr_block(home: &HdrHome, slot: usize) -> Option<Slots> {
+    current_store()?.hdr_block(home, slot).ok()
+}
+
 fn open_dir_lock(dir: &Path) -> io::Result<File> {
     OpenOptions::new()
         .read(true)
@@ -109,6 +121,18 @@ fn open_dir_lock(dir: &Path) -> io::Result<File> {
         .truncate(false)
         .mode(0o600)
         .open(dir.join(DIR_LOCK))
+}
+
+/// This process's store file, if it has made one (in this process, not inherited from a parent).
+pub fn own_path() -> Option<PathBuf> {
+    let pid = std::process::id();
+    STATE
+        .lock()
+        .as_ref()?
+        .store
+        .as_ref()
+        .filter(|s| s.pid() == pid)
+        .map(|s| s.path().to_owned())
 }
 
 /// Opens every store file of `dir` (this process's first, then by name, the archive last).
@@ -155,10 +179,7 @@ pub fn sources(dir: &Path, own: Option<&Path>) -> io::Result<Vec<Source>> {
 pub fn view(families: &[Arc<Family>]) -> View {
     let local = || families.iter().map(|f| (f.clone(), f.snapshot())).collect();
     let Some(dir) = dir() else { return local() };
-    let own = STATE
-        .lock()
-        .as_ref()
-        .and_then(|s| s.store.as_ref().map(|st| st.path().to_owned()));
+    let own = own_path();
     // Shared with other readers, exclusive against the archiver, so no count is read twice or
     // missed while a dead file moves into the archive.
     let lock = open_dir_lock(&dir).ok();

@@ -12,8 +12,10 @@
 //! handed to a series stays valid for the life of the process.
 
 use super::sys;
+use super::Mode;
 use crate::metrics::atomic::Slots;
 use crate::metrics::family::{Family, Kind, Value};
+use crate::metrics::hdr::{HdrHome, HEAD_SLOTS, SUB_BUCKETS};
 use crate::metrics::histogram::{histogram_slots, HistogramValue};
 use crate::metrics::value::{CounterValue, GaugeValue, COUNTER_SLOTS, GAUGE_SLOTS, GAUGE_SLOTS_TIMESTAMPED};
 use hashbrown::HashMap;
@@ -76,27 +78,35 @@ impl std::fmt::Debug for Store {
     }
 }
 
-/// Encodes the body of a family entry.
-pub(crate) fn family_body(fid: u32, f: &Family) -> Vec<u8> {
-    let mut b = Vec::with_capacity(64 + f.help.len());
-    b.extend_from_slice(&fid.to_le_bytes());
-    let kind = match f.kind {
+/// A family's catalog record without its per-file id: what every file says about it.
+pub fn family_record(name: &str, help: &str, kind: Kind, mode: Mode, percentiles: bool, bounds: &[f64]) -> Vec<u8> {
+    let mut b = Vec::with_capacity(64 + help.len());
+    let kind = match kind {
         Kind::Counter => 0u8,
         Kind::Gauge => 1,
         Kind::Histogram => 2,
     };
-    b.extend_from_slice(&[kind, f.mode as u8, u8::from(f.hdr().is_some()), 0]);
-    let name = f.exposed_name();
-    let bounds = f.bounds().unwrap_or(&[]);
+    b.extend_from_slice(&[kind, mode as u8, u8::from(percentiles), 0]);
     b.extend_from_slice(&(name.len() as u32).to_le_bytes());
-    b.extend_from_slice(&(f.help.len() as u32).to_le_bytes());
+    b.extend_from_slice(&(help.len() as u32).to_le_bytes());
     b.extend_from_slice(&(bounds.len() as u32).to_le_bytes());
     b.extend_from_slice(name.as_bytes());
-    b.extend_from_slice(f.help.as_bytes());
+    b.extend_from_slice(help.as_bytes());
     for x in bounds {
         b.extend_from_slice(&x.to_le_bytes());
     }
     b
+}
+
+fn of_family(f: &Family) -> Vec<u8> {
+    family_record(
+        &f.exposed_name(),
+        &f.help,
+        f.kind,
+        f.mode,
+        f.hdr().is_some(),
+        f.bounds().unwrap_or(&[]),
+    )
 }
 
 /// Encodes the body of a series entry: family id, then its sorted label pairs.
@@ -172,14 +182,14 @@ impl Store {
     /// Allocates the value of a new series of `family` in this file.
     pub fn alloc_value(&self, family: &Family, labels: &[(Arc<str>, Box<str>)]) -> io::Result<Value> {
         let mut inner = self.inner.lock();
-        let fid = inner.family_id(family)?;
+        let fid = inner.family_id(family.serial, || of_family(family))?;
         let nslots = match family.kind {
             Kind::Counter => COUNTER_SLOTS,
             Kind::Gauge if family.mode.timestamped() => GAUGE_SLOTS_TIMESTAMPED,
             Kind::Gauge => GAUGE_SLOTS,
             Kind::Histogram => histogram_slots(family.bounds_spec().expect("histograms have bounds")),
         };
-        let slots = inner.append(TAG_SERIES, &series_body(fid, labels), nslots)?;
+        let slots = inner.append(TAG_SERIES, &series_body(fid, labels), nslots, &[])?;
         // SAFETY: `append` returns nslots zeroed, aligned words in a mapping never unmapped.
         let slots = unsafe { Slots::external(slots, nslots) };
         Ok(match family.kind {
@@ -190,6 +200,29 @@ impl Store {
                 slots,
             )),
         })
+    }
+}
+
+impl Store {
+    /// The head slots of a family's HDR recorder in this file (max/min start empty).
+    pub fn hdr_head(&self, home: &HdrHome) -> io::Result<Slots> {
+        let mut inner = self.inner.lock();
+        let fid = inner.family_id(home.serial, || home.family_record.to_vec())?;
+        let init = [(2, f64::INFINITY.to_bits())];
+        let p = inner.append(TAG_HDR_HEAD, &fid.to_le_bytes(), HEAD_SLOTS, &init)?;
+        // SAFETY: as in alloc_value.
+        Ok(unsafe { Slots::external(p, HEAD_SLOTS) })
+    }
+
+    /// The sub-bucket counts of one binary exponent of a family's HDR recorder in this file.
+    pub fn hdr_block(&self, home: &HdrHome, slot: usize) -> io::Result<Slots> {
+        let mut inner = self.inner.lock();
+        let fid = inner.family_id(home.serial, || home.family_record.to_vec())?;
+        let mut body = fid.to_le_bytes().to_vec();
+        body.extend_from_slice(&(slot as u32).to_le_bytes());
+        let p = inner.append(TAG_HDR_BLOCK, &body, SUB_BUCKETS, &[])?;
+        // SAFETY: as in alloc_value.
+        Ok(unsafe { Slots::external(p, SUB_BUCKETS) })
     }
 }
 
@@ -218,17 +251,26 @@ impl Inner {
         committed.store(end, Ordering::Release);
     }
 
-    fn family_id(&mut self, family: &Family) -> io::Result<u32> {
-        if let Some(&id) = self.families.get(&family.serial) {
+    fn family_id(&mut self, serial: u64, record: impl FnOnce() -> Vec<u8>) -> io::Result<u32> {
+        if let Some(&id) = self.families.get(&serial) {
             return Ok(id);
         }
         let id = self.families.len() as u32;
-        self.append(TAG_FAMILY, &family_body(id, family), 0)?;
-        self.families.insert(family.serial, id);
+        let mut body = id.to_le_bytes().to_vec();
+        body.extend_from_slice(&record());
+        self.append(TAG_FAMILY, &body, 0, &[])?;
+        self.families.insert(serial, id);
         Ok(id)
     }
 
-    fn append(&mut self, tag: u32, body: &[u8], nslots: usize) -> io::Result<NonNull<AtomicU64>> {
+    /// Appends an entry; `init` sets slots before the entry is published (all others are zero).
+    fn append(
+        &mut self,
+        tag: u32,
+        body: &[u8],
+        nslots: usize,
+        init: &[(usize, u64)],
+    ) -> io::Result<NonNull<AtomicU64>> {
         let body_len = round8(body.len());
         // Entries are 16-aligned so the room left in a chunk always fits a padding entry's head.
         let total = (ENTRY_HEAD + body_len + nslots * 8 + 15) & !15;
@@ -245,10 +287,14 @@ impl Inner {
             self.grow(total)?;
         }
         let at = self.write_entry(tag, body, total, nslots);
-        self.used += total;
-        self.publish();
         // SAFETY: `at` is the entry start inside the chunk; slots follow head and body.
         let slots = unsafe { at.add(ENTRY_HEAD + body_len) } as *mut AtomicU64;
+        for &(i, v) in init.iter().filter(|(i, _)| *i < nslots) {
+            // SAFETY: slot i of this entry, not yet visible to anyone.
+            unsafe { (*slots.add(i)).store(v, Ordering::Relaxed) };
+        }
+        self.used += total;
+        self.publish();
         Ok(NonNull::new(slots).expect("inside a mapping"))
     }
 

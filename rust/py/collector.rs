@@ -1,10 +1,13 @@
 //! Python binding of the production collector's core: `CollectorCore`, which `ProductionMetricsCollector`
 //! subclasses, so its record methods are these (one crossing per user operation).
 
-use super::metrics::{label_str, sample_f64, warn_overflow, RegistryCore};
+use super::metrics::{label_str, sample_f64, view, warn_overflow, RegistryCore};
 use crate::metrics::collector::{CollectorCore as Core, Group};
+use crate::metrics::family::Family;
 use crate::metrics::family::{Series, DEFAULT_SERIES_CAP};
 use crate::metrics::value::{check_non_negative, Invalid};
+use crate::multiproc;
+use hashbrown::HashMap;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString, PyTuple};
 use smallvec::SmallVec;
@@ -69,6 +72,59 @@ fn with_series<R>(
         warn_overflow(py, &overflowed);
     }
     Ok(r)
+}
+
+/// `part` as a percentage of `whole` (0 when `whole` is 0).
+fn rate(part: f64, whole: f64) -> f64 {
+    if whole == 0.0 {
+        0.0
+    } else {
+        part / whole * 100.0
+    }
+}
+
+/// Family totals and percentiles: this process's, or the directory's in multi-process mode.
+struct Totals {
+    merged: Option<HashMap<String, (f64, Arc<Family>)>>,
+}
+
+impl Totals {
+    fn of(py: Python<'_>, families: Vec<Arc<Family>>) -> Totals {
+        if !multiproc::is_enabled() {
+            return Totals { merged: None };
+        }
+        let merged = view(py, families)
+            .into_iter()
+            .map(|(f, series)| {
+                let total = series.iter().map(|s| s.get()).sum();
+                (f.exposed_name(), (total, f))
+            })
+            .collect();
+        Totals { merged: Some(merged) }
+    }
+
+    fn total(&self, f: &Family) -> f64 {
+        match &self.merged {
+            None => f.total(),
+            Some(m) => m.get(&f.exposed_name()).map_or(0.0, |e| e.0),
+        }
+    }
+
+    /// The value of an unlabelled family's one series.
+    fn value(&self, s: &Series) -> f64 {
+        match &self.merged {
+            None => s.get(),
+            Some(m) => m.get(&*s.family_name).map_or(0.0, |e| e.0),
+        }
+    }
+
+    fn quantiles(&self, f: &Family, qs: &[f64]) -> Vec<Option<f64>> {
+        let hdr = match &self.merged {
+            None => f.hdr(),
+            Some(m) => m.get(&f.exposed_name()).and_then(|e| e.1.hdr()),
+        };
+        hdr.map(|h| h.quantiles(qs)).unwrap_or_default()
+    }
 }
 
 /// The Rust half of `ProductionMetricsCollector`, which subclasses it: its record methods are these.
@@ -283,49 +339,64 @@ impl CollectorCore {
         }
     }
 
-    /// Recomputes `<prefix>_error_rate` from the request counters (called before each export).
-    fn _refresh_error_rate(&self) {
-        self.core.error_rate.set(self.core.request_error_rate());
+    /// Recomputes `<prefix>_error_rate` from the request counters (called before each export);
+    /// in multi-process mode from the service-wide counters.
+    fn _refresh_error_rate(&self, py: Python<'_>) {
+        let rate = if multiproc::is_enabled() {
+            let r = &self.core.requests.families;
+            let t = Totals::of(py, vec![r[0].clone(), r[2].clone()]);
+            rate(t.total(&r[2]), t.total(&r[0]))
+        } else {
+            self.core.request_error_rate()
+        };
+        self.core.error_rate.set(rate);
     }
 
-    fn get_cache_hit_rate(&self) -> f64 {
+    fn get_cache_hit_rate(&self, py: Python<'_>) -> f64 {
+        if multiproc::is_enabled() {
+            let c = &self.core.caches.families;
+            let t = Totals::of(py, vec![c[0].clone(), c[1].clone()]);
+            let (hits, misses) = (t.total(&c[0]), t.total(&c[1]));
+            return rate(hits, hits + misses);
+        }
         self.core.cache_hit_rate()
     }
 
-    /// The numbers `get_summary()` arranges: totals, percentiles from the HDR recordings.
+    /// The numbers `get_summary()` arranges: totals, percentiles from the HDR recordings; in
+    /// multi-process mode service-wide, from the merged view.
     fn _stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let c = &self.core;
+        let t = Totals::of(py, c.registry.families());
         let d = PyDict::new(py);
         let r = &c.requests.families;
-        d.set_item("requests_total", r[0].total())?;
-        d.set_item("requests_success", r[1].total())?;
-        d.set_item("requests_errors", r[2].total())?;
-        d.set_item("error_rate", c.request_error_rate())?;
-        let lat = r[3].hdr().map(|h| h.quantiles(&[0.5, 0.95, 0.99])).unwrap_or_default();
-        d.set_item("latency_quantiles", lat)?;
-        let t = &c.tools.families;
-        d.set_item("tool_calls", t[0].total())?;
-        d.set_item("tool_errors", t[1].total())?;
-        d.set_item("tool_active", c.tool_active.get())?;
-        d.set_item(
-            "tool_quantiles",
-            t[2].hdr().map(|h| h.quantiles(&[0.5, 0.95])).unwrap_or_default(),
-        )?;
+        let requests = t.total(&r[0]);
+        d.set_item("requests_total", requests)?;
+        d.set_item("requests_success", t.total(&r[1]))?;
+        d.set_item("requests_errors", t.total(&r[2]))?;
+        d.set_item("error_rate", rate(t.total(&r[2]), requests))?;
+        d.set_item("latency_quantiles", t.quantiles(&r[3], &[0.5, 0.95, 0.99]))?;
+        let tl = &c.tools.families;
+        d.set_item("tool_calls", t.total(&tl[0]))?;
+        d.set_item("tool_errors", t.total(&tl[1]))?;
+        d.set_item("tool_active", t.value(&c.tool_active))?;
+        d.set_item("tool_quantiles", t.quantiles(&tl[2], &[0.5, 0.95]))?;
         let k = &c.coordinators.families;
-        d.set_item("coordinator_invocations", k[0].total())?;
-        d.set_item("coordinator_errors", k[1].total())?;
-        d.set_item("cache_hits", c.caches.families[0].total())?;
-        d.set_item("cache_misses", c.caches.families[1].total())?;
-        d.set_item("cache_evictions", c.caches.families[2].total())?;
-        d.set_item("cache_size", c.cache_size.total())?;
-        d.set_item("cache_hit_rate", c.cache_hit_rate())?;
-        d.set_item("tasks_completed", c.tasks_completed.get())?;
-        d.set_item("tasks_failed", c.tasks_failed.get())?;
-        d.set_item("total_cost_usd", c.total_cost.get())?;
-        d.set_item("tokens_used", c.tokens.get())?;
-        d.set_item("active_requests", c.active_requests.get())?;
-        d.set_item("errors_total", c.errors.total())?;
-        d.set_item("invalid_samples", c.registry.invalid.total())?;
+        d.set_item("coordinator_invocations", t.total(&k[0]))?;
+        d.set_item("coordinator_errors", t.total(&k[1]))?;
+        let ca = &c.caches.families;
+        let (hits, misses) = (t.total(&ca[0]), t.total(&ca[1]));
+        d.set_item("cache_hits", hits)?;
+        d.set_item("cache_misses", misses)?;
+        d.set_item("cache_evictions", t.total(&ca[2]))?;
+        d.set_item("cache_size", t.total(&c.cache_size))?;
+        d.set_item("cache_hit_rate", rate(hits, hits + misses))?;
+        d.set_item("tasks_completed", t.value(&c.tasks_completed))?;
+        d.set_item("tasks_failed", t.value(&c.tasks_failed))?;
+        d.set_item("total_cost_usd", t.value(&c.total_cost))?;
+        d.set_item("tokens_used", t.value(&c.tokens))?;
+        d.set_item("active_requests", t.value(&c.active_requests))?;
+        d.set_item("errors_total", t.total(&c.errors))?;
+        d.set_item("invalid_samples", t.total(&c.registry.invalid))?;
         Ok(d)
     }
 

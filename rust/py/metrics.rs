@@ -3,6 +3,7 @@
 use crate::exposition::{self, Format};
 use crate::metrics::family::{Family, FamilySpec, Kind, Series, Value, DEFAULT_SERIES_CAP};
 use crate::metrics::Registry;
+use crate::multiproc::{self, Mode};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -83,17 +84,36 @@ fn negotiate(accept: &str) -> (bool, &'static str) {
 #[pyo3(signature = (*_args, **_kwargs))]
 fn noop(_args: &Bound<'_, PyTuple>, _kwargs: Option<&Bound<'_, PyDict>>) {}
 
+/// The series to export: this process's, or in multi-process mode the merge of the directory
+/// (read with the GIL released, and no core lock held while merging).
+pub(crate) fn view(py: Python<'_>, families: Vec<Arc<Family>>) -> multiproc::View {
+    if multiproc::is_enabled() {
+        py.detach(|| multiproc::view(&families))
+    } else {
+        families
+            .into_iter()
+            .map(|f| {
+                let s = f.snapshot();
+                (f, s)
+            })
+            .collect()
+    }
+}
+
 fn encode_bytes<'py>(py: Python<'py>, families: Vec<Arc<Family>>, openmetrics: bool) -> Bound<'py, PyBytes> {
-    let text = py.detach(|| exposition::encode(&families, format_of(openmetrics)));
+    let text = if multiproc::is_enabled() {
+        py.detach(|| exposition::encode_view(&multiproc::view(&families), format_of(openmetrics)))
+    } else {
+        py.detach(|| exposition::encode(&families, format_of(openmetrics)))
+    };
     PyBytes::new(py, text.as_bytes())
 }
 
 /// Every family as `(name, type, help, [(sample_name, {labels}, value), ...])`, the shape of
 /// prometheus-client's `Metric` (counter names without `_total`).
-fn samples<'py>(py: Python<'py>, families: &[Arc<Family>]) -> PyResult<Bound<'py, PyList>> {
+fn samples<'py>(py: Python<'py>, families: Vec<Arc<Family>>) -> PyResult<Bound<'py, PyList>> {
     let out = PyList::empty(py);
-    for f in families {
-        let series = f.snapshot();
+    for (f, series) in view(py, families) {
         if f.hide_when_empty && series.is_empty() {
             continue;
         }
@@ -142,7 +162,9 @@ impl RegistryCore {
     }
 
     /// Defines and registers a family; `kind` is "counter", "gauge" or "histogram".
-    #[pyo3(signature = (kind, name, help, labelnames, buckets = None, percentiles = false, cap = DEFAULT_SERIES_CAP))]
+    /// `multiprocess_mode` says how a gauge's values from several processes combine
+    /// (multi-process mode only; see `victor_observability.multiprocess`).
+    #[pyo3(signature = (kind, name, help, labelnames, buckets = None, percentiles = false, cap = DEFAULT_SERIES_CAP, multiprocess_mode = "all"))]
     #[allow(clippy::too_many_arguments)]
     fn family(
         &self,
@@ -153,7 +175,14 @@ impl RegistryCore {
         buckets: Option<Vec<f64>>,
         percentiles: bool,
         cap: usize,
+        multiprocess_mode: &str,
     ) -> PyResult<FamilyCore> {
+        let Some(mode) = Mode::parse(multiprocess_mode) else {
+            return Err(PyValueError::new_err(format!(
+                "metric {name:?}: unknown multiprocess_mode {multiprocess_mode:?} (one of {})",
+                Mode::NAMES.join(", ")
+            )));
+        };
         let kind = match kind {
             "counter" => Kind::Counter,
             "gauge" => Kind::Gauge,
@@ -173,7 +202,7 @@ impl RegistryCore {
             percentiles,
             extra_labels: false,
             cap,
-            mode: Default::default(),
+            mode,
         };
         Ok(FamilyCore {
             inner: self.inner.create(spec)?,
@@ -195,7 +224,7 @@ impl RegistryCore {
     }
 
     fn samples<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
-        samples(py, &self.inner.families())
+        samples(py, self.inner.families())
     }
 }
 

@@ -2,6 +2,7 @@
 
 mod collector;
 mod metrics;
+mod multiproc;
 mod trace;
 
 use crate::error::{Error, ErrorKind};
@@ -20,6 +21,7 @@ impl From<Error> for PyErr {
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    multiproc::register(m)?;
     metrics::register(m)?;
     collector::register(m)?;
     trace::register(m)?;
