@@ -1,0 +1,285 @@
+"""Multi-process mode: several real processes record into one directory; every export is their merge."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from victor_observability import multiprocess
+
+# Each helper process imports the package afresh with only the environment variable set.
+_PRELUDE = """
+import os, sys, threading, random
+from victor_observability import Gauge, Registry, create_production_collector, multiprocess
+"""
+
+
+def _env(mp_dir: Path | None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != multiprocess.ENV_VAR}
+    if mp_dir is not None:
+        env[multiprocess.ENV_VAR] = str(mp_dir)
+    return env
+
+
+def _run(code: str, mp_dir: Path | None, *args: str) -> str:
+    out = subprocess.run(
+        [sys.executable, "-c", _PRELUDE + textwrap.dedent(code), *args],
+        env=_env(mp_dir),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
+class _Live:
+    """A process that records, says "ready", and stays alive until told to exit."""
+
+    def __init__(self, code: str, mp_dir: Path, *args: str) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", _PRELUDE + textwrap.dedent(code) + "\nprint('ready', flush=True)\nsys.stdin.read()\n"]
+            + list(args),
+            env=_env(mp_dir),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()  # bounded by the test timeout
+        assert line.strip() == "ready", self.proc.stderr.read() if self.proc.stderr else ""
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(timeout=30)
+        for f in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
+            if f is not None:
+                f.close()
+
+
+@pytest.fixture
+def mp_dir(tmp_path: Path) -> Iterator[Path]:
+    d = tmp_path / "victor-mp"
+    yield d
+
+
+def test_off_by_default() -> None:
+    assert not multiprocess.is_enabled()
+    assert multiprocess.directory() is None
+    out = _run("print(multiprocess.is_enabled(), multiprocess.directory())", None)
+    assert out.split() == ["False", "None"]
+
+
+def test_directory_and_files_are_owner_only(mp_dir: Path) -> None:
+    _run("create_production_collector(collect_system_metrics=False).record_request('/a', 'p', True, 1.0)", mp_dir)
+    assert stat.S_IMODE(mp_dir.stat().st_mode) == 0o700
+    files = [p for p in mp_dir.iterdir() if p.suffix == ".db"]
+    assert files
+    assert all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in files)
+
+
+WORKER = """
+c = create_production_collector(collect_system_metrics=False)
+proc, threads, n = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+def work(t):
+    rng = random.Random(proc * 1000 + t)
+    for i in range(n):
+        c.record_request("/chat", "p%d" % (i % 3), i % 10 != 0, rng.lognormvariate(4.0, 1.0))
+ts = [threading.Thread(target=work, args=(t,)) for t in range(threads)]
+[t.start() for t in ts]
+[t.join() for t in ts]
+"""
+
+READER = """
+import json
+c = create_production_collector(collect_system_metrics=False)
+s = c.get_summary()["requests"]
+text = c.export_prometheus()
+print(json.dumps({"summary": s, "text": text}))
+"""
+
+
+def _expected_latencies(procs: int, threads: int, n: int) -> np.ndarray:
+    import random
+
+    out = []
+    for p in range(procs):
+        for t in range(threads):
+            rng = random.Random(p * 1000 + t)
+            out.extend(rng.lognormvariate(4.0, 1.0) for _ in range(n))
+    return np.sort(np.array(out))
+
+
+def test_four_processes_eight_threads_are_exact_with_service_wide_percentiles(mp_dir: Path) -> None:
+    import json
+
+    procs, threads, n = 4, 8, 100_000
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-c", _PRELUDE + WORKER, str(p), str(threads), str(n)],
+            env=_env(mp_dir),
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for p in range(procs)
+    ]
+    try:
+        for w in workers:
+            _, err = w.communicate(timeout=300)
+            assert w.returncode == 0, err
+    finally:
+        for w in workers:
+            if w.poll() is None:
+                w.kill()
+                w.wait(timeout=30)
+    got = json.loads(_run(READER, mp_dir))
+    total = procs * threads * n
+    s = got["summary"]
+    assert s["total"] == total
+    assert s["errors"] == total // 10
+    text = got["text"]
+    counts = [
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("victor_request_latency_ms_count{")
+    ]
+    assert sum(counts) == total
+    totals = [float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith("victor_request_total{")]
+    assert sum(totals) == total
+    values = _expected_latencies(procs, threads, n)
+    for q, key in ((0.5, "latency_p50"), (0.95, "latency_p95"), (0.99, "latency_p99")):
+        exact = values[int(np.ceil(q * len(values))) - 1]
+        assert abs(s[key] - exact) / exact < 0.001, (key, s[key], exact)
+
+
+def test_merged_exposition_is_byte_for_byte_the_single_process_one(mp_dir: Path) -> None:
+    record = """
+c = create_production_collector(collect_system_metrics=False)
+lo, hi = int(sys.argv[1]), int(sys.argv[2])
+for i in range(lo, hi):
+    # Quarter steps: every partial sum is exact, so the merged sums equal the single process's.
+    c.record_request("/e%d" % (i % 4), "p", i % 7 != 0, (i % 300) * 0.25, {"model": "m%d" % (i % 2)})
+    c.record_tool_execution("t%d" % (i % 3), i % 5 != 0, (i % 40) * 0.5)
+    c.record_cache_hit("c")
+    c.record_token_usage(i % 13)
+"""
+    families = ("victor_request", "victor_tool_calls", "victor_tool_errors", "victor_tool_duration", "victor_cache_hits")
+    dump = record + "\nprint(c.export_prometheus())\n"
+
+    def keep(text: str) -> str:
+        return "\n".join(line for line in text.splitlines() if any(f in line for f in families))
+
+    single = _run(dump, None, "0", "3600")
+    # The merged view lists this process's series first: it starts where the single one did (mod 12).
+    _run(record, mp_dir, "0", "1200")
+    _run(record, mp_dir, "1200", "2400")
+    merged = _run(dump, mp_dir, "2400", "3600")
+    assert keep(merged) == keep(single)
+    assert "victor_request_total" in keep(single)
+
+
+GAUGES = """
+reg = Registry("t")
+val = float(sys.argv[1])
+for mode in multiprocess.GAUGE_MODES:
+    Gauge("g_" + mode, "A gauge.", registry=reg, multiprocess_mode=mode).set(val)
+"""
+
+READ_GAUGES = (
+    GAUGES
+    + """
+import json
+rows = {}
+for name, kind, help_text, samples in reg.samples():
+    for sample, labels, value in samples:
+        if sample.startswith("g_"):
+            rows.setdefault(sample, []).append([labels.get("pid"), value])
+print(json.dumps(rows))
+"""
+)
+
+
+def test_gauge_modes_with_live_and_dead_processes(mp_dir: Path) -> None:
+    import json
+
+    _run(GAUGES, mp_dir, "100")  # a process that has exited: dead
+    live = [_Live(GAUGES, mp_dir, v) for v in ("1", "5")]
+    try:
+        pids = sorted(str(p.proc.pid) for p in live)
+        rows = json.loads(_run(READ_GAUGES, mp_dir, "3"))
+    finally:
+        for p in live:
+            p.stop()
+
+    def values(mode: str) -> list[float]:
+        return sorted(v for _, v in rows["g_" + mode])
+
+    # The reader (3) is live; 1 and 5 are live; 100 is dead.
+    assert values("sum") == [109.0]
+    assert values("livesum") == [9.0]
+    assert values("max") == [100.0]
+    assert values("livemax") == [5.0]
+    assert values("min") == [1.0]
+    assert values("livemin") == [1.0]
+    assert values("mostrecent") == [3.0]
+    assert values("livemostrecent") == [3.0]
+    assert values("all") == [1.0, 3.0, 5.0, 100.0]
+    assert values("liveall") == [1.0, 3.0, 5.0]
+    live_pids = {pid for pid, _ in rows["g_liveall"]}
+    assert set(pids) <= live_pids and len(live_pids) == 3
+
+
+def test_bad_gauge_mode_names_the_metric() -> None:
+    from victor_observability import Gauge, Registry
+
+    with pytest.raises(ValueError, match="queue_depth"):
+        Gauge("queue_depth", "Jobs.", registry=Registry(), multiprocess_mode="average")
+
+
+def test_enable_refuses_a_second_directory(mp_dir: Path, tmp_path: Path) -> None:
+    out = _run(
+        """
+try:
+    multiprocess.enable(sys.argv[1])
+except OSError as e:
+    print("refused", "already on" in str(e))
+multiprocess.enable(multiprocess.directory())
+print(multiprocess.is_enabled())
+""",
+        mp_dir,
+        str(tmp_path / "other"),
+    )
+    assert out.split() == ["refused", "True", "True"]
+
+
+def test_programmatic_enable(tmp_path: Path) -> None:
+    d = tmp_path / "prog"
+    code = """
+multiprocess.enable(sys.argv[1])
+c = create_production_collector(collect_system_metrics=False)
+c.record_request("/a", "p", True, 1.0)
+print(multiprocess.store_path() is not None)
+"""
+    assert _run(code, None, str(d)).split() == ["True"]
+    assert _run(code, None, str(d)).split() == ["True"]
+    out = _run(
+        """
+multiprocess.enable(sys.argv[1])
+c = create_production_collector(collect_system_metrics=False)
+print(c.get_summary()["requests"]["total"])
+""",
+        None,
+        str(d),
+    )
+    assert out.split() == ["2"]
