@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from victor_observability import multiprocess
 
 # Each helper process imports the package afresh with only the environment variable set.
@@ -47,8 +46,12 @@ class _Live:
 
     def __init__(self, code: str, mp_dir: Path, *args: str) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", _PRELUDE + textwrap.dedent(code) + "\nprint('ready', flush=True)\nsys.stdin.read()\n"]
-            + list(args),
+            [
+                sys.executable,
+                "-c",
+                _PRELUDE + textwrap.dedent(code) + "\nprint('ready', flush=True)\nsys.stdin.read()\n",
+                *args,
+            ],
             env=_env(mp_dir),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -174,7 +177,13 @@ for i in range(lo, hi):
     c.record_cache_hit("c")
     c.record_token_usage(i % 13)
 """
-    families = ("victor_request", "victor_tool_calls", "victor_tool_errors", "victor_tool_duration", "victor_cache_hits")
+    families = (
+        "victor_request",
+        "victor_tool_calls",
+        "victor_tool_errors",
+        "victor_tool_duration",
+        "victor_cache_hits",
+    )
     dump = record + "\nprint(c.export_prometheus())\n"
 
     def keep(text: str) -> str:
