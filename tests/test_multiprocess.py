@@ -243,7 +243,8 @@ def test_gauge_modes_with_live_and_dead_processes(mp_dir: Path) -> None:
     assert values("livemin") == [1.0]
     assert values("mostrecent") == [3.0]
     assert values("livemostrecent") == [3.0]
-    assert values("all") == [1.0, 3.0, 5.0, 100.0]
+    # The reader's scrape folded the dead process into the archive: its per-pid series went with it.
+    assert values("all") == [1.0, 3.0, 5.0]
     assert values("liveall") == [1.0, 3.0, 5.0]
     live_pids = {pid for pid, _ in rows["g_liveall"]}
     assert set(pids) <= live_pids and len(live_pids) == 3
@@ -292,3 +293,27 @@ print(c.get_summary()["requests"]["total"])
         str(d),
     )
     assert out.split() == ["2"]
+
+
+def test_dead_processes_fold_into_a_bounded_archive(mp_dir: Path) -> None:
+    code = """
+c = create_production_collector(collect_system_metrics=False)
+for i in range(100):
+    c.record_request("/a", "p", i % 4 != 0, float(i))
+c.begin_request()
+"""
+    read = """
+c = create_production_collector(collect_system_metrics=False)
+s = c.get_summary()["requests"]
+print(s["total"], s["errors"], s["active"], s["latency_p50"], multiprocess.mark_process_dead(0))
+"""
+    sizes = []
+    for n in range(1, 21):
+        _run(code, mp_dir)
+        out = _run(read, mp_dir).split()
+        assert out[:3] == [str(100 * n), str(25 * n), "0"]
+        assert float(out[3]) == pytest.approx(49.0, rel=1e-3)
+        sizes.append(len(list(mp_dir.iterdir())))
+    # The archive, the directory lock and the last reader's own (dead, not yet folded) file.
+    assert max(sizes[3:]) <= sizes[3] <= 3
+    assert multiprocess.ENV_VAR == "VICTOR_MULTIPROC_DIR"

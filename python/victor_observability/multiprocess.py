@@ -68,3 +68,18 @@ def store_path() -> str | None:
     """This process's own file in the directory, once it has recorded a metric."""
     p = _core.mp_store_path()
     return None if p is None else os.fspath(p)
+
+
+def mark_process_dead(pid: int | None = None) -> int:
+    """Folds dead processes' files into the archive now; returns how many were folded.
+
+    For gunicorn's ``child_exit`` hook, but optional: a process is known dead by the lock its
+    file loses when it exits (SIGKILL included), not by its pid, so pid reuse cannot fool it and
+    every scrape tidies the directory anyway. ``pid`` is accepted for prometheus-client's
+    signature and not needed.
+
+    >>> def child_exit(server, worker):  # gunicorn.conf.py
+    ...     mark_process_dead(worker.pid)
+    """
+    del pid
+    return _core.mp_archive_dead()

@@ -23,7 +23,7 @@ pub struct Source {
     pub archive: bool,
 }
 
-type LabelKey = Vec<(Box<str>, Box<str>)>;
+pub(crate) type LabelKey = Vec<(Box<str>, Box<str>)>;
 /// Per family: label set -> position, and the merged series in first-seen order.
 type FamilyAccs = (HashMap<LabelKey, usize>, Vec<(LabelKey, Acc)>);
 
@@ -184,11 +184,12 @@ pub fn merge(sources: &[Source], families: &[Arc<Family>]) -> View {
 }
 
 /// One family's HDR counts summed over processes.
-struct HdrAcc {
-    zeros: u64,
-    max_bits: u64,
-    min_bits: u64,
-    blocks: HashMap<usize, Vec<u64>>,
+pub(crate) struct HdrAcc {
+    pub(crate) zeros: u64,
+    pub(crate) max_bits: u64,
+    pub(crate) min_bits: u64,
+    pub(crate) blocks: HashMap<usize, Vec<u64>>,
+    pub(crate) seen: bool,
 }
 
 impl Default for HdrAcc {
@@ -198,12 +199,14 @@ impl Default for HdrAcc {
             max_bits: 0,
             min_bits: f64::INFINITY.to_bits(),
             blocks: HashMap::new(),
+            seen: false,
         }
     }
 }
 
 impl HdrAcc {
-    fn add(&mut self, tag: u32, slot: Option<u32>, slots: &[AtomicU64]) {
+    pub(crate) fn add(&mut self, tag: u32, slot: Option<u32>, slots: &[AtomicU64]) {
+        self.seen = true;
         let load = |i: usize| slots.get(i).map(|s| s.load(Ordering::Relaxed));
         if tag == TAG_HDR_HEAD {
             let (Some(z), Some(max), Some(min)) = (load(0), load(1), load(2)) else {

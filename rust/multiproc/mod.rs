@@ -2,12 +2,14 @@
 //! directory (atomics, no cross-process lock on the record path) and every export merges all
 //! of them. Pure Rust; rust/py/multiproc.rs binds it.
 
+mod archive;
 pub mod merge;
 mod mode;
 pub mod read;
 pub mod store;
 mod sys;
 
+pub use archive::archive_dead;
 pub use merge::{merge, Source, View};
 pub use mode::Mode;
 pub use store::Store;
@@ -113,7 +115,7 @@ pub fn alloc_hdr_block(home: &HdrHome, slot: usize) -> Option<Slots> {
     current_store()?.hdr_block(home, slot).ok()
 }
 
-fn open_dir_lock(dir: &Path) -> io::Result<File> {
+pub(crate) fn open_dir_lock(dir: &Path) -> io::Result<File> {
     OpenOptions::new()
         .read(true)
         .write(true)
@@ -186,7 +188,20 @@ pub fn view(families: &[Arc<Family>]) -> View {
     if let Some(l) = &lock {
         let _ = sys::flock(l, false, true);
     }
-    let merged = match sources(&dir, own.as_deref()) {
+    let mut srcs = sources(&dir, own.as_deref());
+    if srcs.as_ref().is_ok_and(|s| s.iter().any(|s| !s.live && !s.archive)) {
+        // A process died: fold it into the archive first (exclusive), then read again.
+        drop(srcs);
+        if let Some(l) = &lock {
+            sys::unlock(l);
+        }
+        let _ = archive_dead(&dir);
+        if let Some(l) = &lock {
+            let _ = sys::flock(l, false, true);
+        }
+        srcs = sources(&dir, own.as_deref());
+    }
+    let merged = match srcs {
         Ok(srcs) => merge(&srcs, families),
         Err(_) => local(),
     };
@@ -358,6 +373,67 @@ pub(crate) mod tests {
         let view = merge(&sources(&dir, None).unwrap(), &fams);
         assert_eq!(view[1].1.len(), 20_000);
         assert_eq!(view[0].1[0].get(), 7.0);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn dead_processes_fold_into_one_archive_and_keep_their_counts() {
+        let dir = temp_dir();
+        ensure_dir(&dir).unwrap();
+        let mut fams = families();
+        for (name, mode) in [("g_sum", Mode::Sum), ("g_livesum", Mode::LiveSum), ("g_all", Mode::All)] {
+            let mut spec = FamilySpec::new(name, "g", Kind::Gauge, &[]);
+            spec.mode = mode;
+            fams.push(Family::new(spec, None).unwrap());
+        }
+        let write = |st: &Store, k: u64| {
+            let l = labels(&[("ep", "/a")]);
+            let c = Series::detached("req_total".into(), l.clone(), st.alloc_value(&fams[0], &l).unwrap());
+            c.inc_int(k);
+            let h = Series::detached("lat_ms".into(), l.clone(), st.alloc_value(&fams[1], &l).unwrap());
+            h.observe(k as f64);
+            for f in &fams[2..] {
+                Series::detached(f.exposed_arc(), vec![], st.alloc_value(f, &[]).unwrap()).set(k as f64);
+            }
+        };
+        for round in 0..2u64 {
+            for k in 1..=3u64 {
+                // SAFETY: the child writes its store and _exits.
+                let pid = unsafe { libc::fork() };
+                if pid == 0 {
+                    let st = Store::create_at(dir.join(format!("{}-{round}{k}.db", 10 * round + k)), k as u32);
+                    if let Ok(st) = st {
+                        write(&st, 10 * k);
+                    }
+                    unsafe { libc::_exit(0) };
+                }
+                let mut status = 0;
+                assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+            }
+            let live = Store::create_at(dir.join(format!("99-{round}.db")), 99 + round as u32).unwrap();
+            write(&live, 1);
+            let before = merge(&sources(&dir, None).unwrap(), &fams);
+            let text_before = encode_view(&before, Format::Text);
+            assert_eq!(archive_dead(&dir).unwrap(), 3);
+            assert_eq!(archive_dead(&dir).unwrap(), 0);
+            let after = merge(&sources(&dir, None).unwrap(), &fams);
+            let total = |v: &View, i: usize| v[i].1.iter().map(|s| s.get()).sum::<f64>();
+            let r = round as f64;
+            assert_eq!(total(&after, 0), 61.0 + 61.0 * r, "{text_before}");
+            assert_eq!(total(&before, 0), total(&after, 0));
+            assert_eq!(total(&after, 1), 4.0 + 4.0 * r);
+            assert_eq!(total(&after, 2), 61.0 + 61.0 * r);
+            assert_eq!(total(&after, 3), 1.0 + r);
+            assert_eq!(after[4].1.len(), 1 + round as usize);
+            assert_eq!(before[4].1.len(), 4 + round as usize);
+            let names: Vec<String> = std::fs::read_dir(&dir)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().into_string().unwrap())
+                .collect();
+            assert_eq!(names.len(), 3 + round as usize, "{names:?}");
+            // The live store of the first round stays live (this process holds it) in the second.
+            std::mem::forget(live);
+        }
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -135,12 +135,15 @@ impl Store {
     }
 
     pub(crate) fn create_at(path: PathBuf, pid: u32) -> io::Result<Store> {
+        // Made under a name no scrape looks at, and renamed once locked: a scrape must never see
+        // an unlocked file of a live process and archive it away.
+        let tmp = path.with_extension("new");
         let file = OpenOptions::new()
             .read(true)
             .write(true)
             .create_new(true)
             .mode(0o600)
-            .open(&path)?;
+            .open(&tmp)?;
         if !sys::try_lock_exclusive(&file)? {
             return Err(io::Error::other("a fresh store file is locked by another process"));
         }
@@ -164,6 +167,7 @@ impl Store {
         }
         inner.used = HEADER_LEN;
         inner.publish();
+        std::fs::rename(&tmp, &path)?;
         Ok(Store {
             path,
             pid,

@@ -60,6 +60,16 @@ pub fn try_lock_exclusive(file: &File) -> io::Result<bool> {
     }
 }
 
+/// Takes a read lock on a store file opened read-only: it fails while the owner holds its write
+/// lock, so holding it proves the owner is gone (the archiver keeps it until the file is deleted).
+pub fn try_lock_shared(file: &File) -> io::Result<bool> {
+    match ofd_lock(file, libc::F_OFD_SETLK, libc::F_RDLCK as libc::c_short) {
+        Ok(_) => Ok(true),
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EAGAIN) | Some(libc::EACCES)) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
 /// Whether some process holds the liveness lock of this file (through another description).
 pub fn is_locked(file: &File) -> io::Result<bool> {
     let fl = ofd_lock(file, libc::F_OFD_GETLK, libc::F_WRLCK as libc::c_short)?;

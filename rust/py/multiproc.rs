@@ -13,6 +13,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(mp_is_enabled, m)?)?;
     m.add_function(wrap_pyfunction!(mp_directory, m)?)?;
     m.add_function(wrap_pyfunction!(mp_store_path, m)?)?;
+    m.add_function(wrap_pyfunction!(mp_archive_dead, m)?)?;
     m.add("MULTIPROC_ENV_VAR", ENV_VAR)?;
     // At import, before any metric exists: the only moment the switch is safe to throw.
     if let Some(dir) = std::env::var_os(ENV_VAR).filter(|d| !d.is_empty()) {
@@ -46,4 +47,12 @@ fn mp_directory() -> Option<String> {
 #[pyfunction]
 fn mp_store_path() -> Option<String> {
     multiproc::own_path().map(|p| p.to_string_lossy().into_owned())
+}
+
+/// Folds the files of every dead process into the archive now (scrapes also do it); returns how
+/// many were folded. Never raises: a directory it cannot tidy is left for the next scrape.
+#[pyfunction]
+fn mp_archive_dead(py: Python<'_>) -> usize {
+    let Some(dir) = multiproc::dir() else { return 0 };
+    py.detach(|| multiproc::archive_dead(&dir).unwrap_or(0))
 }
