@@ -169,4 +169,26 @@ def test_a_worker_killed_with_sigkill_keeps_its_counts(tmp_path: Path, mp_dir: P
         got, _pids = _requests(base, 200)
         answered += got
         _assert_exact(base, answered)
-        assert any(p.name.startswith(f"{victim}-") for p in mp_dir.iterdir()) or (mp_dir / "archive.db").exists()
+        # The scrapes found the victim's file unlocked and folded it into the archive.
+        assert not any(p.name.startswith(f"{victim}-") for p in mp_dir.iterdir())
+        assert (mp_dir / "archive.db").exists()
+
+
+def test_twenty_recycled_workers_leave_a_bounded_directory(tmp_path: Path, mp_dir: Path) -> None:
+    extra = ("--max-requests", "10", "--max-requests-jitter", "0")
+    with _serve("gunicorn", tmp_path, mp_dir, *extra) as (base, _):
+        answered, pids, sizes = 0, set(), []
+        for _ in range(100):  # bounded: 20 recycles take about 25 batches
+            got, seen = _requests(base, 20)
+            answered += got
+            pids |= seen
+            _scrape_counts(base)
+            sizes.append((len(pids), len(list(mp_dir.iterdir()))))
+            if len(pids) >= WORKERS + 20:
+                break
+        assert len(pids) >= WORKERS + 20
+        _assert_exact(base, answered)
+        after_first = max(n for p, n in sizes if p <= 2 * WORKERS)
+        # Live workers (one more while a replacement starts), the archive and the directory lock.
+        assert max(n for _, n in sizes) <= WORKERS + 3
+        assert sizes[-1][1] <= max(after_first, WORKERS + 2)
