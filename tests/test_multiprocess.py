@@ -60,15 +60,14 @@ class _Live:
         )
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()  # bounded by the test timeout
-        assert line.strip() == "ready", self.proc.stderr.read() if self.proc.stderr else ""
+        if line.strip() != "ready":
+            self.stop()
+            raise AssertionError(f"helper process failed: {line!r}")
 
     def stop(self) -> None:
         if self.proc.poll() is None:
             self.proc.kill()
-        self.proc.wait(timeout=30)
-        for f in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
-            if f is not None:
-                f.close()
+        self.proc.communicate(timeout=30)
 
 
 @pytest.fixture
@@ -317,3 +316,50 @@ print(s["total"], s["errors"], s["active"], s["latency_p50"], multiprocess.mark_
     # The archive, the directory lock and the last reader's own (dead, not yet folded) file.
     assert max(sizes[3:]) <= sizes[3] <= 3
     assert multiprocess.ENV_VAR == "VICTOR_MULTIPROC_DIR"
+
+
+ALERTING = """
+import asyncio
+from victor_observability import AlertManager, AlertRule, WebhookNotifier
+
+async def main() -> None:
+    manager = AlertManager()
+    manager.add_notifier("hook", WebhookNotifier(sys.argv[1], timeout=10.0))
+    manager.add_rule(AlertRule(name="always", condition=lambda: True, notification_channels=("hook",)))
+    for _ in range(3):
+        await manager.check_and_alert()
+        await manager.flush(timeout=30.0)
+
+asyncio.run(main())
+"""
+
+
+def test_alerting_in_four_workers_notifies_once(mp_dir: Path) -> None:
+    import http.server
+    import threading
+
+    posts: list[bytes] = []
+
+    class Hook(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            posts.append(self.rfile.read(int(self.headers.get("content-length", "0"))))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/hook"
+    live: list[_Live] = []
+    try:
+        live = [_Live(ALERTING, mp_dir, url) for _ in range(4)]
+        assert len(posts) == 1
+        assert b"always" in posts[0]
+    finally:
+        for p in live:
+            p.stop()
+        server.shutdown()
+        server.server_close()

@@ -83,3 +83,12 @@ def mark_process_dead(pid: int | None = None) -> int:
     """
     del pid
     return _core.mp_archive_dead()
+
+
+def is_leader() -> bool:
+    """Whether this process is the one that evaluates alert rules (always True in single-process mode).
+
+    Leadership is a lock on ``leader.lock`` in the directory: the first process to ask takes it,
+    and when it dies (however it dies) the next one to ask takes over.
+    """
+    return _core.mp_is_leader()

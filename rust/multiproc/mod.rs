@@ -3,6 +3,7 @@
 //! of them. Pure Rust; rust/py/multiproc.rs binds it.
 
 mod archive;
+mod leader;
 pub mod merge;
 mod mode;
 pub mod read;
@@ -10,6 +11,7 @@ pub mod store;
 mod sys;
 
 pub use archive::archive_dead;
+pub use leader::try_lead;
 pub use merge::{merge, Source, View};
 pub use mode::Mode;
 pub use store::Store;

@@ -14,6 +14,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(mp_directory, m)?)?;
     m.add_function(wrap_pyfunction!(mp_store_path, m)?)?;
     m.add_function(wrap_pyfunction!(mp_archive_dead, m)?)?;
+    m.add_function(wrap_pyfunction!(mp_is_leader, m)?)?;
     m.add("MULTIPROC_ENV_VAR", ENV_VAR)?;
     // At import, before any metric exists: the only moment the switch is safe to throw.
     if let Some(dir) = std::env::var_os(ENV_VAR).filter(|d| !d.is_empty()) {
@@ -55,4 +56,15 @@ fn mp_store_path() -> Option<String> {
 fn mp_archive_dead(py: Python<'_>) -> usize {
     let Some(dir) = multiproc::dir() else { return 0 };
     py.detach(|| multiproc::archive_dead(&dir).unwrap_or(0))
+}
+
+/// Whether this process is the directory's one leader (always true in single-process mode);
+/// takes the lead when nobody holds it. A directory it cannot use leaves it leading alone, so
+/// alerts are never silenced by a broken directory.
+#[pyfunction]
+fn mp_is_leader() -> bool {
+    match multiproc::dir() {
+        None => true,
+        Some(dir) => multiproc::try_lead(&dir).unwrap_or(true),
+    }
 }

@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from victor_observability import _core
 from victor_observability.alerting._engine import Engine, RuleEntry, RuleState
 from victor_observability.alerting._metrics import NoAlertMetrics, alert_metrics_for
 from victor_observability.alerting.delivery import Channel, DeliveryFailure, DeliveryPolicy, Dispatcher, Sleep
@@ -120,7 +121,10 @@ class AlertManager:
 
     async def check_and_alert(self) -> list[Alert]:
         """Evaluate every due rule once; return the alerts that started firing. Notifications go out in the
-        background (see `flush()`)."""
+        background (see `flush()`). In multi-process mode only the directory's leader evaluates, so N workers
+        notify once."""
+        if not _core.mp_is_leader():
+            return []
         if self._queued:
             queued, self._queued = self._queued, []
             for channels, note in queued:
