@@ -38,6 +38,12 @@ def _demo_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     d.add_argument(
         "--system-interval", type=float, default=5.0, help="seconds between memory/CPU/disk samples (default 5)"
     )
+    d.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="worker processes serving the service (uvicorn --workers, multi-process metrics; default 1)",
+    )
     d.add_argument("--profile", default=None, help=argparse.SUPPRESS)
     d.add_argument("--client", choices=("httpx", "raw"), default="httpx", help=argparse.SUPPRESS)
     d.add_argument("--no-instrumentation", dest="instrumented", action="store_false", help=argparse.SUPPRESS)
@@ -48,8 +54,15 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     _demo_parser(sub)
     args = parser.parse_args(argv)
-    if min(args.duration, args.rate, args.latency_scale) < 0 or args.concurrency < 1 or args.system_interval <= 0:
-        parser.error("--duration, --rate, --latency-scale must be >= 0; --concurrency >= 1; --system-interval > 0")
+    if (
+        min(args.duration, args.rate, args.latency_scale) < 0
+        or args.concurrency < 1
+        or args.system_interval <= 0
+        or args.workers < 1
+    ):
+        parser.error(
+            "--duration, --rate, --latency-scale must be >= 0; --concurrency, --workers >= 1; --system-interval > 0"
+        )
     try:
         from victor_observability.demo import DemoOptions, run_demo
     except ImportError as exc:  # FastAPI / uvicorn are the `demo` extra

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -192,3 +193,19 @@ def test_twenty_recycled_workers_leave_a_bounded_directory(tmp_path: Path, mp_di
         # Live workers (one more while a replacement starts), the archive and the directory lock.
         assert max(n for _, n in sizes) <= WORKERS + 3
         assert sizes[-1][1] <= max(after_first, WORKERS + 2)
+
+
+def test_demo_with_workers_summary_equals_the_load(tmp_path: Path) -> None:
+    out = tmp_path / "summary.json"
+    cmd = [sys.executable, "-m", "victor_observability", "demo", "--workers", "3", "--duration", "5"]
+    cmd += ["--rate", "30", "--port", "0", "--spans-file", "", "--summary-json", str(out), "--seed", "7"]
+    env = {k: v for k, v in os.environ.items() if k != "VICTOR_MULTIPROC_DIR"}
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180, cwd=tmp_path, check=False)
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(out.read_text())
+    load, recorded = summary["load"], summary["recorded"]
+    assert load["requests"] > 0
+    assert recorded["http_requests"] == load["requests"]
+    assert recorded["llm_calls"] == load["llm_calls"]
+    assert summary["service"]["requests"]["total"] == load["requests"] + load["llm_calls"]
+    assert f"recorded      {load['requests']} HTTP requests" in proc.stdout

@@ -44,6 +44,7 @@ class DemoOptions:
     system_interval: float = 5.0
     profile: str | None = None  # write a cProfile of the service thread here (the bench reads it)
     client: str = "httpx"  # the load generator's HTTP client: "httpx" or "raw"
+    workers: int = 1  # > 1: the service runs under `uvicorn --workers N` with multi-process mode on
 
 
 class ServiceThread:
@@ -90,6 +91,91 @@ class ServiceThread:
             self._thread.join(timeout)
 
 
+_WORKER_ENV = "VICTOR_DEMO_WORKER"
+
+
+def worker_app() -> Any:
+    """The app factory each worker process of ``--workers N`` runs (options come in the environment)."""
+    import os
+
+    opts = json.loads(os.environ[_WORKER_ENV])
+    spans = opts["spans_file"]
+    instr = instrument(
+        True,
+        # One span file per worker: JSON lines from several processes would interleave.
+        spans_path=Path(f"{spans}.{os.getpid()}") if spans else None,
+        alert_error_rate=opts["alert_error_rate"],
+        system_interval=opts["system_interval"],
+    )
+    return build_app(instr, World(opts["seed"], opts["latency_scale"]))
+
+
+class WorkerService:
+    """The service under ``uvicorn --workers N`` in its own process group, multi-process mode on."""
+
+    def __init__(self, options: DemoOptions, mp_dir: str) -> None:
+        import os
+        import socket
+
+        port = options.port
+        if port == 0:  # workers share one listening socket: choose the port here, to know it
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                port = int(s.getsockname()[1])
+        self.port = port
+        self._cmd = [
+            sys.executable, "-m", "uvicorn", "victor_observability.demo.runner:worker_app", "--factory",
+            "--workers", str(options.workers), "--host", "127.0.0.1", "--port", str(port),
+            "--log-level", "warning", "--no-access-log",
+        ]  # fmt: skip
+        opts = {k: getattr(options, k) for k in ("spans_file", "alert_error_rate", "system_interval", "seed")}
+        opts["latency_scale"] = options.latency_scale
+        self._env = dict(os.environ, VICTOR_MULTIPROC_DIR=mp_dir, **{_WORKER_ENV: json.dumps(opts)})
+        self._proc: Any = None
+
+    def start(self, timeout: float = 60.0) -> int:
+        import subprocess
+
+        self._proc = subprocess.Popen(self._cmd, env=self._env, start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while True:
+            if self._proc.poll() is not None:
+                raise RuntimeError(f"the demo workers exited (port {self.port} in use?)")
+            try:
+                if httpx.get(f"http://127.0.0.1:{self.port}/health/live", timeout=2.0).status_code == 200:
+                    return self.port
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"the demo workers did not start within {timeout:g}s")
+            time.sleep(0.1)
+
+    def stop(self, timeout: float = 15.0) -> None:
+        import os
+        import subprocess
+
+        if self._proc is None or self._proc.poll() is not None:
+            return
+        os.killpg(self._proc.pid, signal.SIGTERM)
+        try:
+            self._proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self._proc.pid, signal.SIGKILL)
+            self._proc.wait(timeout)
+
+
+def _multiprocess_dir() -> str:
+    """The directory the demo's workers share: the one already on, or a fresh temporary one."""
+    import tempfile
+
+    from victor_observability import multiprocess
+
+    if not multiprocess.is_enabled():
+        multiprocess.enable(tempfile.mkdtemp(prefix="victor-demo-mp-"))
+    return str(multiprocess.directory())
+
+
 def run_demo(options: DemoOptions, out: TextIO | None = None, progress: TextIO | None = None) -> int:
     """Runs the demo to completion (duration over, Ctrl-C or SIGTERM) and returns the exit status."""
     progress = progress if progress is not None else sys.stderr
@@ -117,14 +203,25 @@ async def _run(options: DemoOptions, out: TextIO, progress: TextIO) -> int:
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, _on_signal, stop, loop, sig)
+    workers = options.workers > 1
+    # With workers, this process only drives load and reads the merged view: its collector (made after
+    # enable) sees every worker's counts, so the summary below is the service's.
+    mp_dir = _multiprocess_dir() if workers else ""
+    spans = Path(options.spans_file).resolve() if options.spans_file and options.instrumented else None
     instr = instrument(
         options.instrumented,
-        spans_path=Path(options.spans_file).resolve() if options.spans_file and options.instrumented else None,
+        spans_path=None if workers else spans,
         alert_error_rate=options.alert_error_rate,
         system_interval=options.system_interval,
     )
-    app = build_app(instr, World(options.seed, options.latency_scale))
-    service = ServiceThread(app, options.port, options.profile)
+    service: ServiceThread | WorkerService
+    if workers:
+        options.spans_file = str(spans) if spans is not None else None
+        service = WorkerService(options, mp_dir)
+    else:
+        service = ServiceThread(
+            build_app(instr, World(options.seed, options.latency_scale)), options.port, options.profile
+        )
     try:
         port = await asyncio.to_thread(service.start)
     except RuntimeError as exc:
