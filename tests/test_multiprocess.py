@@ -363,3 +363,30 @@ def test_alerting_in_four_workers_notifies_once(mp_dir: Path) -> None:
             p.stop()
         server.shutdown()
         server.server_close()
+
+
+def test_multiprocessing_fork_children_count_exactly(mp_dir: Path) -> None:
+    code = """
+import multiprocessing as mp
+c = create_production_collector(collect_system_metrics=False)
+c.record_request("/before", "p", True, 5.0)  # a series the children inherit, mapped from this file
+
+def child(k):
+    for i in range(1000):
+        c.record_request("/before", "p", True, 5.0)
+        c.record_request("/after-%d" % (k % 2), "p", i % 2 == 0, 7.0)  # new series: the child's own file
+
+ctx = mp.get_context("fork")
+ps = [ctx.Process(target=child, args=(k,)) for k in range(4)]
+[p.start() for p in ps]
+[p.join(120) for p in ps]
+assert all(p.exitcode == 0 for p in ps)
+s = c.get_summary()["requests"]
+text = c.export_prometheus()
+lines = [l for l in text.splitlines() if l.startswith("victor_request_total{")]
+print(s["total"], s["errors"], sorted(l.split("endpoint=")[1].split(",")[0] + " " + l.rsplit(" ", 1)[1] for l in lines))
+"""
+    out = _run(code, mp_dir)
+    total, errors, rest = out.split(" ", 2)
+    assert (total, errors) == ("8001", "2000")
+    assert rest.strip() == "['\"/after-0\" 2000.0', '\"/after-1\" 2000.0', '\"/before\" 4001.0']"

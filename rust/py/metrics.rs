@@ -273,15 +273,28 @@ impl FamilyCore {
         child(py, &self.inner, found.series)
     }
 
-    /// p-quantiles from the family's HDR recording (histograms made with `percentiles=True`).
-    fn quantiles(&self, qs: Vec<f64>) -> Vec<Option<f64>> {
+    /// p-quantiles from the family's HDR recording (histograms made with `percentiles=True`); in
+    /// multi-process mode from every process's recording.
+    fn quantiles(&self, py: Python<'_>, qs: Vec<f64>) -> Vec<Option<f64>> {
+        if multiproc::is_enabled() {
+            let merged = view(py, vec![self.inner.clone()]);
+            return match merged.first().and_then(|(f, _)| f.hdr()) {
+                Some(h) => h.quantiles(&qs),
+                None => vec![None; qs.len()],
+            };
+        }
         match self.inner.hdr() {
             Some(h) => h.quantiles(&qs),
             None => vec![None; qs.len()],
         }
     }
 
-    fn total(&self) -> f64 {
+    /// Sum over the family's series (histograms: counts); service-wide in multi-process mode.
+    fn total(&self, py: Python<'_>) -> f64 {
+        if multiproc::is_enabled() {
+            let merged = view(py, vec![self.inner.clone()]);
+            return merged.iter().flat_map(|(_, s)| s).map(|s| s.get()).sum();
+        }
         self.inner.total()
     }
 
