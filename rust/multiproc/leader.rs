@@ -42,3 +42,11 @@ pub fn try_lead(dir: &Path) -> io::Result<bool> {
     *held = Some((pid, file, leads));
     Ok(leads)
 }
+
+/// See `super::after_fork_in_child`: the leader state is re-checked by pid, so only the lock goes.
+pub(super) fn after_fork_in_child() {
+    if HELD.is_locked() {
+        // SAFETY: the owning thread does not exist in the fork child; no guard will ever drop.
+        unsafe { HELD.force_unlock() };
+    }
+}

@@ -72,7 +72,23 @@ pub fn enable(dir: &Path) -> io::Result<()> {
     }
     *st = Some(State { dir, store: None });
     ENABLED.store(true, Ordering::Release);
+    static AT_FORK: std::sync::Once = std::sync::Once::new();
+    // SAFETY: registers a plain extern "C" function with no captured state.
+    AT_FORK.call_once(|| unsafe {
+        libc::pthread_atfork(None, None, Some(after_fork_in_child));
+    });
     Ok(())
+}
+
+/// A fork child has one thread: a lock some other thread of the parent held at the fork would
+/// never be released. The state it guards is still consistent for the child's use (it only reads
+/// the directory and replaces the store, since the pid changed), so the lock is simply freed.
+extern "C" fn after_fork_in_child() {
+    if STATE.is_locked() {
+        // SAFETY: the owning thread does not exist in this process; no guard will ever drop.
+        unsafe { STATE.force_unlock() };
+    }
+    leader::after_fork_in_child();
 }
 
 #[inline]
