@@ -13,8 +13,8 @@ from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any, Literal
 
 from victor_observability._core import _reset_current_span, _set_current_span
-from victor_observability.collector import ProductionMetricsCollector, create_production_collector
-from victor_observability.tracing import DistributedTracer, SpanKind, get_global_tracer
+from victor_observability.metrics.collector import ProductionMetricsCollector, create_production_collector
+from victor_observability.tracing.tracer import DistributedTracer, SpanKind, get_global_tracer
 
 log = logging.getLogger("victor_observability.middleware")
 

@@ -32,7 +32,7 @@ class AlertMetrics(NoAlertMetrics):
     `<prefix>_alert_notifications_total{channel,outcome}` and `<prefix>_alert_rule_errors_total{rule}`."""
 
     def __init__(self, registry: Any, prefix: str) -> None:
-        from victor_observability.metrics import Counter, Gauge
+        from victor_observability.metrics.instruments import Counter, Gauge
 
         self._fired = Counter(
             f"{prefix}_alerts_fired_total", "Alerts that started firing.", ["rule", "severity"], registry=registry

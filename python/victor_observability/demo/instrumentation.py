@@ -15,13 +15,13 @@ from typing import Any, Protocol
 
 from victor_observability.alerting import AlertManager, AlertRule, AlertSeverity, LogNotifier, create_alert_manager
 from victor_observability.alerting.conditions import cache_hit_rate_below, error_rate_above, tool_error_rate_above
-from victor_observability.collector import ProductionMetricsCollector, create_production_collector
 from victor_observability.demo._off import NoopRecorder, NoopTracer
-from victor_observability.exporters import JsonLinesSpanExporter
-from victor_observability.health import ProductionHealthChecker, create_production_health_checker
-from victor_observability.health_http import create_health_router
+from victor_observability.health.checker import ProductionHealthChecker, create_production_health_checker
+from victor_observability.health.http import create_health_router
+from victor_observability.metrics.collector import ProductionMetricsCollector, create_production_collector
 from victor_observability.middleware import MonitoringMiddleware
-from victor_observability.tracing import DistributedTracer
+from victor_observability.tracing.exporters import JsonLinesSpanExporter
+from victor_observability.tracing.tracer import DistributedTracer
 
 log = logging.getLogger("victor_observability.demo")
 

@@ -19,7 +19,7 @@ from pydantic import BaseModel
 
 from victor_observability.demo.instrumentation import Instrumentation, instrument
 from victor_observability.demo.workload import PROVIDERS, TOOLS, LruCache, World
-from victor_observability.http import render
+from victor_observability.metrics.http import render
 
 __all__ = ["CACHE_NAME", "ChatRequest", "Instrumentation", "ToolRequest", "build_app", "instrument"]
 

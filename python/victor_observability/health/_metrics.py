@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Protocol
 
-from victor_observability._health_model import HealthStatus
+from victor_observability.health.model import HealthStatus
 
 log = logging.getLogger("victor_observability.health")
 
@@ -37,7 +37,7 @@ class RegistryHealthMetrics:
     """
 
     def __init__(self, registry: Any, prefix: str) -> None:
-        from victor_observability.metrics import Gauge, Histogram
+        from victor_observability.metrics.instruments import Gauge, Histogram
 
         self._status = Gauge(
             f"{prefix}_health_check_status",

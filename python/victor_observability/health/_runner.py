@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from victor_observability._health_model import CheckResult, HealthStatus
+from victor_observability.health.model import CheckResult, HealthStatus
 
 log = logging.getLogger("victor_observability.health")
 

@@ -10,8 +10,9 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
-from victor_observability._health_metrics import HealthMetrics, NoHealthMetrics, registry_health_metrics
-from victor_observability._health_model import (
+from victor_observability.health._metrics import HealthMetrics, NoHealthMetrics, registry_health_metrics
+from victor_observability.health._runner import Check, SyncRunner, run_checks
+from victor_observability.health.model import (
     CheckResult,
     Detail,
     HealthCheckResponse,
@@ -19,7 +20,6 @@ from victor_observability._health_model import (
     HealthStatus,
     aggregate,
 )
-from victor_observability._health_runner import Check, SyncRunner, run_checks
 
 __all__ = [
     "CheckResult",

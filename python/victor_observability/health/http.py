@@ -7,12 +7,12 @@ import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import TYPE_CHECKING, Any, Literal
 
-from victor_observability._health_model import Detail, HealthCheckResponse, HealthCheckType, _check_detail
+from victor_observability.health.model import Detail, HealthCheckResponse, HealthCheckType, _check_detail
 
 if TYPE_CHECKING:
     from fastapi import APIRouter
 
-    from victor_observability.health import ProductionHealthChecker
+    from victor_observability.health.checker import ProductionHealthChecker
 
 __all__ = ["HealthApp", "create_health_app", "create_health_router"]
 
@@ -147,7 +147,7 @@ def create_health_app(
     `detail="status"` (the default) reveals only pass/warn/fail; "checks" adds each check's status; "full"
     adds observed values, output text and timings, which may describe internals: keep it off public ports.
 
-    >>> from victor_observability.health import create_production_health_checker
+    >>> from victor_observability.health.checker import create_production_health_checker
     >>> app = create_health_app(create_production_health_checker(), detail="checks")
     >>> sorted(app._routes)
     ['/health/live', '/health/ready', '/health/startup']
@@ -166,7 +166,7 @@ def create_health_router(
     """A FastAPI `APIRouter` with GET `{prefix}/live`, `/ready` and `/startup` (FastAPI is imported here only).
 
     >>> from fastapi import FastAPI
-    >>> from victor_observability.health import create_production_health_checker
+    >>> from victor_observability.health.checker import create_production_health_checker
     >>> api = FastAPI()
     >>> api.include_router(create_health_router(create_production_health_checker()))
     """

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from victor_observability.metrics import Registry
+from victor_observability.metrics.instruments import Registry
 
 
 class PrometheusClientBridge:

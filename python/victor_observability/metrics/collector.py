@@ -15,8 +15,8 @@ from collections import deque
 from typing import Any
 
 from victor_observability import _core
-from victor_observability.metrics import DEFAULT_SERIES_CAP, Registry
-from victor_observability.system import BackgroundSampler, SystemReader
+from victor_observability.metrics.instruments import DEFAULT_SERIES_CAP, Registry
+from victor_observability.metrics.system import BackgroundSampler, SystemReader
 
 
 class MetricCategory(str, enum.Enum):

@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol
 
-from victor_observability.metrics import REGISTRY, Registry
+from victor_observability.metrics.instruments import REGISTRY, Registry
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]

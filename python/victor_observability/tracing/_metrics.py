@@ -5,10 +5,10 @@ from __future__ import annotations
 import weakref
 from typing import TYPE_CHECKING
 
-from victor_observability.metrics import Counter, Registry
+from victor_observability.metrics.instruments import Counter, Registry
 
 if TYPE_CHECKING:
-    from victor_observability.tracing import DistributedTracer
+    from victor_observability.tracing.tracer import DistributedTracer
 
 
 def _family(registry: Registry) -> Counter:

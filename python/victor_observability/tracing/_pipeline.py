@@ -22,7 +22,7 @@ from victor_observability._core import SpanData
 
 if TYPE_CHECKING:
     from victor_observability._core import TracerCore
-    from victor_observability.exporters import SpanExporter
+    from victor_observability.tracing.exporters import SpanExporter
 
 logger = logging.getLogger("victor_observability.tracing")
 

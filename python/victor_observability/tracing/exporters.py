@@ -3,7 +3,7 @@
 Exporters run on the tracer's background export worker, never on the request path:
 
 >>> from victor_observability import DistributedTracer
->>> from victor_observability.exporters import InMemorySpanExporter
+>>> from victor_observability.tracing.exporters import InMemorySpanExporter
 >>> memory = InMemorySpanExporter()
 >>> tracer = DistributedTracer("svc", exporters=[memory])
 >>> with tracer.start_span("op"):
@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import IO, Protocol, runtime_checkable
 
 from victor_observability._core import SpanData
-from victor_observability._otlp import OTLPSpanExporter, RetryableExportError
+from victor_observability.tracing.otlp import OTLPSpanExporter, RetryableExportError
 
 __all__ = [
     "ConsoleSpanExporter",

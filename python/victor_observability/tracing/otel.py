@@ -8,7 +8,7 @@ installed here overlays it on OpenTelemetry's `Context` (the `opentelemetry_cont
 
 >>> from opentelemetry import trace as otel_trace
 >>> from victor_observability import DistributedTracer
->>> from victor_observability.otel import VictorTracerProvider
+>>> from victor_observability.tracing.otel import VictorTracerProvider
 >>> tracer = DistributedTracer("svc")
 >>> otel_tracer = VictorTracerProvider(tracer).get_tracer("my.library")
 >>> with tracer.start_span("outer") as outer:
@@ -32,7 +32,7 @@ from opentelemetry.trace import SpanKind as OtelSpanKind
 
 from victor_observability import _core
 from victor_observability._core import NonRecordingSpan, SpanContext, TracerCore
-from victor_observability.tracing import AnySpan, DistributedTracer
+from victor_observability.tracing.tracer import AnySpan, DistributedTracer
 
 __all__ = ["VictorRuntimeContext", "VictorTracerProvider", "install", "install_runtime_context"]
 

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from victor_observability import _core
 from victor_observability._core import NonRecordingSpan, Sampler, Span, SpanContext, SpanData
-from victor_observability._sampling import (
+from victor_observability.tracing.sampling import (
     ALWAYS_OFF,
     ALWAYS_ON,
     CustomSampler,
@@ -31,8 +31,8 @@ from victor_observability._sampling import (
 )
 
 if TYPE_CHECKING:
-    from victor_observability.exporters import SpanExporter
-    from victor_observability.metrics import Registry
+    from victor_observability.metrics.instruments import Registry
+    from victor_observability.tracing.exporters import SpanExporter
 
 __all__ = [
     "ALWAYS_OFF",
@@ -185,7 +185,7 @@ class DistributedTracer(_core.TracerCore):
         flush_on_exit: bool = True,
         registry: Registry | None = None,
     ) -> None:
-        from victor_observability._export_worker import ExportPipeline
+        from victor_observability.tracing._pipeline import ExportPipeline
 
         self._pipeline = ExportPipeline(
             self,
@@ -200,14 +200,14 @@ class DistributedTracer(_core.TracerCore):
         for exporter in exporters:
             self.add_exporter(exporter)
         if registry is not None:
-            from victor_observability._tracing_metrics import register_tracer_metrics
+            from victor_observability.tracing._metrics import register_tracer_metrics
 
             register_tracer_metrics(self, registry)
 
     def add_exporter(self, exporter: SpanExporter) -> None:
         """Sends finished spans to `exporter` too, from a background worker with its own bounded queue.
 
-        >>> from victor_observability.exporters import InMemorySpanExporter
+        >>> from victor_observability.tracing.exporters import InMemorySpanExporter
         >>> DistributedTracer("svc").add_exporter(InMemorySpanExporter())
         """
         if not callable(getattr(exporter, "export", None)):
