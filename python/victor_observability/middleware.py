@@ -9,19 +9,16 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Literal
 
+from victor_observability._asgi import Message, Receive, Scope, Send
 from victor_observability._core import _reset_current_span, _set_current_span
 from victor_observability.metrics.collector import ProductionMetricsCollector, create_production_collector
 from victor_observability.tracing.tracer import DistributedTracer, SpanKind, get_global_tracer
 
 log = logging.getLogger("victor_observability.middleware")
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 #: The route label of requests no route matched: one value, so scanners cannot explode cardinality.

@@ -8,7 +8,8 @@ from collections.abc import Iterable, Mapping
 
 import httpx
 
-from victor_observability.alerting.notification import NotificationError, redact
+from victor_observability.alerting._secrets import redact
+from victor_observability.alerting.notification import NotificationError
 
 # Statuses worth retrying besides 5xx: request timeout and rate limiting.
 _RETRYABLE_4XX = frozenset({408, 425, 429})

@@ -11,8 +11,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from victor_observability.alerting.notification import Notification, NotificationError, Notifier, notifier_secrets
-from victor_observability.alerting.notification import redact as _redact
+from victor_observability.alerting._secrets import notifier_secrets
+from victor_observability.alerting._secrets import redact as _redact
+from victor_observability.alerting.notification import Notification, NotificationError, Notifier
 
 logger = logging.getLogger("victor_observability.alerting")
 

@@ -11,12 +11,12 @@ import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from victor_observability.alerting._engine import Engine, RuleEntry, RuleState
+from victor_observability.alerting._engine import Engine, RuleEntry
 from victor_observability.alerting._metrics import NoAlertMetrics, alert_metrics_for
 from victor_observability.alerting.delivery import Channel, DeliveryFailure, DeliveryPolicy, Dispatcher, Sleep
 from victor_observability.alerting.notification import Notification, Notifier
 from victor_observability.alerting.notifiers import LogNotifier
-from victor_observability.alerting.rules import Alert, AlertRule, AlertStatus
+from victor_observability.alerting.rules import Alert, AlertRule, AlertStatus, RuleState
 
 logger = logging.getLogger("victor_observability.alerting")
 

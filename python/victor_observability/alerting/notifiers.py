@@ -12,13 +12,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from victor_observability.alerting._http import post_json
-from victor_observability.alerting.notification import (
-    Notification,
-    public_url,
-    register_secrets,
-    safe_url,
-    url_secrets,
-)
+from victor_observability.alerting._secrets import public_url, register_secrets, safe_url, url_secrets
+from victor_observability.alerting.notification import Notification
 from victor_observability.alerting.rules import AlertSeverity
 
 logger = logging.getLogger("victor_observability.alerting")

@@ -10,7 +10,8 @@ from collections.abc import Iterable
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 
-from victor_observability.alerting.notification import Notification, NotificationError, redact
+from victor_observability.alerting._secrets import redact
+from victor_observability.alerting.notification import Notification, NotificationError
 
 
 class EmailNotifier:

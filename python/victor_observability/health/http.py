@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Literal
 
-from victor_observability.health.model import Detail, HealthCheckResponse, HealthCheckType, _check_detail
+from victor_observability._asgi import Receive, Scope, Send, send_response
+from victor_observability.health.model import Detail, HealthCheckResponse, HealthCheckType, check_detail
 
 if TYPE_CHECKING:
     from fastapi import APIRouter
@@ -18,10 +19,6 @@ __all__ = ["HealthApp", "create_health_app", "create_health_router"]
 
 log = logging.getLogger("victor_observability.health")
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 #: "ietf": application/health+json (status pass/warn/fail); "dict": `HealthCheckResponse.to_dict()` as JSON.
@@ -52,7 +49,7 @@ async def _answer(checker: ProductionHealthChecker, kind: HealthCheckType, detai
 
 
 def _validate(detail: str, body_format: str, path_prefix: str) -> str:
-    _check_detail(detail)
+    check_detail(detail)
     if body_format not in ("ietf", "dict"):
         raise ValueError(f"health body_format {body_format!r} is not 'ietf' or 'dict'")
     prefix = path_prefix.rstrip("/")
@@ -120,8 +117,7 @@ async def _send(send: Send, status: int, body: bytes, media: str, head: bool, *,
     ]
     if allow:
         headers.append((b"allow", b"GET, HEAD"))
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": b"" if head else body})
+    await send_response(send, status, headers, body, head=head)
 
 
 async def _lifespan(receive: Receive, send: Send) -> None:

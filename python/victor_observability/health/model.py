@@ -217,7 +217,7 @@ class HealthCheckResponse:
         >>> HealthCheckResponse(HealthStatus.UNHEALTHY, {}, 0.0).to_dict(detail="status")
         {'status': 'unhealthy', 'is_healthy': False}
         """
-        _check_detail(detail)
+        check_detail(detail)
         out: dict[str, Any] = {"status": self.status.value}
         if detail != "status":
             out["checks"] = {name: result.to_dict(detail) for name, result in self.checks.items()}
@@ -235,7 +235,7 @@ class HealthCheckResponse:
         >>> HealthCheckResponse(HealthStatus.DEGRADED, {}, 0.0, version="2.1").to_health_json()
         {'status': 'warn', 'version': '2.1', 'checks': {}}
         """
-        _check_detail(detail)
+        check_detail(detail)
         out: dict[str, Any] = {"status": self.status.ietf}
         if detail != "status":
             out["version"] = self.version
@@ -247,6 +247,7 @@ class HealthCheckResponse:
         return out
 
 
-def _check_detail(detail: str) -> None:
+def check_detail(detail: str) -> None:
+    """Raises ValueError unless `detail` is a known detail level (the model and the probe app share it)."""
     if detail not in _DETAILS:
         raise ValueError(f"health detail {detail!r} is not one of {', '.join(_DETAILS)}")

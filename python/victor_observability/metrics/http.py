@@ -4,15 +4,11 @@ from __future__ import annotations
 
 import gzip
 import threading
-from collections.abc import Awaitable, Callable, MutableMapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol
 
+from victor_observability._asgi import ASGIApp, Receive, Scope, Send, send_response
 from victor_observability.metrics.instruments import REGISTRY, Registry
-
-Scope = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
-Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 
 class HasRegistry(Protocol):
@@ -38,7 +34,7 @@ def render(registry: Registry, accept: str, accept_encoding: str) -> tuple[bytes
     return body, headers
 
 
-def make_metrics_app(source: Registry | HasRegistry | None = None) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
+def make_metrics_app(source: Registry | HasRegistry | None = None) -> ASGIApp:
     """An ASGI app that answers every HTTP request with the registry's exposition.
 
     >>> from victor_observability import create_production_collector
@@ -51,16 +47,8 @@ def make_metrics_app(source: Registry | HasRegistry | None = None) -> Callable[[
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
         body, out = render(registry, headers.get("accept", ""), headers.get("accept-encoding", ""))
-        if scope.get("method") == "HEAD":
-            body = b""
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 200,
-                "headers": [(k.lower().encode(), v.encode()) for k, v in out],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+        encoded = [(k.lower().encode(), v.encode()) for k, v in out]
+        await send_response(send, 200, encoded, body, head=scope.get("method") == "HEAD")
 
     return app
 

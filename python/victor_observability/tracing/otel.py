@@ -32,7 +32,7 @@ from opentelemetry.trace import SpanKind as OtelSpanKind
 
 from victor_observability import _core
 from victor_observability._core import NonRecordingSpan, SpanContext, TracerCore
-from victor_observability.tracing.tracer import AnySpan, DistributedTracer
+from victor_observability.tracing.tracer import AnySpan, DistributedTracer, scoped_core
 
 __all__ = ["VictorRuntimeContext", "VictorTracerProvider", "install", "install_runtime_context"]
 
@@ -249,7 +249,7 @@ class VictorTracerProvider(otel_trace.TracerProvider):
         key = (instrumenting_module_name or self.tracer.service_name, instrumenting_library_version)
         bridge = self._tracers.get(key)
         if bridge is None:
-            bridge = BridgeTracer(self.tracer.with_scope(key[0], key[1]))
+            bridge = BridgeTracer(scoped_core(self.tracer, key[0], key[1]))
             self._tracers[key] = bridge
         return bridge
 
