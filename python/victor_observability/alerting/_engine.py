@@ -12,7 +12,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
-from victor_observability.alerting._metrics import NoAlertMetrics
+from victor_observability.alerting._metrics import AlertMetrics
 from victor_observability.alerting.rules import RESERVED_LABELS, Alert, AlertRule, AlertStatus, RuleState
 
 logger = logging.getLogger("victor_observability.alerting")
@@ -93,7 +93,7 @@ class Engine:
         clock: Callable[[], float],
         condition_timeout: float,
         notify: NotifyHook,
-        metrics: NoAlertMetrics,
+        metrics: AlertMetrics,
         history_size: int = 1000,
     ) -> None:
         self.clock = clock

@@ -1,4 +1,4 @@
-"""Health state as metrics: `<prefix>_health_check_status{probe,check}` and the check-duration histogram."""
+"""The health checker's own metrics: a Protocol, the no-op "off" object and the families on a registry."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import logging
 from typing import Any, Protocol
 
 from victor_observability.health.model import HealthStatus
+from victor_observability.metrics.component import ComponentMetrics
+from victor_observability.metrics.instruments import Gauge, Histogram, Registry
 
 log = logging.getLogger("victor_observability.health")
 
@@ -26,7 +28,7 @@ class NoHealthMetrics:
         return None
 
 
-class RegistryHealthMetrics:
+class RegistryHealthMetrics(ComponentMetrics):
     """Gauge and histogram on a `Registry`, children cached per (probe, check).
 
     >>> from victor_observability import Registry
@@ -36,9 +38,9 @@ class RegistryHealthMetrics:
     True
     """
 
-    def __init__(self, registry: Any, prefix: str) -> None:
-        from victor_observability.metrics.instruments import Gauge, Histogram
+    namespace = "health"
 
+    def __init__(self, registry: Registry, prefix: str) -> None:
         self._status = Gauge(
             f"{prefix}_health_check_status",
             "Last result of each health check: 1 pass, 0.5 warn, 0 fail.",
@@ -81,8 +83,4 @@ def registry_health_metrics(
             raise ValueError(f"health metrics: {metrics_collector!r} has no .registry")
     if prefix is None:
         prefix = getattr(metrics_collector, "prefix", None) or getattr(registry, "prefix", None) or "victor"
-    # A registry holds each family once: checkers sharing a registry share its health families.
-    shared = getattr(registry, "shared", None)
-    if shared is None:
-        return RegistryHealthMetrics(registry, prefix)
-    return shared(f"health:{prefix}", lambda: RegistryHealthMetrics(registry, prefix))  # type: ignore[no-any-return]
+    return RegistryHealthMetrics.on(registry, prefix)

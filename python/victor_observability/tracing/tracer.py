@@ -15,6 +15,7 @@ import functools
 import inspect
 import os
 import threading
+import weakref
 from collections.abc import Callable, Iterable, Mapping
 from enum import Enum
 from types import TracebackType
@@ -22,6 +23,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from victor_observability import _core
 from victor_observability._core import NonRecordingSpan, Sampler, Span, SpanContext, SpanData
+from victor_observability.tracing._metrics import RegistryTracingMetrics
 from victor_observability.tracing.sampling import (
     ALWAYS_OFF,
     ALWAYS_ON,
@@ -189,9 +191,9 @@ class DistributedTracer:
         for exporter in exporters:
             self.add_exporter(exporter)
         if registry is not None:
-            from victor_observability.tracing._metrics import register_tracer_metrics
-
-            register_tracer_metrics(self, registry)
+            # A weak reference: a scrape hook must not keep a discarded tracer (and its export thread) alive.
+            ref = weakref.ref(self)
+            RegistryTracingMetrics.on(registry).watch(service_name, lambda: None if (t := ref()) is None else t.stats())
 
     @property
     def service_name(self) -> str:
