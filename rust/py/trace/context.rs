@@ -1,7 +1,13 @@
 //! SpanContext: the immutable trace context that `extract_context` returns and `parent=` accepts.
 
-#[allow(unused_imports)]
-use super::*;
+use super::convert::{baggage_from_py, baggage_to_py};
+use crate::trace::baggage::Baggage;
+use crate::trace::hex::{parse_span_id, parse_trace_id, span_id_hex, trace_id_hex};
+use crate::trace::{traceparent, tracestate};
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+use std::sync::Arc;
 
 #[derive(Clone)]
 pub(crate) struct Ctx {

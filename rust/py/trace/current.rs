@@ -1,8 +1,11 @@
 //! The current span: one process-wide context variable, read and written through the C API; the small
 //! module-level functions.
 
-#[allow(unused_imports)]
-use super::*;
+use crate::trace::hex::trace_id_hex;
+use crate::trace::ids;
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyDict, PyTuple};
 
 /// The context variable holding the current span (default None).
 pub(crate) struct CurrentVar {

@@ -1,7 +1,15 @@
 //! NonRecordingSpan: an unsampled span that records nothing but still carries its context.
 
-#[allow(unused_imports)]
-use super::*;
+use super::context::{Ctx, SpanContext};
+use super::convert::baggage_to_py;
+use super::current::{get_current, reset_current, set_current};
+use super::data::SpanData;
+use crate::trace::hex::{span_id_hex, trace_id_hex};
+use crate::trace::traceparent;
+use parking_lot::Mutex;
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+use smallvec::SmallVec;
 
 /// An unsampled span: records nothing, but is current inside its block so its context (sampled flag off)
 /// still propagates and its children share its trace id.

@@ -1,7 +1,21 @@
 //! What a tracer's spans share (limits, sampler, counters, the store) and how a parent is resolved.
 
-#[allow(unused_imports)]
-use super::*;
+use super::context::SpanContext;
+use super::convert::{to_attr, warn_once, WARNED_ATTRIBUTE, WARNED_SAMPLER};
+use super::non_recording::NonRecordingSpan;
+use super::span::Span;
+use crate::trace::baggage::Baggage;
+use crate::trace::buffer::Store;
+use crate::trace::hex::trace_id_hex;
+use crate::trace::sampler::{ParentInfo, Sampler as CoreSampler};
+use crate::trace::span::{AttrValue, Limits};
+use crate::trace::traceparent;
+use pyo3::exceptions::PyTypeError;
+use pyo3::intern;
+use pyo3::prelude::*;
+use pyo3::types::{PyBool, PyString};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 pub(crate) enum SamplerImpl {
     Core(CoreSampler),

@@ -1,7 +1,22 @@
 //! Span (recording): a context manager that can also be ended by hand; its unsampled twin is in non_recording.rs.
 
-#[allow(unused_imports)]
-use super::*;
+use super::context::SpanContext;
+use super::convert::{as_dict, attrs_to_py, baggage_to_py, status_from_py};
+use super::current::{reset_current, set_current};
+use super::data::SpanData;
+use super::shared::Shared;
+use crate::trace::baggage::Baggage;
+use crate::trace::hex::{span_id_hex, trace_id_hex};
+use crate::trace::span::{self as core_span, AttrValue, Attributes, Event, Kind, Scope, SpanRecord, StatusCode};
+use crate::trace::traceparent;
+use parking_lot::Mutex;
+use pyo3::intern;
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyDict, PyList, PyString};
+use smallvec::SmallVec;
+use std::sync::Arc;
+use std::time::Instant;
 
 pub(crate) struct SpanState {
     pub(crate) name: String,
