@@ -29,16 +29,8 @@ impl NonRecordingSpan {
     /// A non-recording span standing for `context` (an incoming or foreign span), so it can be made current.
     #[staticmethod]
     pub(crate) fn from_context(context: &Bound<'_, SpanContext>) -> NonRecordingSpan {
-        let c = context.get();
         NonRecordingSpan {
-            ctx: Ctx {
-                trace_id: c.trace_id,
-                span_id: c.span_id,
-                flags: c.flags,
-                remote: c.remote,
-                tracestate: c.tracestate.clone(),
-                baggage: c.baggage.clone(),
-            },
+            ctx: context.get().ctx.clone(),
             shares_parent: false,
             tokens: Mutex::new(SmallVec::new()),
         }
@@ -69,14 +61,7 @@ impl NonRecordingSpan {
     }
     #[getter]
     pub(crate) fn context(&self) -> SpanContext {
-        SpanContext {
-            trace_id: self.ctx.trace_id,
-            span_id: self.ctx.span_id,
-            flags: self.ctx.flags,
-            remote: self.ctx.remote,
-            tracestate: self.ctx.tracestate.clone(),
-            baggage: self.ctx.baggage.clone(),
-        }
+        SpanContext { ctx: self.ctx.clone() }
     }
     #[getter]
     pub(crate) fn attributes<'py>(&self, py: Python<'py>) -> Bound<'py, PyDict> {

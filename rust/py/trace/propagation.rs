@@ -1,6 +1,6 @@
 //! Reading W3C headers from any carrier: dicts, mappings, lists of (name, value) pairs, str or bytes.
 
-use super::context::SpanContext;
+use super::context::{Ctx, SpanContext};
 use crate::trace::baggage;
 use crate::trace::{traceparent, tracestate};
 use pyo3::intern;
@@ -111,11 +111,13 @@ pub(crate) fn extract(py: Python<'_>, headers: &Bound<'_, PyAny>) -> PyResult<Op
         .filter(|b| !b.is_empty())
         .map(Arc::new);
     Ok(Some(SpanContext {
-        trace_id: tp.trace_id,
-        span_id: tp.span_id,
-        flags: tp.flags & traceparent::FLAG_SAMPLED,
-        remote: true,
-        tracestate,
-        baggage,
+        ctx: Ctx {
+            trace_id: tp.trace_id,
+            span_id: tp.span_id,
+            flags: tp.flags & traceparent::FLAG_SAMPLED,
+            remote: true,
+            tracestate,
+            baggage,
+        },
     }))
 }

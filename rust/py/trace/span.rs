@@ -1,6 +1,6 @@
 //! Span (recording): a context manager that can also be ended by hand; its unsampled twin is in non_recording.rs.
 
-use super::context::SpanContext;
+use super::context::{Ctx, SpanContext};
 use super::convert::{as_dict, attrs_to_py, baggage_to_py, status_from_py};
 use super::current::{reset_current, set_current};
 use super::data::SpanData;
@@ -51,6 +51,18 @@ pub struct Span {
 }
 
 impl Span {
+    /// This span's context, as its SpanContext reports it and its children inherit it.
+    pub(crate) fn ctx(&self) -> Ctx {
+        Ctx {
+            trace_id: self.trace_id,
+            span_id: self.span_id,
+            flags: traceparent::FLAG_SAMPLED,
+            remote: false,
+            tracestate: self.tracestate.clone(),
+            baggage: self.state.lock().baggage.clone(),
+        }
+    }
+
     pub(crate) fn set_one(&self, py: Python<'_>, key: &Bound<'_, PyAny>, value: &Bound<'_, PyAny>) {
         let Some((k, v)) = self.shared.convert(py, key, value) else {
             return;
@@ -246,14 +258,7 @@ impl Span {
     }
     #[getter]
     pub(crate) fn context(&self) -> SpanContext {
-        SpanContext {
-            trace_id: self.trace_id,
-            span_id: self.span_id,
-            flags: traceparent::FLAG_SAMPLED,
-            remote: false,
-            tracestate: self.tracestate.clone(),
-            baggage: self.state.lock().baggage.clone(),
-        }
+        SpanContext { ctx: self.ctx() }
     }
     #[getter]
     pub(crate) fn baggage<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
