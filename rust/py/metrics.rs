@@ -265,7 +265,7 @@ impl FamilyCore {
 }
 
 /// A counter series: `inc()` goes straight to an atomic.
-#[pyclass(frozen, module = "victor_observability._core")]
+#[pyclass(frozen, module = "victor_observability.metrics")]
 pub struct CounterChild {
     series: Arc<Series>,
     family: Arc<Family>,
@@ -292,7 +292,7 @@ impl CounterChild {
 }
 
 /// A gauge series.
-#[pyclass(frozen, module = "victor_observability._core")]
+#[pyclass(frozen, module = "victor_observability.metrics")]
 pub struct GaugeChild {
     series: Arc<Series>,
 }
@@ -319,7 +319,7 @@ impl GaugeChild {
 }
 
 /// A histogram series.
-#[pyclass(frozen, module = "victor_observability._core")]
+#[pyclass(frozen, module = "victor_observability.metrics")]
 pub struct HistogramChild {
     series: Arc<Series>,
 }

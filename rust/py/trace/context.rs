@@ -21,7 +21,7 @@ pub(crate) struct Ctx {
 }
 
 /// An immutable trace context: what `extract_context` returns and `parent=` accepts.
-#[pyclass(frozen, module = "victor_observability._core")]
+#[pyclass(frozen, module = "victor_observability.tracing")]
 pub struct SpanContext {
     pub(crate) ctx: Ctx,
 }

@@ -10,7 +10,7 @@ use pyo3::types::{PyBytes, PyDict, PyList};
 use std::sync::Arc;
 
 /// A finished span, read-only: what exporters receive and `get_trace` returns.
-#[pyclass(frozen, module = "victor_observability._core")]
+#[pyclass(frozen, module = "victor_observability.tracing")]
 pub struct SpanData {
     pub(crate) record: Arc<SpanRecord>,
     pub(crate) shared: Arc<Shared>,

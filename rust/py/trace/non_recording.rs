@@ -13,7 +13,7 @@ use smallvec::SmallVec;
 
 /// An unsampled span: records nothing, but is current inside its block so its context (sampled flag off)
 /// still propagates and its children share its trace id.
-#[pyclass(frozen, module = "victor_observability._core")]
+#[pyclass(frozen, module = "victor_observability.tracing")]
 pub struct NonRecordingSpan {
     pub(crate) ctx: Ctx,
     /// Made for a child of an unsampled span, sharing its context: entering it usually changes nothing.

@@ -35,7 +35,7 @@ pub(crate) struct SpanState {
 
 /// A sampled, recording span. Use it as a context manager (current inside the block, ended on exit, an
 /// exception recorded and re-raised) or call `end()` by hand.
-#[pyclass(frozen, module = "victor_observability._core")]
+#[pyclass(frozen, module = "victor_observability.tracing")]
 pub struct Span {
     pub(crate) trace_id: u128,
     pub(crate) span_id: u64,
