@@ -15,10 +15,7 @@ mod span;
 mod tracer;
 
 use context::SpanContext;
-use current::{
-    _NoopContext, _noop_trace, _random_trace_id, _reseed_ids, _reset_current_span, _set_current_span, current_span,
-    current_var,
-};
+use current::{_random_trace_id, _reseed_ids, _reset_current_span, _set_current_span, current_span, current_var};
 use data::SpanData;
 use non_recording::NonRecordingSpan;
 use pyo3::prelude::*;
@@ -33,8 +30,6 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<SpanContext>()?;
     m.add_class::<SpanData>()?;
     m.add_class::<Sampler>()?;
-    m.add_class::<_NoopContext>()?;
-    m.add_function(wrap_pyfunction!(_noop_trace, m)?)?;
     m.add_function(wrap_pyfunction!(current_span, m)?)?;
     m.add_function(wrap_pyfunction!(_set_current_span, m)?)?;
     m.add_function(wrap_pyfunction!(_reset_current_span, m)?)?;
