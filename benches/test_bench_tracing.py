@@ -16,7 +16,7 @@ from opentelemetry import trace as otel_trace
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
-from victor_observability import ALWAYS_OFF, DistributedTracer, SpanData
+from victor_observability import ALWAYS_OFF, DistributedTracer, SpanData, _core
 
 HEADERS = {
     "traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
@@ -106,11 +106,12 @@ def span_of(start: Callable[..., Any]) -> Callable[[], None]:
     return run
 
 
-_noop_trace = bench_hook("_noop_trace")
+bench_hook("_noop_trace")  # fails here, naming the cargo feature, if the extension lacks the hooks
 
 
 def noop_call() -> None:
-    _noop_trace("op")
+    # Looked up on the module per call, as before the hooks left the stub: the floor's cost stays comparable.
+    _core._noop_trace("op")  # type: ignore[attr-defined]
 
 
 def test_trace_span(bench: Any, ours: DistributedTracer) -> None:
