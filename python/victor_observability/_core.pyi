@@ -10,9 +10,6 @@ DEFAULT_SERIES_CAP: int
 def negotiate(accept: str) -> tuple[bool, str]:
     """(is_openmetrics, content_type) for a scraper's Accept header."""
 
-def noop(*args: Any, **kwargs: Any) -> None:
-    """Does nothing; the floor the benches measure record calls against."""
-
 @final
 class RegistryCore:
     """Metric families in registration order, plus the invalid-sample and overflow families."""
@@ -124,16 +121,6 @@ def _set_current_span(span: Span | NonRecordingSpan | None) -> object:
     """Makes `span` current; returns the token for `_reset_current_span`."""
 
 def _reset_current_span(token: object) -> None: ...
-def _noop_trace(*args: Any, **kwargs: Any) -> None:
-    """Does nothing: the floor the tracing benches measure an unsampled span against."""
-
-@final
-class _NoopContext:
-    """A context manager that does nothing: the floor of a `with` block on an extension object (benches)."""
-
-    def __enter__(self) -> _NoopContext: ...
-    def __exit__(self, a: object, b: object, c: object) -> bool: ...
-
 def _reseed_ids() -> None:
     """Re-seeds the calling thread's id generator (fork safety is automatic via pthread_atfork)."""
 

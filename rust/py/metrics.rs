@@ -17,7 +17,6 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<GaugeChild>()?;
     m.add_class::<HistogramChild>()?;
     m.add_function(wrap_pyfunction!(negotiate, m)?)?;
-    m.add_function(wrap_pyfunction!(noop, m)?)?;
     m.add("TEXT_CONTENT_TYPE", exposition::TEXT_CONTENT_TYPE)?;
     m.add("OPENMETRICS_CONTENT_TYPE", exposition::OPENMETRICS_CONTENT_TYPE)?;
     m.add("DEFAULT_SERIES_CAP", DEFAULT_SERIES_CAP)?;
@@ -77,11 +76,6 @@ fn negotiate(accept: &str) -> (bool, &'static str) {
         Format::Text => (false, exposition::TEXT_CONTENT_TYPE),
     }
 }
-
-/// Does nothing: the floor the benches compare record calls against.
-#[pyfunction]
-#[pyo3(signature = (*_args, **_kwargs))]
-fn noop(_args: &Bound<'_, PyTuple>, _kwargs: Option<&Bound<'_, PyDict>>) {}
 
 fn encode_bytes<'py>(py: Python<'py>, families: Vec<Arc<Family>>, openmetrics: bool) -> Bound<'py, PyBytes> {
     let text = py.detach(|| exposition::encode(&families, format_of(openmetrics)));
@@ -265,7 +259,7 @@ impl FamilyCore {
 }
 
 /// A counter series: `inc()` goes straight to an atomic.
-#[pyclass(frozen, module = "victor_observability._core")]
+#[pyclass(frozen, module = "victor_observability.metrics")]
 pub struct CounterChild {
     series: Arc<Series>,
     family: Arc<Family>,
@@ -292,7 +286,7 @@ impl CounterChild {
 }
 
 /// A gauge series.
-#[pyclass(frozen, module = "victor_observability._core")]
+#[pyclass(frozen, module = "victor_observability.metrics")]
 pub struct GaugeChild {
     series: Arc<Series>,
 }
@@ -319,7 +313,7 @@ impl GaugeChild {
 }
 
 /// A histogram series.
-#[pyclass(frozen, module = "victor_observability._core")]
+#[pyclass(frozen, module = "victor_observability.metrics")]
 pub struct HistogramChild {
     series: Arc<Series>,
 }

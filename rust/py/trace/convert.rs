@@ -1,7 +1,15 @@
 //! Conversions at the seam: attribute values under OpenTelemetry's rules, span kinds, statuses, baggage.
 
-#[allow(unused_imports)]
-use super::*;
+use crate::trace::baggage::Baggage;
+use crate::trace::span::{AttrValue, Attributes, Kind, StatusCode};
+use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::intern;
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 pub(crate) fn now_ns() -> u64 {
     SystemTime::now()

@@ -1,8 +1,11 @@
 //! The current span: one process-wide context variable, read and written through the C API; the small
 //! module-level functions.
 
-#[allow(unused_imports)]
-use super::*;
+use crate::trace::hex::trace_id_hex;
+use crate::trace::ids;
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::PyDict;
 
 /// The context variable holding the current span (default None).
 pub(crate) struct CurrentVar {
@@ -129,11 +132,6 @@ pub(crate) fn _reset_current_span(py: Python<'_>, token: &Bound<'_, PyAny>) {
     reset_current(py, token)
 }
 
-/// Does nothing: the floor the tracing benches measure an unsampled span against.
-#[pyfunction]
-#[pyo3(signature = (*_args, **_kwargs))]
-pub(crate) fn _noop_trace(_args: &Bound<'_, PyTuple>, _kwargs: Option<&Bound<'_, PyDict>>) {}
-
 /// Re-seeds the id generator of the calling thread (a second line behind pthread_atfork, and for tests).
 #[pyfunction]
 pub(crate) fn _reseed_ids() {
@@ -144,22 +142,4 @@ pub(crate) fn _reseed_ids() {
 #[pyfunction]
 pub(crate) fn _random_trace_id() -> String {
     trace_id_hex(ids::trace_id())
-}
-
-/// A context manager that does nothing (bench floor for the cost of a `with` block on an extension type).
-#[pyclass(frozen, module = "victor_observability._core")]
-pub struct _NoopContext;
-
-#[pymethods]
-impl _NoopContext {
-    #[new]
-    fn new() -> Self {
-        _NoopContext
-    }
-    fn __enter__<'py>(slf: &Bound<'py, Self>) -> Bound<'py, Self> {
-        slf.clone()
-    }
-    fn __exit__(&self, _a: &Bound<'_, PyAny>, _b: &Bound<'_, PyAny>, _c: &Bound<'_, PyAny>) -> bool {
-        false
-    }
 }

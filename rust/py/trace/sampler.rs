@@ -1,10 +1,12 @@
 //! The built-in head samplers, decided in Rust.
 
-#[allow(unused_imports)]
-use super::*;
+use crate::trace::hex::parse_trace_id;
+use crate::trace::sampler::{ParentInfo, Sampler as CoreSampler};
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
 
 /// A built-in head sampler; see tracing.py for the public constructors.
-#[pyclass(frozen, module = "victor_observability._core")]
+#[pyclass(frozen, module = "victor_observability.tracing")]
 pub struct Sampler {
     pub(crate) inner: CoreSampler,
 }

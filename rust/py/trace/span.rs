@@ -1,7 +1,22 @@
 //! Span (recording): a context manager that can also be ended by hand; its unsampled twin is in non_recording.rs.
 
-#[allow(unused_imports)]
-use super::*;
+use super::context::{Ctx, SpanContext};
+use super::convert::{as_dict, attrs_to_py, baggage_to_py, status_from_py};
+use super::current::{reset_current, set_current};
+use super::data::SpanData;
+use super::shared::Shared;
+use crate::trace::baggage::Baggage;
+use crate::trace::hex::{span_id_hex, trace_id_hex};
+use crate::trace::span::{self as core_span, AttrValue, Attributes, Event, Kind, Scope, SpanRecord, StatusCode};
+use crate::trace::traceparent;
+use parking_lot::Mutex;
+use pyo3::intern;
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyDict, PyList, PyString};
+use smallvec::SmallVec;
+use std::sync::Arc;
+use std::time::Instant;
 
 pub(crate) struct SpanState {
     pub(crate) name: String,
@@ -20,7 +35,7 @@ pub(crate) struct SpanState {
 
 /// A sampled, recording span. Use it as a context manager (current inside the block, ended on exit, an
 /// exception recorded and re-raised) or call `end()` by hand.
-#[pyclass(frozen, module = "victor_observability._core")]
+#[pyclass(frozen, module = "victor_observability.tracing")]
 pub struct Span {
     pub(crate) trace_id: u128,
     pub(crate) span_id: u64,
@@ -36,6 +51,18 @@ pub struct Span {
 }
 
 impl Span {
+    /// This span's context, as its SpanContext reports it and its children inherit it.
+    pub(crate) fn ctx(&self) -> Ctx {
+        Ctx {
+            trace_id: self.trace_id,
+            span_id: self.span_id,
+            flags: traceparent::FLAG_SAMPLED,
+            remote: false,
+            tracestate: self.tracestate.clone(),
+            baggage: self.state.lock().baggage.clone(),
+        }
+    }
+
     pub(crate) fn set_one(&self, py: Python<'_>, key: &Bound<'_, PyAny>, value: &Bound<'_, PyAny>) {
         let Some((k, v)) = self.shared.convert(py, key, value) else {
             return;
@@ -231,14 +258,7 @@ impl Span {
     }
     #[getter]
     pub(crate) fn context(&self) -> SpanContext {
-        SpanContext {
-            trace_id: self.trace_id,
-            span_id: self.span_id,
-            flags: traceparent::FLAG_SAMPLED,
-            remote: false,
-            tracestate: self.tracestate.clone(),
-            baggage: self.state.lock().baggage.clone(),
-        }
+        SpanContext { ctx: self.ctx() }
     }
     #[getter]
     pub(crate) fn baggage<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
