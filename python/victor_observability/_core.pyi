@@ -117,16 +117,15 @@ CURRENT_SPAN: Any
 def current_span() -> Span | NonRecordingSpan | None:
     """The span current in this thread or asyncio task, or None."""
 
-def _set_current_span(span: Span | NonRecordingSpan | None) -> object:
-    """Makes `span` current; returns the token for `_reset_current_span`."""
+def attach_span(span: Span | NonRecordingSpan | None) -> object:
+    """Makes `span` current; returns the token for `detach_span`."""
 
-def _reset_current_span(token: object) -> None: ...
+def detach_span(token: object) -> None: ...
 def _reseed_ids() -> None:
     """Re-seeds the calling thread's id generator (fork safety is automatic via pthread_atfork)."""
 
 def _random_trace_id() -> str: ...
 
-@final
 class Sampler:
     """A built-in head sampler, decided in Rust."""
 
@@ -143,6 +142,28 @@ class Sampler:
     def should_sample(self, trace_id: str, parent_sampled: bool | None = None, name: object = None) -> bool: ...
     @property
     def description(self) -> str: ...
+
+@final
+class TraceIdRatioSampler(Sampler):
+    """Samples `ratio` of traces, decided on the trace id alone so that every service agrees (OpenTelemetry's
+    TraceIdRatioBased rule: low 64 bits of the id below ratio * 2**64).
+
+    >>> TraceIdRatioSampler(0.1).description
+    'TraceIdRatio(0.1)'
+    """
+
+    def __new__(cls, ratio: float) -> TraceIdRatioSampler: ...
+
+@final
+class ParentBasedSampler(Sampler):
+    """Follows the parent's sampled flag (local or remote); roots are decided by `root` (default: always on).
+    The guide's production advice, 10-20 %, is `ParentBasedSampler(TraceIdRatioSampler(0.1))`.
+
+    >>> ParentBasedSampler(TraceIdRatioSampler(0.2)).description
+    'ParentBased(root=TraceIdRatio(0.2))'
+    """
+
+    def __new__(cls, root: Sampler | None = None) -> ParentBasedSampler: ...
 
 @final
 class SpanContext:
@@ -283,7 +304,7 @@ class Span:
     def get_baggage_item(self, key: str) -> str | None: ...
     def end(self, end_time: int | None = None) -> None: ...
     def to_span_data(self) -> SpanData | None: ...
-    def _end_http_server(
+    def end_http_server(
         self,
         method: str,
         path: str,
@@ -335,7 +356,7 @@ class NonRecordingSpan:
     def get_baggage_item(self, key: str) -> str | None: ...
     def end(self, end_time: int | None = None) -> None: ...
     def to_span_data(self) -> None: ...
-    def _end_http_server(
+    def end_http_server(
         self,
         method: str,
         path: str,

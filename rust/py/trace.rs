@@ -15,11 +15,11 @@ mod span;
 mod tracer;
 
 use context::SpanContext;
-use current::{_random_trace_id, _reseed_ids, _reset_current_span, _set_current_span, current_span, current_var};
+use current::{_random_trace_id, _reseed_ids, attach_span, current_span, current_var, detach_span};
 use data::SpanData;
 use non_recording::NonRecordingSpan;
 use pyo3::prelude::*;
-use sampler::Sampler;
+use sampler::{ParentBasedSampler, Sampler, TraceIdRatioSampler};
 use span::Span;
 use tracer::TracerCore;
 
@@ -30,9 +30,11 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<SpanContext>()?;
     m.add_class::<SpanData>()?;
     m.add_class::<Sampler>()?;
+    m.add_class::<TraceIdRatioSampler>()?;
+    m.add_class::<ParentBasedSampler>()?;
     m.add_function(wrap_pyfunction!(current_span, m)?)?;
-    m.add_function(wrap_pyfunction!(_set_current_span, m)?)?;
-    m.add_function(wrap_pyfunction!(_reset_current_span, m)?)?;
+    m.add_function(wrap_pyfunction!(attach_span, m)?)?;
+    m.add_function(wrap_pyfunction!(detach_span, m)?)?;
     m.add_function(wrap_pyfunction!(_reseed_ids, m)?)?;
     m.add_function(wrap_pyfunction!(_random_trace_id, m)?)?;
     m.add("CURRENT_SPAN", current_var(m.py())?.clone_ref(m.py()))?;

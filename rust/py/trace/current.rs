@@ -121,14 +121,14 @@ pub(crate) fn current_span(py: Python<'_>) -> PyResult<Option<Bound<'_, PyAny>>>
     get_current(py)
 }
 
-/// Makes `span` current until `_reset_current_span(token)`; the OpenTelemetry bridge and `use_span` use it.
+/// Makes `span` current until `detach_span(token)`; the OpenTelemetry bridge and `use_span` use it.
 #[pyfunction]
-pub(crate) fn _set_current_span<'py>(py: Python<'py>, span: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+pub(crate) fn attach_span<'py>(py: Python<'py>, span: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
     set_current(py, span)
 }
 
 #[pyfunction]
-pub(crate) fn _reset_current_span(py: Python<'_>, token: &Bound<'_, PyAny>) {
+pub(crate) fn detach_span(py: Python<'_>, token: &Bound<'_, PyAny>) {
     reset_current(py, token)
 }
 

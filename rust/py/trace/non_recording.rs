@@ -107,7 +107,7 @@ impl NonRecordingSpan {
     pub(crate) fn end(&self, end_time: Option<&Bound<'_, PyAny>>) {}
     #[pyo3(signature = (method, path, scheme, status, route=None, server_address=None, user_agent=None))]
     #[allow(clippy::too_many_arguments)]
-    pub(crate) fn _end_http_server(
+    pub(crate) fn end_http_server(
         &self,
         method: &Bound<'_, PyAny>,
         path: &Bound<'_, PyAny>,

@@ -384,7 +384,7 @@ impl Span {
     /// attributes under one lock, the name `METHOD route`, error status on 5xx, then `end()`.
     #[pyo3(signature = (method, path, scheme, status, route=None, server_address=None, user_agent=None))]
     #[allow(clippy::too_many_arguments)]
-    pub(crate) fn _end_http_server(
+    pub(crate) fn end_http_server(
         &self,
         method: &str,
         path: &str,
