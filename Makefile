@@ -35,6 +35,7 @@ lint: $(BIN)/.installed
 	$(BIN)/ruff check python tests benches
 	$(BIN)/ruff format --check python tests benches
 	$(BIN)/mypy
+	$(BIN)/python -m mypy.stubtest victor_observability._core
 	cargo clippy --all-targets --features python -- -D warnings
 	cargo clippy --all-targets --features bench -- -D warnings
 	cargo fmt --check

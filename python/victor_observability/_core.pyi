@@ -2,6 +2,36 @@
 
 from typing import Any, final
 
+from typing_extensions import disjoint_base
+
+__all__ = [
+    "CURRENT_SPAN",
+    "DEFAULT_SERIES_CAP",
+    "OPENMETRICS_CONTENT_TYPE",
+    "TEXT_CONTENT_TYPE",
+    "CollectorCore",
+    "CounterChild",
+    "FamilyCore",
+    "GaugeChild",
+    "HistogramChild",
+    "NonRecordingSpan",
+    "ParentBasedSampler",
+    "RegistryCore",
+    "Sampler",
+    "Span",
+    "SpanContext",
+    "SpanData",
+    "TraceIdRatioSampler",
+    "TracerCore",
+    "__version__",
+    "_random_trace_id",
+    "_reseed_ids",
+    "attach_span",
+    "current_span",
+    "detach_span",
+    "negotiate",
+]
+
 __version__: str
 TEXT_CONTENT_TYPE: str
 OPENMETRICS_CONTENT_TYPE: str
@@ -67,6 +97,7 @@ class HistogramChild:
         """The number of observations."""
     def sum(self) -> float: ...
 
+@disjoint_base
 class CollectorCore:
     """The Rust half of ProductionMetricsCollector; record methods never raise for bad values."""
 
@@ -126,6 +157,7 @@ def _reseed_ids() -> None:
 
 def _random_trace_id() -> str: ...
 
+@disjoint_base
 class Sampler:
     """A built-in head sampler, decided in Rust."""
 
@@ -370,6 +402,7 @@ class NonRecordingSpan:
     def __enter__(self) -> NonRecordingSpan: ...
     def __exit__(self, exc_type: object, exc: object, tb: object) -> bool: ...
 
+@final
 class TracerCore:
     """The Rust half of DistributedTracer."""
 

@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 // The tracer core.
 
 /// The Rust half of DistributedTracer: sampling, ids, spans, propagation and the finished-span store.
-#[pyclass(frozen, subclass, module = "victor_observability._core")]
+#[pyclass(frozen, module = "victor_observability._core")]
 pub struct TracerCore {
     pub(crate) shared: Arc<Shared>,
     pub(crate) scope: Arc<Scope>,
