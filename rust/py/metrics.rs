@@ -84,7 +84,10 @@ fn negotiate(accept: &str) -> (bool, &'static str) {
 fn noop(_args: &Bound<'_, PyTuple>, _kwargs: Option<&Bound<'_, PyDict>>) {}
 
 fn encode_bytes<'py>(py: Python<'py>, families: Vec<Arc<Family>>, openmetrics: bool) -> Bound<'py, PyBytes> {
-    let text = py.detach(|| exposition::encode(&families, format_of(openmetrics)));
+    // The family locks are taken here, with the GIL held, and never inside `detach`: a fork (always taken by
+    // a thread holding the GIL) then cannot happen while this thread holds one. See rust/metrics/family.rs.
+    let snapshot = exposition::snapshot(&families);
+    let text = py.detach(|| exposition::encode_snapshots(&snapshot, format_of(openmetrics)));
     PyBytes::new(py, text.as_bytes())
 }
 

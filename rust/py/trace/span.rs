@@ -32,6 +32,8 @@ pub struct Span {
     pub(crate) started: Instant,
     pub(crate) shared: Arc<Shared>,
     pub(crate) scope: Arc<Scope>,
+    // Fork safety: held only to copy or update plain Rust fields, never across a GIL release or a Python call
+    // (Python objects are built after it is released), so a fork, taken with the GIL, never finds it held.
     pub(crate) state: Mutex<SpanState>,
 }
 
@@ -215,11 +217,15 @@ impl Span {
     }
     #[getter]
     pub(crate) fn attributes<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        self.read(|r, st| attrs_to_py(py, r.map_or(&st.attributes, |r| &r.attributes)))
+        // Copied out first: building Python objects can run a finalizer that releases the GIL, and the span
+        // lock is never held across a GIL release (a fork would then leave the child this span locked).
+        let attrs = self.read(|r, st| r.map_or(&st.attributes, |r| &r.attributes).clone());
+        attrs_to_py(py, &attrs)
     }
     #[getter]
     pub(crate) fn events<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
-        self.read(|r, st| events_to_py(py, r.map_or(&st.events, |r| &r.events)))
+        let events = self.read(|r, st| r.map_or(&st.events, |r| &r.events).clone());
+        events_to_py(py, &events)
     }
     #[getter]
     pub(crate) fn status(&self) -> &'static str {
