@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import sys
@@ -19,6 +20,7 @@ from victor_observability import (
     DistributedTracer,
     InMemorySpanExporter,
     JsonLinesSpanExporter,
+    ProductionHealthChecker,
     create_production_collector,
 )
 
@@ -171,3 +173,27 @@ def test_forks_taken_while_spans_are_exported_never_hang_a_child_exporting_spans
     assert maker.rounds > 0
     _check(codes)
     assert memory.get_finished_spans(), "the parent kept exporting"
+
+
+def test_a_forked_child_runs_sync_health_checks_on_workers_of_its_own() -> None:
+    parent = os.getpid()
+    release = threading.Event()
+    checker = ProductionHealthChecker()
+    checker.add_readiness_check("quick", lambda: True, timeout=10.0)
+    # Still running on a parent worker when the fork is taken; in the child it returns at once.
+    checker.add_liveness_check("slow", lambda: os.getpid() != parent or release.wait(CHILD_DEADLINE), timeout=30.0)
+    assert asyncio.run(checker.readiness()).to_dict()["is_healthy"]
+    probe = threading.Thread(target=lambda: asyncio.run(checker.liveness()), daemon=True)
+    probe.start()
+    time.sleep(0.2)  # lets the parent's workers settle: one idle, one inside "slow"
+
+    def child() -> bool:
+        # The parent's workers do not exist here: were they still counted, both probes would time out.
+        return all(asyncio.run(run()).to_dict()["is_healthy"] for run in (checker.readiness, checker.liveness))
+
+    try:
+        codes = _reap([_fork(child)], CHILD_DEADLINE)
+    finally:
+        release.set()
+        probe.join(CHILD_DEADLINE)
+    assert list(codes.values()) == [0], codes
