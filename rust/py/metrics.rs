@@ -28,13 +28,21 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
 #[cold]
 pub(crate) fn warn_overflow(py: Python<'_>, families: &[String]) {
     static LOGGER: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
-    let Ok(logger) = LOGGER.get_or_try_init(py, || -> PyResult<Py<PyAny>> {
-        Ok(py
-            .import("logging")?
-            .call_method1("getLogger", ("victor_observability.metrics",))?
-            .unbind())
-    }) else {
-        return;
+    // get + set, not get_or_try_init: that would run Python (an import) inside the cell's once-lock, and a fork
+    // taken meanwhile by another thread would leave the child that lock held for good. Racing here is harmless.
+    let logger = match LOGGER.get(py) {
+        Some(logger) => logger,
+        None => {
+            let Ok(logger) = py
+                .import("logging")
+                .and_then(|m| m.call_method1("getLogger", ("victor_observability.metrics",)))
+            else {
+                return;
+            };
+            let _ = LOGGER.set(py, logger.unbind());
+            let Some(logger) = LOGGER.get(py) else { return };
+            logger
+        }
     };
     for name in families {
         let msg = format!(

@@ -106,10 +106,15 @@ impl Span {
         let type_name = ty.qualname()?.to_string();
         let message = exc.str().map(|s| s.to_string()).unwrap_or_default();
         static FORMAT: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+        // get + set, not get_or_try_init: see warn_once in convert.rs (no Python runs inside the once-lock).
+        if FORMAT.get(py).is_none() {
+            if let Ok(f) = py.import("traceback").and_then(|m| m.getattr("format_exception")) {
+                let _ = FORMAT.set(py, f.unbind());
+            }
+        }
         let stack = FORMAT
-            .get_or_try_init(py, || -> PyResult<Py<PyAny>> {
-                Ok(py.import("traceback")?.getattr("format_exception")?.unbind())
-            })
+            .get(py)
+            .ok_or_else(|| PyErr::new::<pyo3::exceptions::PyRuntimeError, _>("traceback unavailable"))
             .and_then(|f| {
                 let tb = exc.getattr(intern!(py, "__traceback__"))?;
                 let lines = f.bind(py).call1((ty.clone(), exc, tb))?;
