@@ -332,4 +332,20 @@ mod tests {
         waker.join().unwrap();
         assert!(!s.wait(Duration::ZERO), "a wake is consumed by the wait it ends");
     }
+
+    #[test]
+    fn a_waiting_worker_holds_no_lock() {
+        let s = Arc::new(Store::new(0, 100, 50));
+        let waiter = {
+            let s = s.clone();
+            std::thread::spawn(move || s.wait(Duration::from_secs(3600)))
+        };
+        // Whenever a fork lands during the wait, the child must find the store free: probe it while it waits.
+        for _ in 0..1000 {
+            assert!(s.inner.try_lock().is_some());
+            std::thread::yield_now();
+        }
+        s.wake();
+        assert!(waiter.join().unwrap());
+    }
 }
