@@ -16,6 +16,8 @@ pub type Parts<'a> = SmallVec<[&'a str; 8]>;
 pub struct Group {
     pub families: Vec<Arc<Family>>,
     fixed: usize,
+    // Fork safety: as the family series map (family.rs); `with_known`/`apply` callers pass closures that only
+    // touch atomics, so the lock is never held across a GIL release or a Python call, and a fork never finds it held.
     map: RwLock<LabelMap<Arc<[Arc<Series>]>>>,
     cap: usize,
 }

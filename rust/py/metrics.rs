@@ -27,13 +27,21 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
 #[cold]
 pub(crate) fn warn_overflow(py: Python<'_>, families: &[String]) {
     static LOGGER: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
-    let Ok(logger) = LOGGER.get_or_try_init(py, || -> PyResult<Py<PyAny>> {
-        Ok(py
-            .import("logging")?
-            .call_method1("getLogger", ("victor_observability.metrics",))?
-            .unbind())
-    }) else {
-        return;
+    // get + set, not get_or_try_init: that would run Python (an import) inside the cell's once-lock, and a fork
+    // taken meanwhile by another thread would leave the child that lock held for good. Racing here is harmless.
+    let logger = match LOGGER.get(py) {
+        Some(logger) => logger,
+        None => {
+            let Ok(logger) = py
+                .import("logging")
+                .and_then(|m| m.call_method1("getLogger", ("victor_observability.metrics",)))
+            else {
+                return;
+            };
+            let _ = LOGGER.set(py, logger.unbind());
+            let Some(logger) = LOGGER.get(py) else { return };
+            logger
+        }
     };
     for name in families {
         let msg = format!(
@@ -78,7 +86,10 @@ fn negotiate(accept: &str) -> (bool, &'static str) {
 }
 
 fn encode_bytes<'py>(py: Python<'py>, families: Vec<Arc<Family>>, openmetrics: bool) -> Bound<'py, PyBytes> {
-    let text = py.detach(|| exposition::encode(&families, format_of(openmetrics)));
+    // The family locks are taken here, with the GIL held, and never inside `detach`: a fork (always taken by
+    // a thread holding the GIL) then cannot happen while this thread holds one. See rust/metrics/family.rs.
+    let snapshot = exposition::snapshot(&families);
+    let text = py.detach(|| exposition::encode_snapshots(&snapshot, format_of(openmetrics)));
     PyBytes::new(py, text.as_bytes())
 }
 

@@ -47,6 +47,8 @@ pub struct Span {
     pub(crate) started: Instant,
     pub(crate) shared: Arc<Shared>,
     pub(crate) scope: Arc<Scope>,
+    // Fork safety: held only to copy or update plain Rust fields, never across a GIL release or a Python call
+    // (Python objects are built after it is released), so a fork, taken with the GIL, never finds it held.
     pub(crate) state: Mutex<SpanState>,
 }
 
@@ -131,10 +133,15 @@ impl Span {
         let type_name = ty.qualname()?.to_string();
         let message = exc.str().map(|s| s.to_string()).unwrap_or_default();
         static FORMAT: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+        // get + set, not get_or_try_init: see warn_once in convert.rs (no Python runs inside the once-lock).
+        if FORMAT.get(py).is_none() {
+            if let Ok(f) = py.import("traceback").and_then(|m| m.getattr("format_exception")) {
+                let _ = FORMAT.set(py, f.unbind());
+            }
+        }
         let stack = FORMAT
-            .get_or_try_init(py, || -> PyResult<Py<PyAny>> {
-                Ok(py.import("traceback")?.getattr("format_exception")?.unbind())
-            })
+            .get(py)
+            .ok_or_else(|| PyErr::new::<pyo3::exceptions::PyRuntimeError, _>("traceback unavailable"))
             .and_then(|f| {
                 let tb = exc.getattr(intern!(py, "__traceback__"))?;
                 let lines = f.bind(py).call1((ty.clone(), exc, tb))?;
@@ -242,11 +249,15 @@ impl Span {
     }
     #[getter]
     pub(crate) fn attributes<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        self.read(|r, st| attrs_to_py(py, r.map_or(&st.attributes, |r| &r.attributes)))
+        // Copied out first: building Python objects can run a finalizer that releases the GIL, and the span
+        // lock is never held across a GIL release (a fork would then leave the child this span locked).
+        let attrs = self.read(|r, st| r.map_or(&st.attributes, |r| &r.attributes).clone());
+        attrs_to_py(py, &attrs)
     }
     #[getter]
     pub(crate) fn events<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
-        self.read(|r, st| events_to_py(py, r.map_or(&st.events, |r| &r.events)))
+        let events = self.read(|r, st| r.map_or(&st.events, |r| &r.events).clone());
+        events_to_py(py, &events)
     }
     #[getter]
     pub(crate) fn status(&self) -> &'static str {
