@@ -145,9 +145,12 @@ class BackendProcess:
         )
         try:
             line = await asyncio.wait_for(_line(self._proc, _READY), timeout)
-        except (asyncio.TimeoutError, EOFError) as exc:
+        except asyncio.TimeoutError as exc:
             await self.stop()
             raise RuntimeError(f"the model backend did not start within {timeout:g}s") from exc
+        except EOFError as exc:  # it exited; its own error message went to our stderr
+            await self.stop()
+            raise RuntimeError(f"the model backend exited before serving ({' '.join(self.args)})") from exc
         self.url = "http://127.0.0.1:" + line.rsplit(":", 1)[1].strip()
         return self.url
 
