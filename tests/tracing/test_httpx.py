@@ -186,3 +186,20 @@ def test_instrumenting_something_else_is_a_value_error() -> None:
 
 def test_the_top_level_package_exports_it() -> None:
     assert victor_observability.instrument_httpx is instrument_httpx
+
+
+def test_a_tracer_that_fails_never_fails_the_call(
+    server: tuple[str, list[dict[str, str]]], caplog: pytest.LogCaptureFixture
+) -> None:
+    class Broken:
+        def start_span(self, *args: Any) -> Any:
+            raise RuntimeError("tracer is broken")
+
+        def inject_context(self, *args: Any) -> Any:
+            raise RuntimeError("tracer is broken")
+
+    base, seen = server
+    with instrument_httpx(httpx.Client(trust_env=False), Broken()) as client:  # type: ignore[arg-type]
+        assert client.get(f"{base}/ok").status_code == 200
+    assert "traceparent" not in seen[0]
+    assert "could not start a span" in caplog.text

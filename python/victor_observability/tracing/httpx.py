@@ -16,6 +16,7 @@ True
 
 from __future__ import annotations
 
+import logging
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, quote, urlencode
 
@@ -26,6 +27,7 @@ from victor_observability.tracing.tracer import AnySpan, DistributedTracer, get_
 __all__ = ["AsyncTracedTransport", "TracedTransport", "instrument_httpx", "uninstrument_httpx"]
 
 C = TypeVar("C", httpx.Client, httpx.AsyncClient)
+log = logging.getLogger("victor_observability.tracing")
 
 # OpenTelemetry's HTTP semantic conventions: a method outside this set is reported as "_OTHER" (span name "HTTP"),
 # so an odd client cannot mint span names at will.
@@ -85,7 +87,16 @@ class _Tracing:
         self._start = self.tracer.start_span
         self._inject = self.tracer.inject_context
 
-    def begin(self, request: httpx.Request) -> AnySpan:
+    def begin(self, request: httpx.Request) -> AnySpan | None:
+        """The request's CLIENT span, its context in the headers; None (the call goes out untraced) if tracing
+        itself fails: the instrumentation never fails a call."""
+        try:
+            return self._begin(request)
+        except Exception:
+            log.exception("httpx instrumentation: could not start a span for a %s request", request.method)
+            return None
+
+    def _begin(self, request: httpx.Request) -> AnySpan:
         method = request.method
         known = method in _KNOWN_METHODS
         span = self._start(method if known else "HTTP", None, "client")
@@ -106,7 +117,9 @@ class _Tracing:
         return span
 
     @staticmethod
-    def end(span: AnySpan, status: int) -> None:
+    def end(span: AnySpan | None, status: int) -> None:
+        if span is None:
+            return
         if status >= 400:
             # A server leaves its span unset on 4xx (the caller's mistake); the conventions have the CLIENT span,
             # whose call did fail, marked as an error for 4xx and 5xx alike.
@@ -117,7 +130,9 @@ class _Tracing:
         span.end()
 
     @staticmethod
-    def fail(span: AnySpan, exc: BaseException) -> None:
+    def fail(span: AnySpan | None, exc: BaseException) -> None:
+        if span is None:
+            return
         span.set_attribute("error.type", type(exc).__qualname__)
         span.record_exception(exc)
         span.set_status("error", type(exc).__qualname__)
