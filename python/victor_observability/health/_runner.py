@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from victor_observability.health.model import CheckResult, HealthStatus
+from victor_observability.health.model import CheckResult, HealthStatus, redact_credentials
 
 log = logging.getLogger("victor_observability.health")
 
@@ -34,6 +34,7 @@ class Check:
     critical: bool
     component_type: str | None
     running: bool = False
+    started: float = 0.0  # monotonic time a worker thread began the current run (0.0: not on a thread)
     last_status: HealthStatus | None = None
     # The run in progress and its loop: a probe arriving meanwhile (readiness running the startup checks
     # while the startup probe does) shares that run instead of starting another or failing.
@@ -42,8 +43,8 @@ class Check:
 
 
 def short_reason(exc: BaseException) -> str:
-    """`TypeName: message`, one line, bounded: never a stack trace in a response."""
-    text = str(exc).strip().splitlines()
+    """`TypeName: message`, one line, bounded, credentials redacted: never a stack trace in a response."""
+    text = redact_credentials(str(exc)).strip().splitlines()
     reason = f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
     return reason if len(reason) <= _MAX_OUTPUT else reason[: _MAX_OUTPUT - 3] + "..."
 
@@ -60,7 +61,7 @@ def interpret(value: Any, check: Check, duration: float, when: float) -> CheckRe
             value.status,
             value.observed_value,
             value.observed_unit,
-            value.output,
+            None if value.output is None else redact_credentials(value.output),
             value.component_type or ctype,
             duration,
             when,
@@ -94,11 +95,16 @@ class SyncRunner:
     """A small pool of daemon threads for sync checks.
 
     Daemon threads, not ThreadPoolExecutor: a hung check must not hold up interpreter exit, and the pool is
-    shared by every loop that probes this checker (the app's loop, a test's loop, uvicorn's thread).
+    shared by every loop that probes this checker (the app's loop, a test's loop, uvicorn's thread). A check
+    that hangs keeps its thread, so the pool never holds more than `max_workers` threads, hung or not; a
+    check still running is never submitted again (see run_checks), so the queue holds at most one entry per
+    check.
     """
 
-    def __init__(self, max_workers: int) -> None:
+    def __init__(self, max_workers: int, name: str = "health") -> None:
         self._max = max_workers
+        self._name = name
+        self._busy: set[Check] = set()
         self._queue: queue.SimpleQueue[tuple[asyncio.AbstractEventLoop, asyncio.Future[Any], Check]] = (
             queue.SimpleQueue()
         )
@@ -119,8 +125,14 @@ class SyncRunner:
             if spawn:
                 self._threads += 1
         if spawn:
-            threading.Thread(target=self._work, name=f"victor-health-{self._threads}", daemon=True).start()
+            threading.Thread(target=self._work, name=f"victor-{self._name}-{self._threads}", daemon=True).start()
         return follow(loop, raw)
+
+    def hung(self) -> int:
+        """Checks running on a worker thread for longer than their timeout (each holds one thread)."""
+        now = time.monotonic()
+        with self._lock:
+            return sum(1 for check in self._busy if now - check.started > check.timeout)
 
     def _work(self) -> None:
         while True:
@@ -130,6 +142,8 @@ class SyncRunner:
             with self._lock:
                 self._idle -= 1
                 self._pending -= 1
+                check.started = time.monotonic()
+                self._busy.add(check)
             value: Any = None
             error: BaseException | None = None
             try:
@@ -137,6 +151,8 @@ class SyncRunner:
             except BaseException as exc:  # reported as a failed check; the worker must survive
                 error = exc
             finally:
+                with self._lock:
+                    self._busy.discard(check)
                 check.running = False
             # RuntimeError: that loop has closed, nobody is waiting any more.
             with contextlib.suppress(RuntimeError):
