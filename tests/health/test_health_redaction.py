@@ -57,6 +57,15 @@ async def test_guide_style_to_dict_never_shows_credentials(is_async: bool, caplo
     assert "page=2" in response.to_dict()["checks"]["api"]["output"]  # only the credential goes
 
 
+async def test_a_string_that_is_not_a_status_is_redacted_before_it_is_cut(caplog: pytest.LogCaptureFixture) -> None:
+    checker = ProductionHealthChecker()
+    checker.add_liveness_check("dsn", lambda: "postgres://app:hunter2@db:5432/app?sslmode=require")
+    with caplog.at_level(logging.DEBUG, logger="victor_observability"):
+        response = await checker.liveness()
+    assert response.checks["dsn"].output == "unrecognised status 'postgres://app:***@db:5432/app?sslmode=r'"
+    assert "hunter2" not in caplog.text
+
+
 def test_a_check_result_built_by_hand_is_redacted_when_rendered() -> None:
     result = CheckResult("fail", output="redis://:hunter2@cache:6379 refused")
     assert result.to_dict()["output"] == "redis://:***@cache:6379 refused"

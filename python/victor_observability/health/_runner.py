@@ -75,7 +75,8 @@ def interpret(value: Any, check: Check, duration: float, when: float) -> CheckRe
         try:
             return CheckResult(HealthStatus(value), None, None, None, ctype, duration, when)
         except ValueError:
-            return CheckResult(_FAIL, None, None, f"unrecognised status {value[:40]!r}", ctype, duration, when)
+            shown = redact_credentials(value)[:40]
+            return CheckResult(_FAIL, None, None, f"unrecognised status {shown!r}", ctype, duration, when)
     if inspect.isawaitable(value):
         if inspect.iscoroutine(value):
             value.close()  # never awaited on purpose: close it so it does not warn at GC
