@@ -20,7 +20,7 @@ def settled(stats: dict[str, int]) -> int:
 def test_the_batch_stuck_at_shutdown_is_counted_once() -> None:
     release = threading.Event()
 
-    class Hangs:
+    class StuckAtShutdown:
         def export(self, spans: Sequence[SpanData]) -> bool:
             release.wait(30)
             return True
@@ -30,7 +30,7 @@ def test_the_batch_stuck_at_shutdown_is_counted_once() -> None:
 
     tracer = DistributedTracer(
         "acct.hang",
-        exporters=[Hangs()],
+        exporters=[StuckAtShutdown()],
         schedule_delay=0.01,
         export_timeout=20.0,  # longer than shutdown waits: the batch in flight is stuck when shutdown gives up
         max_retries=0,
@@ -50,7 +50,7 @@ def test_the_batch_stuck_at_shutdown_is_counted_once() -> None:
         release.set()
     # The stuck export returns now: its batch was already counted as dropped, and is not counted again.
     for thread in threading.enumerate():
-        if thread.name.startswith("victor-export"):
+        if thread.name == "victor-export-StuckAtShutdown":  # the lane's thread ends once its export returns
             thread.join(10)
     after = tracer.stats()
     assert settled(after) == after["spans_queued"], after
