@@ -440,7 +440,8 @@ class TracerCore:
         """Writes traceparent / tracestate / baggage of `context` (default: the current span) into `headers`."""
 
     def extract_context(self, headers: _Headers) -> SpanContext | None:
-        """The incoming context, or None when traceparent is missing, repeated or invalid (never raises)."""
+        """The incoming context, or None when traceparent is missing, repeated or invalid; a carrier's Exception
+        means None, only a BaseException that is not an Exception (KeyboardInterrupt) propagates."""
 
     def wait(self, timeout: float) -> bool: ...
     def wake(self) -> None: ...

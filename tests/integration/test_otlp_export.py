@@ -159,7 +159,7 @@ def test_receiver_down_loses_nothing_for_the_app_and_counts(tracers: list[Distri
     for i in range(20):
         with tracer.start_span(f"op-{i}"):
             pass
-    assert tracer.force_flush(timeout=20.0)
+    assert not tracer.force_flush(timeout=20.0)
     stats = tracer.stats()
     assert len(tracer.finished_spans()) == 20, "the application still has every span"
     assert stats["spans_finished"] == 20 and stats["exported_spans"] == 0
@@ -172,7 +172,7 @@ def test_receiver_500_is_counted_not_retried(receiver: Receiver, tracers: list[D
     tracer = otlp_tracer(tracers, receiver.endpoint, max_retries=3)
     for i in range(7):
         tracer.start_span(f"op-{i}").end()
-    assert tracer.force_flush(timeout=10.0)
+    assert not tracer.force_flush(timeout=10.0)
     stats = tracer.stats()
     assert len(tracer.finished_spans()) == 7, "the application still has every span"
     assert stats["export_failed_spans"] == 7 and stats["export_retries"] == 0
@@ -184,7 +184,7 @@ def test_slow_receiver_is_timed_out_and_counted(receiver: Receiver, tracers: lis
     tracer = otlp_tracer(tracers, receiver.endpoint, timeout=0.2, max_retries=1)
     for i in range(5):
         tracer.start_span(f"op-{i}").end()
-    assert tracer.force_flush(timeout=20.0)
+    assert not tracer.force_flush(timeout=20.0)
     stats = tracer.stats()
     assert len(tracer.finished_spans()) == 5, "the application still has every span"
     assert stats["export_failed_spans"] == 5 and stats["export_retries"] == 1
