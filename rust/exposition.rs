@@ -85,8 +85,8 @@ pub fn negotiate(accept: &str) -> Format {
 }
 
 /// Whether to gzip for this Accept-Encoding (RFC 9110 section 12.5.3): gzip must be acceptable
-/// (q > 0, by name or through `*`) and weigh at least as much as no coding, which is acceptable
-/// unless `identity;q=0` (or `*;q=0` without an `identity` entry) says otherwise.
+/// (q > 0, by name or through `*`) and, when the header weighs `identity` (by name or through `*`),
+/// weigh at least as much. Unweighed, no coding is merely acceptable: `br, gzip;q=0.8` gets gzip.
 pub fn wants_gzip(accept_encoding: &str) -> bool {
     let (mut gzip, mut identity, mut any) = (None, None, None);
     for e in elements(accept_encoding) {
@@ -102,8 +102,7 @@ pub fn wants_gzip(accept_encoding: &str) -> bool {
         *slot = Some(slot.map_or(e.q, |q: f32| q.max(e.q)));
     }
     let gzip = gzip.or(any).unwrap_or(0.0);
-    let identity = identity.or(any).unwrap_or(1.0);
-    gzip > 0.0 && gzip >= identity
+    gzip > 0.0 && identity.or(any).is_none_or(|identity| gzip >= identity)
 }
 
 /// Python's `repr(float)`: shortest round-trip digits, exponent outside 1e-4 <= |v| < 1e16.
@@ -436,6 +435,7 @@ mod tests {
         assert!(wants_gzip("GZip, deflate, br"));
         assert!(wants_gzip("*"));
         assert!(wants_gzip("identity;q=0.5, gzip"));
+        assert!(wants_gzip("br, gzip;q=0.8"));
         assert!(!wants_gzip(""));
         assert!(!wants_gzip("identity"));
         assert!(!wants_gzip("gzip;q=0"));

@@ -134,9 +134,10 @@ class _Exchange:
     def unmonitor(self) -> None:
         """A scrape or probe (the app said so through `_asgi.unmonitor`): out of the request metrics,
         and out of the in-flight gauge at once, so the scrape it serves does not count itself."""
-        if not self.unmonitored and not self.done:
+        cancel = self.middleware._cancel
+        if not self.unmonitored and not self.done and cancel is not _nothing:
             self.unmonitored = True
-            self.middleware._cancel()
+            cancel()
 
     def complete(self, error: BaseException | None) -> None:
         """Records the request, once: before the last chunk goes out, so that a client holding the
@@ -187,7 +188,9 @@ class MonitoringMiddleware:
     Per request, one call into the core records the count, success or error, and latency labelled
     ``endpoint`` (the route template), ``provider`` (``"http"``), ``method`` and ``status`` (the code,
     or its class such as ``"5xx"`` with ``status_label="class"``). Excluded paths (default ``/metrics``
-    and ``/health/*``), websocket and lifespan scopes pass through untouched.
+    and ``/health/*``; an exact path covers its trailing-slash form too), websocket and lifespan scopes pass
+    through untouched; the metrics and health apps take their requests out wherever they are mounted. Methods
+    other than OpenTelemetry's known ones are labelled ``_OTHER``.
 
     >>> from victor_observability import create_production_collector
     >>> async def app(scope, receive, send): ...
@@ -222,7 +225,8 @@ class MonitoringMiddleware:
         # Bound once: attribute lookups per request add up.
         self._begin = self.metrics_collector.begin_request
         self._end = self.metrics_collector.end_request
-        self._cancel = self.metrics_collector.cancel_request
+        # getattr: a stand-in collector without it still works (its scrapes are counted as requests).
+        self._cancel: Callable[[], None] = getattr(self.metrics_collector, "cancel_request", _nothing)
         self._known_methods = _known_methods(known_methods)
         self._label_sets: dict[tuple[str, int], dict[str, str]] = {}
         #: Requests served but not recorded because recording raised (logged once).
@@ -440,6 +444,10 @@ async def _follow_slash_redirect(app: ASGIApp, scope: Scope, receive: Receive, s
         if isinstance(scope.get("raw_path"), bytes):
             inner["raw_path"] = scope["raw_path"] + b"/"
         await app(inner, receive, send)
+
+
+def _nothing() -> None:
+    return None
 
 
 async def _never_receive() -> Message:
