@@ -53,7 +53,9 @@ fn media_quality(accept: &str, ty: &str, subtype: &str, version: &str) -> Option
         let specificity = match (t, s) {
             ("*", "*") => 0,
             (t, "*") if t.eq_ignore_ascii_case(ty) => 1,
-            (t, s) if t.eq_ignore_ascii_case(ty) && s.eq_ignore_ascii_case(subtype) => 2 + u8::from(!e.params.is_empty()),
+            (t, s) if t.eq_ignore_ascii_case(ty) && s.eq_ignore_ascii_case(subtype) => {
+                2 + u8::from(!e.params.is_empty())
+            }
             _ => continue,
         };
         let other_version = e
@@ -102,7 +104,7 @@ pub fn wants_gzip(accept_encoding: &str) -> bool {
         *slot = Some(slot.map_or(e.q, |q: f32| q.max(e.q)));
     }
     let gzip = gzip.or(any).unwrap_or(0.0);
-    gzip > 0.0 && identity.or(any).is_none_or(|identity| gzip >= identity)
+    gzip > 0.0 && identity.or(any).map_or(true, |identity| gzip >= identity)
 }
 
 /// Python's `repr(float)`: shortest round-trip digits, exponent outside 1e-4 <= |v| < 1e16.
@@ -414,7 +416,10 @@ mod tests {
         assert_eq!(negotiate("application/openmetrics-text;q=0, */*"), Text);
         assert_eq!(negotiate("APPLICATION/OpenMetrics-Text; Version=1.0.0"), OpenMetrics);
         assert_eq!(negotiate("application/openmetrics-text;q=0.2, text/plain;q=0.9"), Text);
-        assert_eq!(negotiate("text/plain;q=0.1, application/openmetrics-text;Q=0.5"), OpenMetrics);
+        assert_eq!(
+            negotiate("text/plain;q=0.1, application/openmetrics-text;Q=0.5"),
+            OpenMetrics
+        );
         assert_eq!(negotiate("*/*"), Text);
         // Only OpenMetrics is acceptable here.
         assert_eq!(negotiate("application/*"), OpenMetrics);

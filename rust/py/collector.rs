@@ -58,16 +58,23 @@ fn with_series<R>(
         Some(Err(_)) if labels.is_some_and(|l| l.is_none()) => {}
         Some(Err(_)) => core.registry.count_invalid_reason(&group.name(), "invalid_labels"),
     }
-    let mut texts: SmallVec<[Cow<'_, str>; 6]> = SmallVec::new();
+    // Values that are UTF-8 and short enough (all of them, nearly always) are borrowed as they are;
+    // the first that is not sends every value through `label_text`.
+    let fixed_texts: SmallVec<[Cow<'_, str>; 6]>;
+    let mut parts: SmallVec<[&str; 6]> = SmallVec::new();
     for s in &strs {
-        texts.push(label_text(s, cap, &mut fixes));
+        match s.to_str() {
+            Ok(v) if v.len() <= cap => parts.push(v),
+            _ => break,
+        }
+    }
+    if parts.len() != strs.len() {
+        fixed_texts = strs.iter().map(|s| label_text(s, cap, &mut fixes)).collect();
+        parts.clear();
+        parts.extend(fixed_texts.iter().map(|t| &**t));
     }
     if fixes.any() {
         count_label_fixes(&core.registry.invalid, &group.name(), fixes);
-    }
-    let mut parts: SmallVec<[&str; 6]> = SmallVec::new();
-    for t in &texts {
-        parts.push(t);
     }
     let mut f = Some(f);
     if parts.len() > fixed.len() {
@@ -122,9 +129,15 @@ impl CollectorCore {
 
     fn cache(&self, py: Python<'_>, cache_name: &Bound<'_, PyAny>, which: usize) -> PyResult<()> {
         let caches = &self.core.caches;
-        with_series(py, &self.core, caches, self.label_value_cap, &[cache_name], None, |series| {
-            series[which].inc_int(1)
-        })
+        with_series(
+            py,
+            &self.core,
+            caches,
+            self.label_value_cap,
+            &[cache_name],
+            None,
+            |series| series[which].inc_int(1),
+        )
     }
 
     /// One label value of a single-label family outside the groups, fixed and counted as in `with_series`.

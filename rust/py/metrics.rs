@@ -118,7 +118,10 @@ pub(crate) fn label_text<'a>(s: &'a Bound<'_, PyString>, cap: usize, fixes: &mut
 #[cold]
 fn escaped_label(s: &Bound<'_, PyString>) -> String {
     let py = s.py();
-    match s.call_method1(intern!(py, "encode"), (intern!(py, "utf-8"), intern!(py, "surrogatepass"))) {
+    match s.call_method1(
+        intern!(py, "encode"),
+        (intern!(py, "utf-8"), intern!(py, "surrogatepass")),
+    ) {
         Ok(b) => match b.cast::<PyBytes>() {
             Ok(b) => escape_surrogates(b.as_bytes()),
             Err(_) => char::REPLACEMENT_CHARACTER.to_string(),

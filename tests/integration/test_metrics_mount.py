@@ -17,7 +17,6 @@ from prometheus_client.parser import text_string_to_metric_families
 from victor_observability import (
     DistributedTracer,
     MonitoringMiddleware,
-    ProductionMetricsCollector,
     create_health_app,
     create_health_router,
     create_production_collector,
@@ -155,7 +154,10 @@ def test_negotiation_weighs_q_values(quickstart: Quickstart, via: str) -> None:
             assert r.headers["content-encoding"] == "gzip", encoding
         for accept in ("application/openmetrics-text;q=0", "application/openmetrics-text;q=0, text/plain", "*/*"):
             assert get(accept).headers["content-type"].startswith("text/plain"), accept
-        for accept in ("APPLICATION/OPENMETRICS-TEXT", "application/openmetrics-text; version=1.0.0; q=0.5, text/plain;q=0.3"):
+        for accept in (
+            "APPLICATION/OPENMETRICS-TEXT",
+            "application/openmetrics-text; version=1.0.0; q=0.5, text/plain;q=0.3",
+        ):
             r = get(accept)
             assert r.headers["content-type"].startswith("application/openmetrics-text; version=1.0.0"), accept
             assert list(om_parse(r.text))
@@ -191,7 +193,9 @@ def test_made_up_methods_are_one_label_value(quickstart: Quickstart) -> None:
     got = samples(quickstart.collector.export_prometheus())
     seen = {dict(labels)["method"] for (n, labels) in got if n == "victor_request_total"}
     assert seen == {"_OTHER", "DELETE"}
-    other = sum(v for (n, labels), v in got.items() if n == "victor_request_total" and dict(labels)["method"] == "_OTHER")
+    other = sum(
+        v for (n, labels), v in got.items() if n == "victor_request_total" and dict(labels)["method"] == "_OTHER"
+    )
     assert other == len(methods)
     quickstart.tracer.force_flush()
     spans = [s for s in quickstart.exporter.get_finished_spans() if s.kind == "server"]

@@ -50,7 +50,11 @@ SURROGATE_CALLS: list[tuple[str, Callable[[ProductionMetricsCollector], None], s
     ("fsdecode", lambda c: c.record_request(os.fsdecode(b"/files/\xff"), "p", True, 1.0), "victor_request_total"),
     ("extra", lambda c: c.record_request("/a", "p", True, 1.0, labels={"model": "\udcff"}), "victor_request_total"),
     ("tool", lambda c: c.record_tool_execution("t\ud800", True, 1.0), "victor_tool_calls_total"),
-    ("coordinator", lambda c: c.record_coordinator_execution("k\ud800", True, 1.0), "victor_coordinator_invocations_total"),
+    (
+        "coordinator",
+        lambda c: c.record_coordinator_execution("k\ud800", True, 1.0),
+        "victor_coordinator_invocations_total",
+    ),
     ("cache_hit", lambda c: c.record_cache_hit("c\ud800"), "victor_cache_hits_total"),
     ("cache_size", lambda c: c.set_cache_size("c\ud800", 3), "victor_cache_size"),
     ("error", lambda c: c.record_error("E\ud800", "m"), "victor_errors_total"),
@@ -102,7 +106,15 @@ def test_any_text_is_recorded_and_exported(value: str) -> None:
     c.record_tool_execution(value, False, 2.0)
     text = c.export_prometheus()
     got = samples(text)
-    assert got[("victor_request_total", (("endpoint", _escaped(value)), ("model", _escaped(value)), ("provider", _escaped(value))))] == 1
+    assert (
+        got[
+            (
+                "victor_request_total",
+                (("endpoint", _escaped(value)), ("model", _escaped(value)), ("provider", _escaped(value))),
+            )
+        ]
+        == 1
+    )
     assert sum(v for (n, _), v in got.items() if n == "victor_tool_calls_total") == 1
 
 
@@ -126,7 +138,9 @@ def test_label_values_are_capped_in_bytes(collector: ProductionMetricsCollector)
     assert len(endpoint.encode()) == DEFAULT_LABEL_VALUE_CAP
     assert endpoint.endswith("\u2026")
     assert invalid(text, "victor_request_total", "label_truncated") == 3
-    assert got[("victor_request_total", (("endpoint", endpoint), ("model", "m" * 253 + "\u2026"), ("provider", "p")))] == 3
+    assert (
+        got[("victor_request_total", (("endpoint", endpoint), ("model", "m" * 253 + "\u2026"), ("provider", "p")))] == 3
+    )
 
 
 def test_a_cut_never_splits_a_character() -> None:

@@ -175,7 +175,7 @@ def create_health_router(
     clean = _validate(detail, body_format, prefix)
     router = APIRouter(prefix=clean)
 
-    def endpoint(kind: HealthCheckType) -> Callable[[], Awaitable[Response]]:
+    def endpoint(kind: HealthCheckType) -> Callable[[Request], Awaitable[Response]]:
         async def probe(request: Request) -> Response:
             unmonitor(request.scope)
             status, body, media = await _answer(checker, kind, detail, body_format)
