@@ -97,6 +97,25 @@ def test_generic_instruments_take_surrogates() -> None:
     assert got[("app_invalid_samples_total", (("metric", "jobs_total"), ("reason", "label_not_utf8")))] == 1
 
 
+def test_unhashable_or_unprintable_label_values_never_raise() -> None:
+    class Unprintable:
+        def __str__(self) -> str:
+            raise RuntimeError("no")
+
+    reg = Registry("app")
+    c = Counter("jobs_total", "Jobs.", ["queue"], registry=reg)
+    c.labels(["a", "b"]).inc()
+    c.labels(Unprintable()).inc()
+    got = samples(reg.export_text())
+    assert got[("jobs_total", (("queue", "['a', 'b']"),))] == 1
+    assert got[("jobs_total", (("queue", "__unprintable__"),))] == 1
+    assert got[("app_invalid_samples_total", (("metric", "jobs_total"), ("reason", "label_unprintable")))] == 1
+    collector = create_production_collector(collect_system_metrics=False)
+    collector.record_request(Unprintable(), "p", True, 1.0, labels={"model": Unprintable()})  # type: ignore[arg-type]
+    text = collector.export_prometheus()
+    assert invalid(text, "victor_request_total", "label_unprintable") == 1
+
+
 @settings(max_examples=200, deadline=None)
 # Lone surrogates mixed in on purpose: hypothesis' characters() almost never draws them.
 @given(st.text(st.one_of(st.characters(), st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF)), max_size=40))

@@ -189,7 +189,12 @@ class MetricBase(Generic[C]):
             if set(kwvalues) != set(self._labelnames):
                 raise ValueError(f"metric {self.name!r}: expected labels {self._labelnames}, got {tuple(kwvalues)}")
             values = tuple(kwvalues[n] for n in self._labelnames)
-        child = self._children.get(values)
+        try:
+            child = self._children.get(values)
+        except TypeError:
+            # An unhashable value (a list) is labelled by its str(), like any other object; it is not cached.
+            uncached: C = self._family.labels(*values)
+            return uncached
         if child is None:
             child = self._family.labels(*values)
             # Past the cap the family folds new label sets; do not let this cache grow without bound.
