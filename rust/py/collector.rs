@@ -5,10 +5,11 @@ use super::metrics::{
     check_label_value_cap, count_label_fixes, label_str, label_text, sample_f64, warn_overflow, LabelFixes,
     RegistryCore,
 };
-use crate::metrics::collector::{CollectorCore as Core, Group};
+use crate::metrics::collector::Group;
 use crate::metrics::family::{Series, DEFAULT_SERIES_CAP};
 use crate::metrics::labels::DEFAULT_LABEL_VALUE_CAP;
 use crate::metrics::value::{check_non_negative, Invalid};
+use crate::schema::CollectorCore as Core;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString, PyTuple};
 use smallvec::SmallVec;
