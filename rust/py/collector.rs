@@ -2,7 +2,7 @@
 //! subclasses, so its record methods are these (one crossing per user operation).
 
 use super::metrics::{
-    check_label_value_cap, count_label_fixes, label_str, label_text, sample_f64, warn_overflow, LabelFixes,
+    check_label_value_cap, count_label_fixes, label_str, label_text, sample_f64, truthy, warn_overflow, LabelFixes,
     RegistryCore,
 };
 use crate::metrics::collector::Group;
@@ -118,11 +118,12 @@ impl CollectorCore {
         py: Python<'_>,
         group: &Group,
         fixed: &[&Bound<'_, PyAny>],
-        success: bool,
+        success: &Bound<'_, PyAny>,
         duration: &Bound<'_, PyAny>,
         labels: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
         let d = sample_f64(duration);
+        let success = truthy(success);
         with_series(py, &self.core, group, self.label_value_cap, fixed, labels, |series| {
             self.core.record_outcome(series, success, d)
         })
@@ -192,7 +193,7 @@ impl CollectorCore {
         py: Python<'_>,
         endpoint: &Bound<'_, PyAny>,
         provider: &Bound<'_, PyAny>,
-        success: bool,
+        success: &Bound<'_, PyAny>,
         latency_ms: &Bound<'_, PyAny>,
         labels: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
@@ -223,7 +224,7 @@ impl CollectorCore {
         py: Python<'_>,
         endpoint: &Bound<'_, PyAny>,
         provider: &Bound<'_, PyAny>,
-        success: bool,
+        success: &Bound<'_, PyAny>,
         latency_ms: &Bound<'_, PyAny>,
         labels: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
@@ -236,7 +237,7 @@ impl CollectorCore {
         &self,
         py: Python<'_>,
         tool_name: &Bound<'_, PyAny>,
-        success: bool,
+        success: &Bound<'_, PyAny>,
         duration_ms: &Bound<'_, PyAny>,
         labels: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
@@ -248,7 +249,7 @@ impl CollectorCore {
         &self,
         py: Python<'_>,
         coordinator_name: &Bound<'_, PyAny>,
-        success: bool,
+        success: &Bound<'_, PyAny>,
         duration_ms: &Bound<'_, PyAny>,
         labels: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
@@ -273,9 +274,9 @@ impl CollectorCore {
     }
 
     #[pyo3(signature = (success, cost_usd = None))]
-    fn record_task_completion(&self, success: bool, cost_usd: Option<&Bound<'_, PyAny>>) {
+    fn record_task_completion(&self, success: &Bound<'_, PyAny>, cost_usd: Option<&Bound<'_, PyAny>>) {
         self.core
-            .record_task_completion(success, cost_usd.map_or(Ok(0.0), sample_f64));
+            .record_task_completion(truthy(success), cost_usd.map_or(Ok(0.0), sample_f64));
     }
 
     fn record_token_usage(&self, token_count: &Bound<'_, PyAny>) {
