@@ -390,3 +390,63 @@ print(s["total"], s["errors"], sorted(l.split("endpoint=")[1].split(",")[0] + " 
     total, errors, rest = out.split(" ", 2)
     assert (total, errors) == ("8001", "2000")
     assert rest.strip() == "['\"/after-0\" 2000.0', '\"/after-1\" 2000.0', '\"/before\" 4001.0']"
+
+
+def test_forks_taken_during_merged_scrapes_never_hang_a_child(mp_dir: Path) -> None:
+    # Fork safety holds for the merged view too: the scrape copies the families' series under the GIL and merges
+    # the directory with the GIL released and no family lock held, so a child forked mid-scrape can take them.
+    code = """
+import time, warnings
+from victor_observability import Counter
+c = create_production_collector("forkmp", collect_system_metrics=False)
+calls = [Counter("forkmp_calls_%d_total" % j, "Calls.", ["route"], registry=c.registry) for j in range(4)]
+for i in range(3000):
+    for f in calls:
+        f.labels("/r%d" % i).inc()
+rounds = [0]
+stop = threading.Event()
+
+def scrape():
+    while not stop.is_set() and rounds[0] < 200000:
+        c.export_prometheus()
+        rounds[0] += 1
+
+t = threading.Thread(target=scrape, daemon=True)
+t.start()
+while rounds[0] == 0:
+    time.sleep(0.001)
+pids = []
+for i in range(30):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            for f in calls:  # new label sets take each family's write lock
+                f.labels("/child-%d" % i).inc()
+            code = 0 if 'route="/child-%d"' % i in c.export_prometheus() else 2
+        finally:
+            os._exit(code)
+    pids.append(pid)
+    time.sleep(0.001 * (i % 3))
+stop.set()
+t.join(60)
+deadline = time.monotonic() + 60
+codes = {}
+while len(codes) < len(pids) and time.monotonic() < deadline:
+    for pid in pids:
+        if pid not in codes:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                codes[pid] = os.waitstatus_to_exitcode(status)
+    time.sleep(0.01)
+for pid in pids:
+    if pid not in codes:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+        codes[pid] = None
+print(sorted(codes.values(), key=str))
+"""
+    out = _run(code, mp_dir)
+    assert out.strip() == str([0] * 30), out

@@ -22,55 +22,61 @@ from victor_observability.alerting import (
     WebhookNotifier,
     create_alert_manager,
 )
-from victor_observability.collector import MetricCategory, ProductionMetricsCollector, create_production_collector
 from victor_observability.health import (
     CheckResult,
+    HealthApp,
     HealthCheckResponse,
     HealthCheckType,
     HealthStatus,
     ProductionHealthChecker,
+    create_health_app,
+    create_health_router,
     create_production_health_checker,
 )
-from victor_observability.health_http import HealthApp, create_health_app, create_health_router
-from victor_observability.http import make_metrics_app, start_http_server
-from victor_observability.metrics import REGISTRY, Counter, Gauge, Histogram, Registry
+from victor_observability.metrics import (
+    REGISTRY,
+    Counter,
+    Gauge,
+    Histogram,
+    MetricCategory,
+    ProductionMetricsCollector,
+    PrometheusClientBridge,
+    Registry,
+    create_production_collector,
+    make_metrics_app,
+    register_with_prometheus_client,
+    start_http_server,
+)
 from victor_observability.middleware import MonitoringMiddleware, create_monitoring_middleware
-from victor_observability.prometheus_bridge import PrometheusClientBridge, register_with_prometheus_client
 from victor_observability.tracing import (
+    ALWAYS_OFF,
+    ALWAYS_ON,
+    ConsoleSpanExporter,
     DistributedTracer,
+    InMemorySpanExporter,
+    JsonLinesSpanExporter,
+    NonRecordingSpan,
+    OTLPSpanExporter,
     ParentBasedSampler,
+    Sampler,
+    Span,
+    SpanContext,
+    SpanData,
+    SpanExporter,
     SpanKind,
     StatusCode,
     TraceIdRatioSampler,
     current_span,
     get_global_tracer,
+    instrument_httpx,
     set_global_tracer,
     trace_async_function,
     trace_function,
 )
 
-# --- tracing (issue 3): the names the main block above does not import ---
-# isort: split
-from victor_observability.exporters import (
-    ConsoleSpanExporter,
-    InMemorySpanExporter,
-    JsonLinesSpanExporter,
-    OTLPSpanExporter,
-    SpanExporter,
-)
-from victor_observability.tracing import (
-    ALWAYS_OFF,
-    ALWAYS_ON,
-    NonRecordingSpan,
-    Sampler,
-    Span,
-    SpanContext,
-    SpanData,
-)
-
-# --- end tracing ---
-
 __all__ = [
+    "ALWAYS_OFF",
+    "ALWAYS_ON",
     "REGISTRY",
     "Alert",
     "AlertManager",
@@ -79,6 +85,7 @@ __all__ = [
     "AlertStatus",
     "AlertmanagerNotifier",
     "CheckResult",
+    "ConsoleSpanExporter",
     "Counter",
     "DistributedTracer",
     "EmailNotifier",
@@ -88,16 +95,25 @@ __all__ = [
     "HealthCheckType",
     "HealthStatus",
     "Histogram",
+    "InMemorySpanExporter",
+    "JsonLinesSpanExporter",
     "LogNotifier",
     "MetricCategory",
     "MonitoringMiddleware",
+    "NonRecordingSpan",
     "Notifier",
+    "OTLPSpanExporter",
     "ParentBasedSampler",
     "ProductionHealthChecker",
     "ProductionMetricsCollector",
     "PrometheusClientBridge",
     "Registry",
+    "Sampler",
     "SlackNotifier",
+    "Span",
+    "SpanContext",
+    "SpanData",
+    "SpanExporter",
     "SpanKind",
     "StatusCode",
     "TraceIdRatioSampler",
@@ -111,24 +127,11 @@ __all__ = [
     "create_production_health_checker",
     "current_span",
     "get_global_tracer",
+    "instrument_httpx",
     "make_metrics_app",
     "register_with_prometheus_client",
     "set_global_tracer",
     "start_http_server",
     "trace_async_function",
     "trace_function",
-]
-__all__ += [  # tracing (issue 3)
-    "ALWAYS_OFF",
-    "ALWAYS_ON",
-    "ConsoleSpanExporter",
-    "InMemorySpanExporter",
-    "JsonLinesSpanExporter",
-    "NonRecordingSpan",
-    "OTLPSpanExporter",
-    "Sampler",
-    "Span",
-    "SpanContext",
-    "SpanData",
-    "SpanExporter",
 ]

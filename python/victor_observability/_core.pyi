@@ -2,16 +2,56 @@
 
 from typing import Any, final
 
+from typing_extensions import disjoint_base
+
+__all__ = [
+    "CURRENT_SPAN",
+    "DEFAULT_LABEL_VALUE_CAP",
+    "DEFAULT_SERIES_CAP",
+    "MULTIPROC_ENV_VAR",
+    "OPENMETRICS_CONTENT_TYPE",
+    "TEXT_CONTENT_TYPE",
+    "CollectorCore",
+    "CounterChild",
+    "FamilyCore",
+    "GaugeChild",
+    "HistogramChild",
+    "NonRecordingSpan",
+    "ParentBasedSampler",
+    "RegistryCore",
+    "Sampler",
+    "Span",
+    "SpanContext",
+    "SpanData",
+    "TraceIdRatioSampler",
+    "TracerCore",
+    "__version__",
+    "_random_trace_id",
+    "_reseed_ids",
+    "attach_span",
+    "current_span",
+    "detach_span",
+    "mp_archive_dead",
+    "mp_directory",
+    "mp_enable",
+    "mp_is_enabled",
+    "mp_is_leader",
+    "mp_store_path",
+    "negotiate",
+    "wants_gzip",
+]
+
 __version__: str
 TEXT_CONTENT_TYPE: str
 OPENMETRICS_CONTENT_TYPE: str
 DEFAULT_SERIES_CAP: int
+DEFAULT_LABEL_VALUE_CAP: int
 
 def negotiate(accept: str) -> tuple[bool, str]:
-    """(is_openmetrics, content_type) for a scraper's Accept header."""
+    """(is_openmetrics, content_type) for a scraper's Accept header, q-values weighed (RFC 9110)."""
 
-def noop(*args: Any, **kwargs: Any) -> None:
-    """Does nothing; the floor the benches measure record calls against."""
+def wants_gzip(accept_encoding: str) -> bool:
+    """Whether a scrape with this Accept-Encoding gets gzip: acceptable and not outweighed by identity."""
 
 @final
 class RegistryCore:
@@ -27,6 +67,7 @@ class RegistryCore:
         buckets: list[float] | None = None,
         percentiles: bool = False,
         cap: int = ...,
+        label_value_cap: int = ...,
         multiprocess_mode: str = "all",
     ) -> FamilyCore:
         """Defines a family; ValueError naming the metric on a bad name, label or bucket layout."""
@@ -54,7 +95,8 @@ class FamilyCore:
 @final
 class CounterChild:
     def inc(self, amount: float = 1.0) -> None:
-        """ValueError on a negative or non-finite amount."""
+        """ValueError on a negative or non-finite amount; one that would make the total infinite is dropped
+        and counted (reason "overflow")."""
     def get(self) -> float: ...
 
 @final
@@ -66,17 +108,23 @@ class GaugeChild:
 
 @final
 class HistogramChild:
-    def observe(self, value: float) -> None: ...
+    def observe(self, value: float) -> None:
+        """A value that would make the sum infinite is dropped and counted (reason "overflow")."""
     def get(self) -> float:
         """The number of observations."""
     def sum(self) -> float: ...
 
+@disjoint_base
 class CollectorCore:
     """The Rust half of ProductionMetricsCollector; record methods never raise for bad values."""
 
-    def __new__(cls, prefix: str = "victor", *args: Any, series_cap: int = ..., **kwargs: Any) -> CollectorCore: ...
+    def __new__(
+        cls, prefix: str = "victor", *args: Any, series_cap: int = ..., label_value_cap: int = ..., **kwargs: Any
+    ) -> CollectorCore: ...
     @property
     def core_registry(self) -> RegistryCore: ...
+    def cancel_request(self) -> None:
+        """Undoes begin_request for a request that is not to be recorded (a scrape or a probe)."""
     def record_request(
         self, endpoint: str, provider: str, success: bool, latency_ms: float, labels: dict[str, Any] | None = None
     ) -> None: ...
@@ -121,26 +169,16 @@ CURRENT_SPAN: Any
 def current_span() -> Span | NonRecordingSpan | None:
     """The span current in this thread or asyncio task, or None."""
 
-def _set_current_span(span: Span | NonRecordingSpan | None) -> object:
-    """Makes `span` current; returns the token for `_reset_current_span`."""
+def attach_span(span: Span | NonRecordingSpan | None) -> object:
+    """Makes `span` current; returns the token for `detach_span`."""
 
-def _reset_current_span(token: object) -> None: ...
-def _noop_trace(*args: Any, **kwargs: Any) -> None:
-    """Does nothing: the floor the tracing benches measure an unsampled span against."""
-
-@final
-class _NoopContext:
-    """A context manager that does nothing: the floor of a `with` block on an extension object (benches)."""
-
-    def __enter__(self) -> _NoopContext: ...
-    def __exit__(self, a: object, b: object, c: object) -> bool: ...
-
+def detach_span(token: object) -> None: ...
 def _reseed_ids() -> None:
     """Re-seeds the calling thread's id generator (fork safety is automatic via pthread_atfork)."""
 
 def _random_trace_id() -> str: ...
 
-@final
+@disjoint_base
 class Sampler:
     """A built-in head sampler, decided in Rust."""
 
@@ -157,6 +195,28 @@ class Sampler:
     def should_sample(self, trace_id: str, parent_sampled: bool | None = None, name: object = None) -> bool: ...
     @property
     def description(self) -> str: ...
+
+@final
+class TraceIdRatioSampler(Sampler):
+    """Samples `ratio` of traces, decided on the trace id alone so that every service agrees (OpenTelemetry's
+    TraceIdRatioBased rule: low 64 bits of the id below ratio * 2**64).
+
+    >>> TraceIdRatioSampler(0.1).description
+    'TraceIdRatio(0.1)'
+    """
+
+    def __new__(cls, ratio: float) -> TraceIdRatioSampler: ...
+
+@final
+class ParentBasedSampler(Sampler):
+    """Follows the parent's sampled flag (local or remote); roots are decided by `root` (default: always on).
+    The guide's production advice, 10-20 %, is `ParentBasedSampler(TraceIdRatioSampler(0.1))`.
+
+    >>> ParentBasedSampler(TraceIdRatioSampler(0.2)).description
+    'ParentBased(root=TraceIdRatio(0.2))'
+    """
+
+    def __new__(cls, root: Sampler | None = None) -> ParentBasedSampler: ...
 
 @final
 class SpanContext:
@@ -297,7 +357,7 @@ class Span:
     def get_baggage_item(self, key: str) -> str | None: ...
     def end(self, end_time: int | None = None) -> None: ...
     def to_span_data(self) -> SpanData | None: ...
-    def _end_http_server(
+    def end_http_server(
         self,
         method: str,
         path: str,
@@ -349,7 +409,7 @@ class NonRecordingSpan:
     def get_baggage_item(self, key: str) -> str | None: ...
     def end(self, end_time: int | None = None) -> None: ...
     def to_span_data(self) -> None: ...
-    def _end_http_server(
+    def end_http_server(
         self,
         method: str,
         path: str,
@@ -363,6 +423,7 @@ class NonRecordingSpan:
     def __enter__(self) -> NonRecordingSpan: ...
     def __exit__(self, exc_type: object, exc: object, tb: object) -> bool: ...
 
+@final
 class TracerCore:
     """The Rust half of DistributedTracer."""
 
@@ -400,7 +461,8 @@ class TracerCore:
         """Writes traceparent / tracestate / baggage of `context` (default: the current span) into `headers`."""
 
     def extract_context(self, headers: _Headers) -> SpanContext | None:
-        """The incoming context, or None when traceparent is missing, repeated or invalid (never raises)."""
+        """The incoming context, or None when traceparent is missing, repeated or invalid; a carrier's Exception
+        means None, only a BaseException that is not an Exception (KeyboardInterrupt) propagates."""
 
     def wait(self, timeout: float) -> bool: ...
     def wake(self) -> None: ...

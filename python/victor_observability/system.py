@@ -1,93 +1,11 @@
-"""System metrics from psutil, sampled off the request path: a non-blocking read and a background sampler."""
+"""Moved to `victor_observability.metrics.system`; this import path is kept for one release (0.2) and warns."""
 
-from __future__ import annotations
+import sys
+import warnings
 
-import logging
-import os
-import threading
-import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from victor_observability.metrics import system as _moved
 
-import psutil
-
-log = logging.getLogger("victor_observability.system")
-
-
-@dataclass(frozen=True)
-class SystemSample:
-    memory_bytes: float
-    cpu_percent: float
-    disk_bytes: float
-    open_fds: float | None
-
-
-class SystemReader:
-    """Reads the process's resources without sleeping.
-
-    ``cpu_percent(interval=None)`` compares with the previous call instead of blocking for an
-    interval; the first reading after construction is primed here so it is meaningful.
-    """
-
-    def __init__(self, disk_path: str | None = None) -> None:
-        self._process = psutil.Process(os.getpid())
-        self._disk_path = disk_path or os.getcwd()
-        self._process.cpu_percent(interval=None)
-
-    def read(self) -> SystemSample:
-        p = self._process
-        try:
-            fds: float | None = float(p.num_fds())
-        except (AttributeError, psutil.Error):  # num_fds is POSIX-only
-            fds = None
-        try:
-            disk = float(psutil.disk_usage(self._disk_path).used)
-        except OSError:
-            disk = float("nan")
-        return SystemSample(
-            memory_bytes=float(p.memory_info().rss),
-            cpu_percent=float(p.cpu_percent(interval=None)),
-            disk_bytes=disk,
-            open_fds=fds,
-        )
-
-
-class BackgroundSampler:
-    """Calls ``sample`` every ``interval`` seconds on a daemon thread until ``stop()``."""
-
-    def __init__(self, sample: Callable[[], object], interval: float = 30.0) -> None:
-        if interval <= 0:
-            raise ValueError(f"system sampler interval must be positive, got {interval}")
-        self._sample = sample
-        self.interval = interval
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="victor-system-sampler", daemon=True)
-        self.errors = 0
-        self.runs = 0
-
-    def start(self) -> BackgroundSampler:
-        self._thread.start()
-        return self
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            try:
-                self._sample()
-                self.runs += 1
-            except Exception:
-                self.errors += 1
-                if self.errors == 1:
-                    log.exception("system metrics sampling failed; will keep trying")
-
-    def stop(self, timeout: float = 5.0) -> None:
-        self._stop.set()
-        if self._thread.is_alive() and self._thread is not threading.current_thread():
-            self._thread.join(timeout)
-
-    @property
-    def running(self) -> bool:
-        return self._thread.is_alive()
-
-
-def monotonic() -> float:
-    return time.monotonic()
+warnings.warn(
+    "victor_observability.system moved to victor_observability.metrics.system", DeprecationWarning, stacklevel=2
+)
+sys.modules[__name__] = _moved

@@ -82,10 +82,15 @@ impl HistogramValue {
         &self.s[1..]
     }
 
+    /// Counts `v` in its bucket and the sum; false, counting nothing, when `v` would make a
+    /// finite sum infinite (the caller counts it as invalid).
     #[inline]
-    pub fn observe(&self, v: f64) {
+    pub fn observe(&self, v: f64) -> bool {
+        if !AtomicF64::view(&self.s[0]).add_finite(v) {
+            return false;
+        }
         self.s[1 + self.bounds.index(v)].fetch_add(1, Ordering::Relaxed);
-        AtomicF64::view(&self.s[0]).add(v);
+        true
     }
 
     /// Adds non-cumulative per-bucket counts and a sum (a merged view is built this way).

@@ -43,13 +43,15 @@ impl CounterValue {
         self.s[0].fetch_add(n, Ordering::Relaxed);
     }
 
-    /// Adds a finite, non-negative amount (callers check; see `check_increment`).
+    /// Adds a finite, non-negative amount (callers check; see `check_non_negative`); false when
+    /// refused because the total would overflow to infinity.
     #[inline]
-    pub fn inc(&self, v: f64) {
+    pub fn inc(&self, v: f64) -> bool {
         if v.fract() == 0.0 && v < 9.0e15 {
             self.inc_int(v as u64);
+            true
         } else {
-            self.floats().add(v);
+            self.floats().add_finite(v)
         }
     }
 
@@ -79,6 +81,10 @@ pub enum Invalid {
     Nan,
     Infinite,
     Negative,
+    /// Not a number at all (a str, None, an object): not the same mistake as a NaN.
+    NotANumber,
+    /// Finite, but it would have made a running sum infinite (see `AtomicF64::add_finite`).
+    Overflow,
 }
 
 impl Invalid {
@@ -87,6 +93,8 @@ impl Invalid {
             Invalid::Nan => "nan",
             Invalid::Infinite => "infinite",
             Invalid::Negative => "negative",
+            Invalid::NotANumber => "not_a_number",
+            Invalid::Overflow => "overflow",
         }
     }
 }

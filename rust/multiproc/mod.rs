@@ -197,8 +197,15 @@ pub fn sources(dir: &Path, own: Option<&Path>) -> io::Result<Vec<Source>> {
 
 /// The merged view of `families` over the whole directory; the local view when the mode is off.
 pub fn view(families: &[Arc<Family>]) -> View {
-    let local = || families.iter().map(|f| (f.clone(), f.snapshot())).collect();
-    let Some(dir) = dir() else { return local() };
+    view_of(crate::exposition::snapshot(families))
+}
+
+/// The merged view over the whole directory of the families of `local`, a snapshot taken
+/// beforehand; `local` itself when the mode is off. Takes no family lock (the extension runs it
+/// with the GIL released: fork safety, see rust/metrics/family.rs).
+pub fn view_of(local: View) -> View {
+    let Some(dir) = dir() else { return local };
+    let families: Vec<Arc<Family>> = local.iter().map(|(f, _)| f.clone()).collect();
     let own = own_path();
     // Shared with other readers, exclusive against the archiver, so no count is read twice or
     // missed while a dead file moves into the archive.
@@ -220,8 +227,8 @@ pub fn view(families: &[Arc<Family>]) -> View {
         srcs = sources(&dir, own.as_deref());
     }
     let merged = match srcs {
-        Ok(srcs) => merge(&srcs, families),
-        Err(_) => local(),
+        Ok(srcs) => merge(&srcs, &families),
+        Err(_) => local,
     };
     if let Some(l) = &lock {
         sys::unlock(l);
@@ -243,7 +250,7 @@ pub fn permissions(dir: &Path) -> io::Result<(u32, Vec<u32>)> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::exposition::{encode, encode_view, Format};
+    use crate::exposition::{encode, encode_snapshots, Format};
     use crate::metrics::family::{FamilySpec, Kind, Series};
     use std::sync::atomic::AtomicUsize;
 
@@ -302,9 +309,9 @@ pub(crate) mod tests {
         }
         let view = merge(&sources(&dir, None).unwrap(), &fams);
         for format in [Format::Text, Format::OpenMetrics] {
-            assert_eq!(encode_view(&view, format), encode(&single, format));
+            assert_eq!(encode_snapshots(&view, format), encode(&single, format));
         }
-        let text = encode_view(&view, Format::Text);
+        let text = encode_snapshots(&view, Format::Text);
         assert!(text.contains("req_total{ep=\"/a\"} 750.0\n"), "{text}");
         assert!(text.contains("lat_ms_count{ep=\"/b\"} 600.0\n"), "{text}");
         std::fs::remove_dir_all(&dir).unwrap();
@@ -431,7 +438,7 @@ pub(crate) mod tests {
             let live = Store::create_at(dir.join(format!("99-{round}.db")), 99 + round as u32).unwrap();
             write(&live, 1);
             let before = merge(&sources(&dir, None).unwrap(), &fams);
-            let text_before = encode_view(&before, Format::Text);
+            let text_before = encode_snapshots(&before, Format::Text);
             assert_eq!(archive_dead(&dir).unwrap(), 3);
             assert_eq!(archive_dead(&dir).unwrap(), 0);
             let after = merge(&sources(&dir, None).unwrap(), &fams);

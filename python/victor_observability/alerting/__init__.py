@@ -1,6 +1,5 @@
 """Alerting: rules with severities, an AlertManager that deduplicates alerts, and notification channels."""
 
-from victor_observability.alerting._engine import RuleState
 from victor_observability.alerting.conditions import (
     MetricCondition,
     cache_hit_rate_below,
@@ -16,7 +15,14 @@ from victor_observability.alerting.delivery import DeliveryFailure, DeliveryPoli
 from victor_observability.alerting.manager import AlertManager, create_alert_manager
 from victor_observability.alerting.notification import Notification, NotificationError, Notifier
 from victor_observability.alerting.notifiers import AlertmanagerNotifier, LogNotifier, SlackNotifier, WebhookNotifier
-from victor_observability.alerting.rules import Alert, AlertRule, AlertRuleBuilder, AlertSeverity, AlertStatus
+from victor_observability.alerting.rules import (
+    Alert,
+    AlertRule,
+    AlertRuleBuilder,
+    AlertSeverity,
+    AlertStatus,
+    RuleState,
+)
 from victor_observability.alerting.smtp import EmailNotifier
 
 __all__ = [

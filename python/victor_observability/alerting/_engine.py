@@ -10,11 +10,10 @@ import re
 import threading
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
-from victor_observability.alerting._metrics import NoAlertMetrics
-from victor_observability.alerting.rules import RESERVED_LABELS, Alert, AlertRule, AlertStatus
+from victor_observability.alerting._metrics import AlertMetrics
+from victor_observability.alerting.rules import RESERVED_LABELS, Alert, AlertRule, AlertStatus, RuleState
 
 logger = logging.getLogger("victor_observability.alerting")
 
@@ -22,23 +21,6 @@ _LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 LabelKey = tuple[tuple[str, str], ...]
 # Called for each notification the state machine decides on: (entry, alert, kind, now, repeat).
 NotifyHook = Callable[["RuleEntry", Alert, str, float, bool], None]
-
-
-@dataclass(frozen=True)
-class RuleState:
-    """A rule's evaluation health as seen by `AlertManager.get_rule_states()`."""
-
-    name: str
-    health: str  # "ok" or "error"
-    last_error: str | None
-    last_error_at: float | None
-    error_count: int
-    last_evaluated_at: float | None
-    pending_alerts: int
-    active_alerts: int
-
-    def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
 
 
 def _is_async_callable(fn: object) -> bool:
@@ -111,7 +93,7 @@ class Engine:
         clock: Callable[[], float],
         condition_timeout: float,
         notify: NotifyHook,
-        metrics: NoAlertMetrics,
+        metrics: AlertMetrics,
         history_size: int = 1000,
     ) -> None:
         self.clock = clock

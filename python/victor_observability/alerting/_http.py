@@ -8,7 +8,8 @@ from collections.abc import Iterable, Mapping
 
 import httpx
 
-from victor_observability.alerting.notification import NotificationError, redact
+from victor_observability.alerting._secrets import redact
+from victor_observability.alerting.notification import NotificationError
 
 # Statuses worth retrying besides 5xx: request timeout and rate limiting.
 _RETRYABLE_4XX = frozenset({408, 425, 429})
@@ -50,7 +51,8 @@ async def post_json(
     status = response.status_code
     if 200 <= status < 300:
         return
-    snippet = redact(response.text[:200], secret_list).strip()
+    # Redact before cutting: a cut through an echoed secret would leave its first half unredacted.
+    snippet = redact(response.text[:4096], secret_list)[:200].strip()
     message = f"{channel}: HTTP {status}" + (f": {snippet}" if snippet else "")
     retry_after = parse_retry_after(response.headers.get("retry-after")) if status in (429, 503) else None
     retryable = status >= 500 or status in _RETRYABLE_4XX

@@ -1,18 +1,24 @@
-"""The alerting metric families, or a no-op when the manager has no registry."""
+"""The alert manager's own metrics: a Protocol, the no-op "off" object and the families on a registry."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Protocol
+
+from victor_observability.metrics.component import ComponentMetrics
+from victor_observability.metrics.instruments import Counter, Gauge, Registry
 
 
-def alert_metrics_for(registry: Any, prefix: str) -> AlertMetrics:
-    """The alert metric families on `registry`, created on first use and shared by every manager on it (a
-    second manager on the same collector reuses them instead of tripping the registry's duplicate check)."""
-    return registry.shared(f"alerting:{prefix}", lambda: AlertMetrics(registry, prefix))  # type: ignore[no-any-return]
+class AlertMetrics(Protocol):
+    """What the alert manager reports; `NoAlertMetrics` is the "off" object."""
+
+    def fired(self, rule: str, severity: str) -> None: ...
+    def active(self, rule: str, severity: str, delta: float) -> None: ...
+    def notification(self, channel: str, outcome: str) -> None: ...
+    def rule_error(self, rule: str) -> None: ...
 
 
 class NoAlertMetrics:
-    """The "off" sink: every update is a no-op."""
+    """Records nothing."""
 
     def fired(self, rule: str, severity: str) -> None:
         pass
@@ -27,13 +33,13 @@ class NoAlertMetrics:
         pass
 
 
-class AlertMetrics(NoAlertMetrics):
+class RegistryAlertMetrics(ComponentMetrics):
     """`<prefix>_alerts_fired_total{rule,severity}`, `<prefix>_alerts_active{rule,severity}`,
     `<prefix>_alert_notifications_total{channel,outcome}` and `<prefix>_alert_rule_errors_total{rule}`."""
 
-    def __init__(self, registry: Any, prefix: str) -> None:
-        from victor_observability.metrics import Counter, Gauge
+    namespace = "alerting"
 
+    def __init__(self, registry: Registry, prefix: str) -> None:
         self._fired = Counter(
             f"{prefix}_alerts_fired_total", "Alerts that started firing.", ["rule", "severity"], registry=registry
         )

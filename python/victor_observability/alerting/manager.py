@@ -12,12 +12,12 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from victor_observability import _core
-from victor_observability.alerting._engine import Engine, RuleEntry, RuleState
-from victor_observability.alerting._metrics import NoAlertMetrics, alert_metrics_for
+from victor_observability.alerting._engine import Engine, RuleEntry
+from victor_observability.alerting._metrics import AlertMetrics, NoAlertMetrics, RegistryAlertMetrics
 from victor_observability.alerting.delivery import Channel, DeliveryFailure, DeliveryPolicy, Dispatcher, Sleep
 from victor_observability.alerting.notification import Notification, Notifier
 from victor_observability.alerting.notifiers import LogNotifier
-from victor_observability.alerting.rules import Alert, AlertRule, AlertStatus
+from victor_observability.alerting.rules import Alert, AlertRule, AlertStatus, RuleState
 
 logger = logging.getLogger("victor_observability.alerting")
 
@@ -61,8 +61,7 @@ class AlertManager:
         if condition_timeout <= 0:
             raise ValueError("AlertManager: condition_timeout must be > 0")
         if registry is not None:
-            prefix = prefix or str(getattr(registry, "prefix", None) or "victor")
-            self._metrics: NoAlertMetrics = alert_metrics_for(registry, prefix)
+            self._metrics: AlertMetrics = RegistryAlertMetrics.on(registry, prefix or None)
         else:
             self._metrics = NoAlertMetrics()
         self._clock = clock

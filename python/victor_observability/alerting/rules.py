@@ -323,3 +323,20 @@ class Alert:
         """An independent copy to hand to notifiers (they run later, concurrently)."""
         copy = Alert(**{**self.__dict__, "labels": dict(self.labels), "annotations": dict(self.annotations)})
         return copy
+
+
+@dataclass(frozen=True)
+class RuleState:
+    """A rule's evaluation health as seen by `AlertManager.get_rule_states()`."""
+
+    name: str
+    health: str  # "ok" or "error"
+    last_error: str | None
+    last_error_at: float | None
+    error_count: int
+    last_evaluated_at: float | None
+    pending_alerts: int
+    active_alerts: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)

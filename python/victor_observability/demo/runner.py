@@ -22,9 +22,11 @@ from typing import Any, TextIO
 
 import httpx
 
-from victor_observability.demo.instrumentation import Instrumentation, instrument
+from victor_observability.demo.backend import GATEWAY_SERVICE, BackendProcess, RemoteModel
+from victor_observability.demo.instrumentation import DEMO_SERVICE, Instrumentation, instrument
 from victor_observability.demo.load import LoadGenerator, LoadStats
 from victor_observability.demo.service import build_app
+from victor_observability.demo.traces import trace_summary
 from victor_observability.demo.workload import World
 
 
@@ -45,6 +47,7 @@ class DemoOptions:
     profile: str | None = None  # write a cProfile of the service thread here (the bench reads it)
     client: str = "httpx"  # the load generator's HTTP client: "httpx" or "raw"
     workers: int = 1  # > 1: the service runs under `uvicorn --workers N` with multi-process mode on
+    services: int = 1  # 2: the service calls a model backend running in a second process (demo/backend.py)
 
 
 class ServiceThread:
@@ -100,20 +103,23 @@ def worker_app() -> Any:
 
     opts = json.loads(os.environ[_WORKER_ENV])
     spans = opts["spans_file"]
+    backend_url = opts.get("backend_url")
     instr = instrument(
         True,
         # One span file per worker: JSON lines from several processes would interleave.
         spans_path=Path(f"{spans}.{os.getpid()}") if spans else None,
         alert_error_rate=opts["alert_error_rate"],
         system_interval=opts["system_interval"],
+        service_name=GATEWAY_SERVICE if backend_url else DEMO_SERVICE,
     )
-    return build_app(instr, World(opts["seed"], opts["latency_scale"]))
+    model = RemoteModel(backend_url, instr.distributed_tracer) if backend_url else None
+    return build_app(instr, World(opts["seed"], opts["latency_scale"]), model=model)
 
 
 class WorkerService:
     """The service under ``uvicorn --workers N`` in its own process group, multi-process mode on."""
 
-    def __init__(self, options: DemoOptions, mp_dir: str) -> None:
+    def __init__(self, options: DemoOptions, mp_dir: str, backend_url: str | None = None) -> None:
         import os
         import socket
 
@@ -130,6 +136,7 @@ class WorkerService:
         ]  # fmt: skip
         opts = {k: getattr(options, k) for k in ("spans_file", "alert_error_rate", "system_interval", "seed")}
         opts["latency_scale"] = options.latency_scale
+        opts["backend_url"] = backend_url
         self._env = dict(os.environ, VICTOR_MULTIPROC_DIR=mp_dir, **{_WORKER_ENV: json.dumps(opts)})
         self._proc: Any = None
 
@@ -213,23 +220,41 @@ async def _run(options: DemoOptions, out: TextIO, progress: TextIO) -> int:
         spans_path=None if workers else spans,
         alert_error_rate=options.alert_error_rate,
         system_interval=options.system_interval,
+        service_name=GATEWAY_SERVICE if options.services > 1 else DEMO_SERVICE,
     )
-    service: ServiceThread | WorkerService
-    if workers:
-        options.spans_file = str(spans) if spans is not None else None
-        service = WorkerService(options, mp_dir)
-    else:
-        service = ServiceThread(
-            build_app(instr, World(options.seed, options.latency_scale)), options.port, options.profile
-        )
+    spans_offset = instr.spans_path.stat().st_size if instr.spans_path and instr.spans_path.exists() else 0
+    backend = BackendProcess(
+        0 if options.port == 0 else options.port + 1,
+        seed=options.seed,
+        latency_scale=options.latency_scale,
+        spans_file=spans if workers else instr.spans_path,
+        system_interval=options.system_interval,
+        instrumented=options.instrumented,
+    )
     try:
+        backend_url = await backend.start() if options.services > 1 else None
+        service: ServiceThread | WorkerService
+        if workers:
+            options.spans_file = str(spans) if spans is not None else None
+            service = WorkerService(options, mp_dir, backend_url)
+        else:
+            model = RemoteModel(backend_url, instr.distributed_tracer) if backend_url is not None else None
+            app = build_app(instr, World(options.seed, options.latency_scale), model=model)
+            service = ServiceThread(app, options.port, options.profile)
         port = await asyncio.to_thread(service.start)
     except RuntimeError as exc:
+        await backend.stop()
         instr.close()
         print(f"error: {exc}", file=sys.stderr)
         return 1
     base = f"http://127.0.0.1:{port}"
     print(_banner(base, instr, options), file=out, flush=True)
+    if backend.url is not None:
+        print(
+            f"  model backend {backend.url} (POST /v1/complete, /metrics, /health/*), a process of its own",
+            file=out,
+            flush=True,
+        )
     stats: LoadStats | None = None
     try:
         if options.load:
@@ -250,7 +275,12 @@ async def _run(options: DemoOptions, out: TextIO, progress: TextIO) -> int:
     finally:
         await asyncio.to_thread(service.stop)
         instr.close()
+        backend_summary = await backend.stop()
     summary = build_summary(stats, instr, scrape, port)
+    if options.services > 1:
+        summary["backend"] = backend_summary
+        if instr.spans_path is not None and instr.spans_path.exists():
+            summary["traces"] = trace_summary(instr.spans_path, spans_offset)
     print(format_summary(summary), file=out, flush=True)
     if options.summary_json:
         Path(options.summary_json).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
@@ -352,7 +382,29 @@ def format_summary(summary: dict[str, Any]) -> str:
         f"  spans         {summary['spans']}" + (f" -> {summary['spans_file']}" if summary["spans_file"] else "")
     )
     lines.append(f"  alerts fired  {summary['alerts_fired']}")
+    lines += _services_lines(summary)
     return "\n".join(lines)
+
+
+def _services_lines(summary: dict[str, Any]) -> list[str]:
+    """With a model backend: what it recorded, and the traces that crossed from one service to the other."""
+    lines = []
+    backend = summary.get("backend")
+    if backend is not None:
+        rec = backend["recorded"]
+        lines.append(
+            f"  backend       {rec['http_requests']:.0f} HTTP requests ({rec['http_errors']:.0f} 5xx), "
+            f"{backend['spans']} spans"
+        )
+    traces = summary.get("traces")
+    if traces is not None:
+        slowest = (
+            f"; slowest {traces['slowest_ms']:.0f} ms: trace {traces['slowest_trace_id']}"
+            if traces["slowest_trace_id"]
+            else ""
+        )
+        lines.append(f"  traces        {traces['traces']}, {traces['cross_service']} across services{slowest}")
+    return lines
 
 
 def _ms(value: float | None) -> str:

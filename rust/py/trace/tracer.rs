@@ -1,12 +1,34 @@
 //! The tracer core: `start_span`, inject and extract, and the finished-span store's Python face.
 
-#[allow(unused_imports)]
-use super::*;
+use super::context::{Ctx, SpanContext};
+use super::convert::{as_dict, kind_from_py, now_ns};
+use super::current::get_current;
+use super::data::SpanData;
+use super::non_recording::NonRecordingSpan;
+use super::propagation::extract;
+use super::sampler::Sampler;
+use super::shared::{parent_of, SamplerImpl, Shared};
+use super::span::{Span, SpanState};
+use crate::trace::baggage;
+use crate::trace::buffer::Store;
+use crate::trace::hex::parse_trace_id;
+use crate::trace::sampler::{ParentInfo, Sampler as CoreSampler};
+use crate::trace::span::{self as core_span, Attributes, Limits, Scope, StatusCode};
+use crate::trace::{ids, traceparent, tracestate};
+use parking_lot::Mutex;
+use pyo3::exceptions::PyValueError;
+use pyo3::intern;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyList, PyString};
+use smallvec::SmallVec;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 // The tracer core.
 
 /// The Rust half of DistributedTracer: sampling, ids, spans, propagation and the finished-span store.
-#[pyclass(frozen, subclass, module = "victor_observability._core")]
+#[pyclass(frozen, module = "victor_observability._core")]
 pub struct TracerCore {
     pub(crate) shared: Arc<Shared>,
     pub(crate) scope: Arc<Scope>,
@@ -268,9 +290,13 @@ impl TracerCore {
     /// Reads an incoming context from a dict, any mapping, or a list of (name, value) pairs (str or bytes, names
     /// case-insensitive). None when traceparent is missing, repeated or invalid; never raises. An invalid
     /// tracestate is discarded (the trace still continues), invalid baggage members are skipped.
-    pub(crate) fn extract_context(&self, py: Python<'_>, headers: &Bound<'_, PyAny>) -> Option<SpanContext> {
-        // Any Python error while reading odd carriers means "no context", never an exception.
-        extract(py, headers).unwrap_or_default()
+    pub(crate) fn extract_context(&self, py: Python<'_>, headers: &Bound<'_, PyAny>) -> PyResult<Option<SpanContext>> {
+        // Any Exception while reading odd carriers means "no context"; KeyboardInterrupt, SystemExit and other
+        // BaseExceptions that are not Exceptions are the user's, not the carrier's: they go through.
+        match extract(py, headers) {
+            Err(err) if !err.is_instance_of::<pyo3::exceptions::PyException>(py) => Err(err),
+            result => Ok(result.unwrap_or_default()),
+        }
     }
 
     /// Waits (without the GIL) until a batch is queued, `wake()` is called, or `timeout` seconds pass.

@@ -15,14 +15,21 @@ import functools
 import inspect
 import os
 import threading
+import weakref
 from collections.abc import Callable, Iterable, Mapping
 from enum import Enum
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from victor_observability import _core
+
+# attach_span / detach_span: the tracing package's interface for making a span current without a wrapper object
+# (use_span, the middleware, the OpenTelemetry bridge).
 from victor_observability._core import NonRecordingSpan, Sampler, Span, SpanContext, SpanData
-from victor_observability._sampling import (
+from victor_observability._core import attach_span as attach_span
+from victor_observability._core import detach_span as detach_span
+from victor_observability.tracing._metrics import RegistryTracingMetrics
+from victor_observability.tracing.sampling import (
     ALWAYS_OFF,
     ALWAYS_ON,
     CustomSampler,
@@ -31,8 +38,8 @@ from victor_observability._sampling import (
 )
 
 if TYPE_CHECKING:
-    from victor_observability.exporters import SpanExporter
-    from victor_observability.metrics import Registry
+    from victor_observability.metrics.instruments import Registry
+    from victor_observability.tracing.exporters import SpanExporter
 
 __all__ = [
     "ALWAYS_OFF",
@@ -107,7 +114,7 @@ class _UseSpan:
         self._token: object = None
 
     def __enter__(self) -> AnySpan:
-        self._token = _core._set_current_span(self._span)
+        self._token = attach_span(self._span)
         return self._span
 
     def __exit__(
@@ -119,15 +126,16 @@ class _UseSpan:
                 self._span.set_error(exc)
             else:
                 self._span.record_exception(exc)
-        _core._reset_current_span(self._token)
+        detach_span(self._token)
         if self._end:
             self._span.end()
 
 
-class DistributedTracer(_core.TracerCore):
+class DistributedTracer:
     """Starts spans, propagates W3C trace context, keeps recent spans and exports them off the request path.
 
-    `start_span`, `inject_context` and `extract_context` run in Rust in one call each (see `_core.pyi`).
+    `start_span`, `inject_context` and `extract_context` run in Rust in one call each: the tracer holds its Rust
+    core and binds those methods once, so the export pipeline's internals stay out of its public surface.
 
     >>> tracer = DistributedTracer("checkout", sampler=ParentBasedSampler(TraceIdRatioSampler(0.2)))
     >>> headers: dict[str, str] = {}
@@ -136,36 +144,6 @@ class DistributedTracer(_core.TracerCore):
     >>> sorted(headers)  # sampled or not, the context propagates
     ['traceparent']
     """
-
-    def __new__(
-        cls,
-        service_name: str,
-        *,
-        sampler: Sampler | CustomSampler | None = None,
-        exporters: Iterable[SpanExporter] = (),
-        max_spans: int = 10_000,
-        max_queue_size: int = 2048,
-        max_export_batch_size: int = 512,
-        max_attributes: int = 128,
-        max_events: int = 128,
-        max_value_len: int = 4096,
-        **_options: Any,
-    ) -> DistributedTracer:
-        for name, value in (("max_spans", max_spans), ("max_queue_size", max_queue_size)):
-            if value < 0:
-                raise ValueError(f"tracer {service_name!r}: {name} must be >= 0, not {value}")
-        tracer: DistributedTracer = super().__new__(
-            cls,
-            service_name,
-            sampler=sampler,
-            max_spans=max_spans,
-            max_queue_size=max_queue_size,
-            max_export_batch_size=max(1, max_export_batch_size),
-            max_attributes=max_attributes,
-            max_events=max_events,
-            max_value_len=max_value_len,
-        )
-        return tracer
 
     def __init__(
         self,
@@ -185,10 +163,28 @@ class DistributedTracer(_core.TracerCore):
         flush_on_exit: bool = True,
         registry: Registry | None = None,
     ) -> None:
-        from victor_observability._export_worker import ExportPipeline
+        from victor_observability.tracing._pipeline import ExportPipeline
 
+        for name, value in (("max_spans", max_spans), ("max_queue_size", max_queue_size)):
+            if value < 0:
+                raise ValueError(f"tracer {service_name!r}: {name} must be >= 0, not {value}")
+        core: _core.TracerCore = _core.TracerCore(
+            service_name,
+            sampler=sampler,
+            max_spans=max_spans,
+            max_queue_size=max_queue_size,
+            max_export_batch_size=max(1, max_export_batch_size),
+            max_attributes=max_attributes,
+            max_events=max_events,
+            max_value_len=max_value_len,
+        )
+        self._core = core
+        # The hot methods are the core's own, bound once: one call into Rust per operation, no Python frame.
+        self.start_span = core.start_span  # type: ignore[method-assign]
+        self.inject_context = core.inject_context  # type: ignore[method-assign]
+        self.extract_context = core.extract_context  # type: ignore[method-assign]
         self._pipeline = ExportPipeline(
-            self,
+            core,
             max_export_batch_size=max(1, max_export_batch_size),
             schedule_delay=schedule_delay,
             export_timeout=export_timeout,
@@ -200,14 +196,62 @@ class DistributedTracer(_core.TracerCore):
         for exporter in exporters:
             self.add_exporter(exporter)
         if registry is not None:
-            from victor_observability._tracing_metrics import register_tracer_metrics
+            # A weak reference: a scrape hook must not keep a discarded tracer (and its export thread) alive.
+            ref = weakref.ref(self)
+            RegistryTracingMetrics.on(registry).watch(service_name, lambda: None if (t := ref()) is None else t.stats())
 
-            register_tracer_metrics(self, registry)
+    @property
+    def service_name(self) -> str:
+        """The `service.name` resource attribute of every span."""
+        return self._core.service_name
+
+    @property
+    def scope_name(self) -> str:
+        """The instrumentation scope of spans started here."""
+        return self._core.scope_name
+
+    @property
+    def sampler(self) -> Sampler | CustomSampler:
+        """The sampler that decides for root spans (and, parent-based, for children)."""
+        return self._core.sampler  # type: ignore[no-any-return]
+
+    def start_span(
+        self,
+        name: str,
+        parent: Span | NonRecordingSpan | SpanContext | bool | None = None,
+        kind: str | None = None,
+        attributes: dict[str, Any] | None = None,
+        start_time: int | None = None,
+    ) -> AnySpan:
+        """Starts a span under `parent` (default: the current span; False: a new trace). Used as a context
+        manager it is current inside the block and ends on exit; started by hand, end it with `span.end()`."""
+        return self._core.start_span(name, parent, kind, attributes, start_time)
+
+    def inject_context(self, headers: Any, context: Span | NonRecordingSpan | SpanContext | bool | None = None) -> Any:
+        """Writes traceparent / tracestate / baggage of `context` (default: the current span) into `headers` (a
+        mapping or an ASGI header list) and returns it."""
+        return self._core.inject_context(headers, context)
+
+    def extract_context(self, headers: Any) -> SpanContext | None:
+        """The incoming context, or None when traceparent is missing, repeated or invalid (never raises)."""
+        return self._core.extract_context(headers)
+
+    def get_trace(self, trace_id: str) -> list[SpanData]:
+        """The buffered finished spans of one trace."""
+        return self._core.get_trace(trace_id)
+
+    def finished_spans(self) -> list[SpanData]:
+        """Every buffered finished span, oldest first."""
+        return self._core.finished_spans()
+
+    def clear_spans(self) -> None:
+        """Empties the buffer of finished spans (export is not affected)."""
+        self._core.clear_spans()
 
     def add_exporter(self, exporter: SpanExporter) -> None:
         """Sends finished spans to `exporter` too, from a background worker with its own bounded queue.
 
-        >>> from victor_observability.exporters import InMemorySpanExporter
+        >>> from victor_observability.tracing.exporters import InMemorySpanExporter
         >>> DistributedTracer("svc").add_exporter(InMemorySpanExporter())
         """
         if not callable(getattr(exporter, "export", None)):
@@ -290,16 +334,21 @@ class DistributedTracer(_core.TracerCore):
         >>> DistributedTracer("svc").stats()["spans_started"]
         0
         """
-        out: dict[str, int] = dict(self.core_stats())
+        out: dict[str, int] = dict(self._core.core_stats())
         out.update(self._pipeline.stats())
         return out
 
     def force_flush(self, timeout: float = 5.0) -> bool:
-        """Exports everything finished so far; True if it all went out within `timeout` seconds."""
+        """Exports everything finished so far; True if it all went out within `timeout` seconds (False if an
+        export failed or spans were dropped meanwhile)."""
         return self._pipeline.force_flush(timeout)
 
     def shutdown(self, timeout: float = 5.0) -> bool:
-        """Flushes, stops the export worker and shuts the exporters down; idempotent."""
+        """Flushes, stops the export worker and shuts the exporters down; True if every span went out.
+
+        Idempotent: a second call returns the first one's answer. Afterwards each exporter's spans add up:
+        `spans_queued` = exported + failed + dropped (a batch stuck in a hung export counts as dropped).
+        """
         done = self._pipeline.shutdown(timeout)
         with self._lock:
             if self._atexit_registered:
@@ -312,6 +361,12 @@ class DistributedTracer(_core.TracerCore):
 
     def __repr__(self) -> str:
         return f"DistributedTracer({self.service_name!r}, sampler={self.sampler!r})"
+
+
+def scoped_core(tracer: DistributedTracer, name: str, version: str | None = None) -> _core.TracerCore:
+    """The tracer's core under another instrumentation scope, sharing its sampler, buffer and export queue: the
+    tracing package's interface for the OpenTelemetry bridge, which starts spans for other libraries' tracers."""
+    return tracer._core.with_scope(name, version)
 
 
 _global_lock = threading.Lock()

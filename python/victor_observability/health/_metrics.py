@@ -1,11 +1,14 @@
-"""Health state as metrics: `<prefix>_health_check_status{probe,check}` and the check-duration histogram."""
+"""The health checker's own metrics: a Protocol, the no-op "off" object and the families on a registry."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any, Protocol
 
-from victor_observability._health_model import HealthStatus
+from victor_observability.health.model import HealthStatus
+from victor_observability.metrics.component import ComponentMetrics
+from victor_observability.metrics.instruments import Gauge, Histogram, Registry
 
 log = logging.getLogger("victor_observability.health")
 
@@ -18,6 +21,10 @@ class HealthMetrics(Protocol):
 
     def record(self, probe: str, check: str, status: HealthStatus, duration_seconds: float) -> None: ...
 
+    # Optional, looked up with getattr so that older implementations still fit:
+    # `watch_hung(hung: Callable[[], dict[str, int] | None]) -> None` reports a checker's `hung_checks()`
+    # (None once that checker is gone).
+
 
 class NoHealthMetrics:
     """Records nothing."""
@@ -25,8 +32,11 @@ class NoHealthMetrics:
     def record(self, probe: str, check: str, status: HealthStatus, duration_seconds: float) -> None:
         return None
 
+    def watch_hung(self, hung: Callable[[], dict[str, int] | None]) -> None:
+        return None
 
-class RegistryHealthMetrics:
+
+class RegistryHealthMetrics(ComponentMetrics):
     """Gauge and histogram on a `Registry`, children cached per (probe, check).
 
     >>> from victor_observability import Registry
@@ -36,9 +46,9 @@ class RegistryHealthMetrics:
     True
     """
 
-    def __init__(self, registry: Any, prefix: str) -> None:
-        from victor_observability.metrics import Gauge, Histogram
+    namespace = "health"
 
+    def __init__(self, registry: Registry, prefix: str) -> None:
         self._status = Gauge(
             f"{prefix}_health_check_status",
             "Last result of each health check: 1 pass, 0.5 warn, 0 fail.",
@@ -52,8 +62,37 @@ class RegistryHealthMetrics:
             buckets=DURATION_BUCKETS,
             registry=registry,
         )
+        self._hung = Gauge(
+            f"{prefix}_health_checks_hung",
+            "Sync health checks still running past their timeout, each holding a worker thread, per pool "
+            "(liveness, or readiness and startup).",
+            ["pool"],
+            registry=registry,
+        )
+        self._registry = registry
+        self._watched: list[Callable[[], dict[str, int] | None]] = []
         self._children: dict[tuple[str, str], tuple[Any, Any]] = {}
         self._warned = False
+
+    def watch_hung(self, hung: Callable[[], dict[str, int] | None]) -> None:
+        """Sums the hung checks of every watched checker into the gauge before every export."""
+        if not self._watched:
+            self._registry.add_collect_hook(self._refresh_hung)
+        self._watched.append(hung)
+
+    def _refresh_hung(self) -> None:
+        totals = {"liveness": 0, "readiness": 0}
+        live = []
+        for hung in self._watched:
+            counts = hung()
+            if counts is None:
+                continue  # that checker is gone
+            live.append(hung)
+            for pool, n in counts.items():
+                totals[pool] = totals.get(pool, 0) + n
+        self._watched[:] = live
+        for pool, n in totals.items():
+            self._hung.labels(pool).set(n)
 
     def record(self, probe: str, check: str, status: HealthStatus, duration_seconds: float) -> None:
         try:
@@ -81,8 +120,4 @@ def registry_health_metrics(
             raise ValueError(f"health metrics: {metrics_collector!r} has no .registry")
     if prefix is None:
         prefix = getattr(metrics_collector, "prefix", None) or getattr(registry, "prefix", None) or "victor"
-    # A registry holds each family once: checkers sharing a registry share its health families.
-    shared = getattr(registry, "shared", None)
-    if shared is None:
-        return RegistryHealthMetrics(registry, prefix)
-    return shared(f"health:{prefix}", lambda: RegistryHealthMetrics(registry, prefix))  # type: ignore[no-any-return]
+    return RegistryHealthMetrics.on(registry, prefix)

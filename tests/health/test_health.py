@@ -563,7 +563,7 @@ async def test_k8s_deployment_probes_point_at_the_health_routes() -> None:
     import yaml  # type: ignore[import-untyped]
     from victor_observability import create_health_app
 
-    path = Path(__file__).resolve().parents[1] / "config" / "k8s" / "deployment.yaml"
+    path = Path(__file__).resolve().parents[2] / "config" / "k8s" / "deployment.yaml"
     docs = list(yaml.safe_load_all(path.read_text()))
     deployment = next(d for d in docs if d["kind"] == "Deployment")
     service = next(d for d in docs if d["kind"] == "Service")

@@ -10,7 +10,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace as otel_trace
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from victor_observability import ALWAYS_OFF, DistributedTracer, SpanKind, current_span
-from victor_observability.otel import BridgeSpan, VictorTracerProvider, install
+from victor_observability.tracing.otel import BridgeSpan, VictorTracerProvider, install
 
 # OpenTelemetry lets a process set its global TracerProvider once, so this module installs one tracer for all tests.
 TRACER = DistributedTracer("test.otel")

@@ -1,0 +1,37 @@
+"""Metrics: prometheus-client style instruments, the production collector, system metrics, /metrics serving."""
+
+from victor_observability.metrics.bridge import PrometheusClientBridge, register_with_prometheus_client
+from victor_observability.metrics.collector import (
+    MetricCategory,
+    ProductionMetricsCollector,
+    create_production_collector,
+)
+from victor_observability.metrics.http import make_metrics_app, start_http_server
+from victor_observability.metrics.instruments import (
+    DEFAULT_LABEL_VALUE_CAP,
+    DEFAULT_SERIES_CAP,
+    REGISTRY,
+    Counter,
+    Gauge,
+    Histogram,
+    MetricBase,
+    Registry,
+)
+
+__all__ = [
+    "DEFAULT_LABEL_VALUE_CAP",
+    "DEFAULT_SERIES_CAP",
+    "REGISTRY",
+    "Counter",
+    "Gauge",
+    "Histogram",
+    "MetricBase",
+    "MetricCategory",
+    "ProductionMetricsCollector",
+    "PrometheusClientBridge",
+    "Registry",
+    "create_production_collector",
+    "make_metrics_app",
+    "register_with_prometheus_client",
+    "start_http_server",
+]
