@@ -31,6 +31,10 @@ class RegistryCore:
         """Defines a family; ValueError naming the metric on a bad name, label or bucket layout."""
     def unregister(self, name: str) -> bool: ...
     def names(self) -> list[str]: ...
+    def get(self, name: str) -> FamilyCore | None:
+        """The family registered under `name` (a counter's name without `_total`), if any."""
+    def reset(self) -> None:
+        """Zeroes every series (values only: children held by callers stay valid)."""
     def encode(self, openmetrics: bool = False) -> bytes:
         """Prometheus text 0.0.4, or OpenMetrics 1.0.0 with `# EOF`."""
     def samples(self) -> list[tuple[str, str, str, list[tuple[str, dict[str, str], float]]]]: ...

@@ -187,6 +187,16 @@ impl RegistryCore {
         self.inner.families().iter().map(|f| f.name.clone()).collect()
     }
 
+    /// The family registered under `name` (a counter's name without `_total`), if any.
+    fn get(&self, name: &str) -> Option<FamilyCore> {
+        self.inner.get(name).map(|inner| FamilyCore { inner })
+    }
+
+    /// Zeroes every series (values only: children held by callers stay valid).
+    fn reset(&self) {
+        self.inner.reset()
+    }
+
     /// The exposition as UTF-8 bytes, text 0.0.4 or OpenMetrics 1.0.0.
     #[pyo3(signature = (openmetrics = false))]
     fn encode<'py>(&self, py: Python<'py>, openmetrics: bool) -> Bound<'py, PyBytes> {
