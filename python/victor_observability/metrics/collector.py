@@ -12,7 +12,7 @@ import enum
 import math
 import time
 from collections import deque
-from typing import Any
+from typing import Any, cast
 
 from victor_observability import _core
 from victor_observability.metrics._handles import ErrorsByType, MetricHandle, attach
@@ -95,7 +95,7 @@ class ProductionMetricsCollector(_core.CollectorCore):
                 f"metric prefix {prefix!r}: a ProductionMetricsCollector owns its registry (read it as "
                 "collector.registry, or join another with register_with_prometheus_client); registry= must be None"
             )
-        return super().__new__(cls, prefix, series_cap=series_cap)
+        return cast(ProductionMetricsCollector, super().__new__(cls, prefix, series_cap=series_cap))
 
     def __init__(
         self,
