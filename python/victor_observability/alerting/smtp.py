@@ -11,10 +11,10 @@ from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 
 from victor_observability.alerting._secrets import redact
-from victor_observability.alerting.notification import Notification, NotificationError
+from victor_observability.alerting.notification import Notification, NotificationError, SendAlert
 
 
-class EmailNotifier:
+class EmailNotifier(SendAlert):
     """Send alert mail over SMTP (implicit TLS with `use_tls=True`, else STARTTLS unless `starttls=False`).
 
     smtplib blocks, so each send runs in a thread with a socket timeout; the password never appears in the repr,
