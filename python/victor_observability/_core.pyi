@@ -81,8 +81,14 @@ class CollectorCore:
     @property
     def core_registry(self) -> RegistryCore: ...
     def record_request(
-        self, endpoint: str, provider: str, success: bool, latency_ms: float, labels: dict[str, Any] | None = None
-    ) -> None: ...
+        self,
+        endpoint: str,
+        provider: str,
+        success: bool,
+        latency_ms: float | None = None,
+        labels: dict[str, Any] | None = None,
+    ) -> None:
+        """One request: total, success or error, latency. A missing `latency_ms` drops the sample (counted)."""
     def begin_request(self) -> None: ...
     def end_request(
         self, endpoint: str, provider: str, success: bool, latency_ms: float, labels: dict[str, Any] | None = None

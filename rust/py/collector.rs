@@ -129,21 +129,30 @@ impl CollectorCore {
         self.registry.clone_ref(py)
     }
 
-    #[pyo3(signature = (endpoint, provider, success, latency_ms, labels = None))]
+    /// `latency_ms` may be missing, and `success` is read for its truth, so that a mis-call such as the guide's
+    /// "Bad" `record_request("/chat", True, 123.4)` drops the sample and counts it (reason "missing_argument")
+    /// instead of raising into the caller's request.
+    #[pyo3(signature = (endpoint, provider, success, latency_ms = None, labels = None))]
     fn record_request(
         &self,
         py: Python<'_>,
         endpoint: &Bound<'_, PyAny>,
         provider: &Bound<'_, PyAny>,
-        success: bool,
-        latency_ms: &Bound<'_, PyAny>,
+        success: &Bound<'_, PyAny>,
+        latency_ms: Option<&Bound<'_, PyAny>>,
         labels: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
+        let Some(latency_ms) = latency_ms else {
+            self.core
+                .registry
+                .count_invalid_reason(&self.core.requests.name(), "missing_argument");
+            return Ok(());
+        };
         self.outcome(
             py,
             &self.core.requests,
             &[endpoint, provider],
-            success,
+            success.is_truthy()?,
             latency_ms,
             labels,
         )
@@ -166,7 +175,14 @@ impl CollectorCore {
         labels: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
         self.core.active_requests.add(-1.0);
-        self.record_request(py, endpoint, provider, success, latency_ms, labels)
+        self.outcome(
+            py,
+            &self.core.requests,
+            &[endpoint, provider],
+            success,
+            latency_ms,
+            labels,
+        )
     }
 
     #[pyo3(signature = (tool_name, success, duration_ms, labels = None))]
