@@ -13,7 +13,6 @@ from __future__ import annotations
 import atexit
 import functools
 import inspect
-import os
 import threading
 import weakref
 from collections.abc import Callable, Iterable, Mapping
@@ -30,6 +29,9 @@ from victor_observability.tracing.sampling import (
     CustomSampler,
     ParentBasedSampler,
     TraceIdRatioSampler,
+    sampler_from_env,
+    sdk_disabled,
+    service_name_from_env,
 )
 
 if TYPE_CHECKING:
@@ -142,7 +144,7 @@ class DistributedTracer:
 
     def __init__(
         self,
-        service_name: str,
+        service_name: str | None = None,
         *,
         sampler: Sampler | CustomSampler | None = None,
         exporters: Iterable[SpanExporter] = (),
@@ -160,6 +162,13 @@ class DistributedTracer:
     ) -> None:
         from victor_observability.tracing._pipeline import ExportPipeline
 
+        # OpenTelemetry's environment, as its SDKs read it: code wins over OTEL_SERVICE_NAME and
+        # OTEL_TRACES_SAMPLER(_ARG), which fill in what was not given (default sampler: parentbased_always_on);
+        # OTEL_SDK_DISABLED=true turns recording off whatever was given (contexts still propagate).
+        if service_name is None:
+            service_name = service_name_from_env("victor")
+        if sampler is None or sdk_disabled():
+            sampler = sampler_from_env()
         for name, value in (("max_spans", max_spans), ("max_queue_size", max_queue_size)):
             if value < 0:
                 raise ValueError(f"tracer {service_name!r}: {name} must be >= 0, not {value}")
@@ -386,7 +395,7 @@ def get_global_tracer() -> DistributedTracer:
     if tracer is None:
         with _global_lock:
             if _global_tracer is None:
-                _global_tracer = DistributedTracer(os.environ.get("OTEL_SERVICE_NAME") or "victor")
+                _global_tracer = DistributedTracer()
             tracer = _global_tracer
     return tracer
 

@@ -108,7 +108,7 @@ pub(crate) fn parent_of(obj: &Bound<'_, PyAny>) -> PyResult<Option<ParentCtx>> {
         return Ok(Some(ParentCtx {
             trace_id: s.trace_id,
             span_id: s.span_id,
-            flags: traceparent::FLAG_SAMPLED,
+            flags: s.flags,
             remote: false,
             tracestate: s.tracestate.clone(),
             baggage: s.state.lock().baggage.clone(),

@@ -26,6 +26,8 @@ pub struct Span {
     pub(crate) span_id: u64,
     pub(crate) parent_span_id: u64,
     pub(crate) parent_remote: bool,
+    /// Sampled, plus the random bit when the trace id is ours or the parent said it is random.
+    pub(crate) flags: u8,
     pub(crate) tracestate: Option<Arc<str>>,
     pub(crate) kind: Kind,
     pub(crate) start_ns: u64,
@@ -143,7 +145,7 @@ impl Span {
                 span_id: self.span_id,
                 parent_span_id: self.parent_span_id,
                 parent_remote: self.parent_remote,
-                flags: traceparent::FLAG_SAMPLED,
+                flags: self.flags,
                 tracestate: self.tracestate.clone(),
                 name: std::mem::take(&mut st.name),
                 kind: self.kind,
@@ -234,7 +236,7 @@ impl Span {
         SpanContext {
             trace_id: self.trace_id,
             span_id: self.span_id,
-            flags: traceparent::FLAG_SAMPLED,
+            flags: self.flags,
             remote: false,
             tracestate: self.tracestate.clone(),
             baggage: self.state.lock().baggage.clone(),
