@@ -54,6 +54,7 @@ __all__ = [
     "StatusCode",
     "TraceIdRatioSampler",
     "current_span",
+    "get_current_tracer",
     "get_global_tracer",
     "set_global_tracer",
     "trace_async_function",
@@ -145,6 +146,8 @@ class DistributedTracer:
     def __init__(
         self,
         service_name: str | None = None,
+        enabled: bool = True,
+        use_opentelemetry: bool = True,
         *,
         sampler: Sampler | CustomSampler | None = None,
         exporters: Iterable[SpanExporter] = (),
@@ -169,6 +172,12 @@ class DistributedTracer:
             service_name = service_name_from_env("victor")
         if sampler is None or sdk_disabled():
             sampler = sampler_from_env()
+        # The pure-Python tracer's switches: enabled=False records nothing (spans are non-recording, contexts
+        # still propagate); use_opentelemetry is kept for reading only (the OpenTelemetry bridge is tracing/otel.py).
+        self.enabled = bool(enabled)
+        self.use_opentelemetry = bool(use_opentelemetry)
+        if not self.enabled:
+            sampler = ALWAYS_OFF
         for name, value in (("max_spans", max_spans), ("max_queue_size", max_queue_size)):
             if value < 0:
                 raise ValueError(f"tracer {service_name!r}: {name} must be >= 0, not {value}")
@@ -400,34 +409,50 @@ def get_global_tracer() -> DistributedTracer:
     return tracer
 
 
+def get_current_tracer() -> DistributedTracer:
+    """The pure-Python toolkit's name for `get_global_tracer()`."""
+    return get_global_tracer()
+
+
 @overload
-def trace_function(name: F, attributes: None = None, *, tracer: DistributedTracer | None = None) -> F: ...
+def trace_function(
+    name: F, attributes: None = None, *, tracer: DistributedTracer | None = None, kind: SpanKind | str = ...
+) -> F: ...
 @overload
 def trace_function(
     name: str | None = None,
-    attributes: Mapping[str, Any] | None = None,
+    attributes: Mapping[str, Any] | SpanKind | str | None = None,
     *,
     tracer: DistributedTracer | None = None,
+    kind: SpanKind | str = ...,
 ) -> Callable[[F], F]: ...
 def trace_function(
     name: str | F | None = None,
-    attributes: Mapping[str, Any] | None = None,
+    attributes: Mapping[str, Any] | SpanKind | str | None = None,
     *,
     tracer: DistributedTracer | None = None,
+    kind: SpanKind | str = "internal",
 ) -> F | Callable[[F], F]:
     """Traces every call of a plain or async function (detected) in a span named `name` (default: the
     function's qualified name); exceptions are recorded and re-raised. Uses `tracer`, else the global tracer
-    at call time. Signature and metadata are kept.
+    at call time. Signature and metadata are kept. A span kind as the second argument is read as `kind`, the
+    pure-Python decorator's `trace_function(span_name, kind)`.
 
     >>> @trace_function("my_function", attributes={"component": "demo"})
     ... def my_function(arg1: int, arg2: int) -> int:
     ...     return arg1 + arg2
     >>> my_function(1, 2)
     3
+    >>> @trace_function("fetch", SpanKind.CLIENT)
+    ... def fetch() -> str:
+    ...     return "ok"
     """
+    if isinstance(attributes, str):  # SpanKind is a str enum
+        kind, attributes = attributes, None
     if callable(name):
-        return trace_function(None, attributes, tracer=tracer)(name)
+        return trace_function(None, attributes, tracer=tracer, kind=kind)(name)
     attrs = dict(attributes) if attributes else None
+    span_kind = SpanKind(kind).value
 
     def decorate(fn: F) -> F:
         span_name: str = name if isinstance(name, str) and name else str(getattr(fn, "__qualname__", fn))
@@ -435,14 +460,16 @@ def trace_function(
 
             @functools.wraps(fn)
             async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-                with (tracer if tracer is not None else get_global_tracer()).start_span(span_name, attributes=attrs):
+                t = tracer if tracer is not None else get_global_tracer()
+                with t.start_span(span_name, kind=span_kind, attributes=attrs):
                     return await fn(*args, **kwargs)
 
             return async_wrapper  # type: ignore[return-value]
 
         @functools.wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            with (tracer if tracer is not None else get_global_tracer()).start_span(span_name, attributes=attrs):
+            t = tracer if tracer is not None else get_global_tracer()
+            with t.start_span(span_name, kind=span_kind, attributes=attrs):
                 return fn(*args, **kwargs)
 
         return wrapper  # type: ignore[return-value]
