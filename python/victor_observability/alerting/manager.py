@@ -290,7 +290,6 @@ class AlertManager:
                 self._dispatcher.dispatch(found, note)
 
 
-K = TypeVar("K")
 V = TypeVar("V")
 
 

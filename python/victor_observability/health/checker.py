@@ -20,6 +20,7 @@ from victor_observability.health.model import (
     HealthStatus,
     ProbeStatus,
     aggregate,
+    probe_status,
 )
 
 __all__ = [
@@ -365,7 +366,13 @@ class ProductionHealthChecker:
         self, kind: HealthCheckType, status: HealthStatus, checks: dict[str, CheckResult]
     ) -> HealthCheckResponse:
         return HealthCheckResponse(
-            status, checks, time.time(), self.uptime_seconds, self.service_version, kind, self.service_id
+            probe_status(kind, status),
+            checks,
+            time.time(),
+            self.uptime_seconds,
+            self.service_version,
+            kind,
+            self.service_id,
         )
 
 

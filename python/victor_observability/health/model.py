@@ -115,7 +115,7 @@ class ProbeStatus(str, enum.Enum):
     @classmethod
     def of(cls, probe: HealthCheckType | None, health: HealthStatus) -> ProbeStatus:
         """The word `probe` uses for `health` (liveness words when the probe is unknown)."""
-        return _PROBE_WORDS[probe][health]
+        return probe_status(probe, health)
 
     @property
     def health(self) -> HealthStatus:
@@ -141,25 +141,27 @@ _PROBE_HEALTH = {
     ProbeStatus.STARTING: HealthStatus.UNHEALTHY,
     ProbeStatus.TIMEOUT: HealthStatus.UNHEALTHY,
 }
-_LIVENESS_WORDS = {
-    HealthStatus.HEALTHY: ProbeStatus.HEALTHY,
-    HealthStatus.DEGRADED: ProbeStatus.DEGRADED,
-    HealthStatus.UNHEALTHY: ProbeStatus.UNHEALTHY,
-}
-_PROBE_WORDS: dict[HealthCheckType | None, dict[HealthStatus, ProbeStatus]] = {
-    None: _LIVENESS_WORDS,
-    HealthCheckType.LIVENESS: _LIVENESS_WORDS,
-    HealthCheckType.READINESS: {
-        **_LIVENESS_WORDS,
-        HealthStatus.HEALTHY: ProbeStatus.READY,
-        HealthStatus.UNHEALTHY: ProbeStatus.NOT_READY,
-    },
-    HealthCheckType.STARTUP: {
-        **_LIVENESS_WORDS,
-        HealthStatus.HEALTHY: ProbeStatus.STARTED,
-        HealthStatus.UNHEALTHY: ProbeStatus.STARTING,
-    },
-}
+_HEALTHY, _DEGRADED = HealthStatus.HEALTHY, HealthStatus.DEGRADED
+_READINESS, _STARTUP = HealthCheckType.READINESS, HealthCheckType.STARTUP
+
+
+_PROBE_DEGRADED = ProbeStatus.DEGRADED
+_LIVE_OK, _LIVE_FAIL = ProbeStatus.HEALTHY, ProbeStatus.UNHEALTHY
+_READY, _NOT_READY = ProbeStatus.READY, ProbeStatus.NOT_READY
+_STARTED, _STARTING = ProbeStatus.STARTED, ProbeStatus.STARTING
+
+
+def probe_status(probe: HealthCheckType | None, health: HealthStatus) -> ProbeStatus:
+    """`ProbeStatus.of` by identity tests on module constants: it runs on every probe, and enum hashing and
+    enum attribute lookups are Python calls."""
+    if health is _DEGRADED:
+        return _PROBE_DEGRADED
+    ok = health is _HEALTHY
+    if probe is _READINESS:
+        return _READY if ok else _NOT_READY
+    if probe is _STARTUP:
+        return _STARTED if ok else _STARTING
+    return _LIVE_OK if ok else _LIVE_FAIL
 
 
 def _iso(ts: float) -> str:
@@ -299,9 +301,9 @@ class HealthCheckResponse:
         probe: HealthCheckType | None = None,
         service_id: str | None = None,
     ) -> None:
-        if type(status) is not ProbeStatus:
+        if status.__class__ is not ProbeStatus:
             if isinstance(status, HealthStatus):
-                status = ProbeStatus.of(probe, status)
+                status = probe_status(probe, status)
             else:
                 try:
                     status = ProbeStatus(status)
