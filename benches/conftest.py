@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from victor_observability import _core
 
 RESULTS: dict[str, float] = {}
 # (label, ours, peer, target): ratio printed is peer_median / ours_median (how many times faster we are).
@@ -18,6 +19,19 @@ NOTES: list[str] = []
 
 def compare(label: str, ours: str, peer: str, target: str) -> None:
     COMPARISONS.append((label, ours, peer, target))
+
+
+def bench_hook(name: str) -> Any:
+    """A no-op floor of rust/py/bench.rs. Only `make bench` builds them (cargo feature `bench`), so the shipped
+    extension and _core.pyi lack them and they are looked up by name."""
+    hook = getattr(_core, name, None)
+    if hook is None:
+        pytest.fail(
+            f"victor_observability._core.{name} is missing: the extension was built without the cargo feature "
+            "`bench`; run `make bench` (maturin develop --release --features python,abi3,bench)",
+            pytrace=False,
+        )
+    return hook
 
 
 @pytest.fixture

@@ -265,13 +265,25 @@ fn encode_family(f: &Family, series: &[Arc<Series>], format: Format, out: &mut S
 
 /// Encodes families in the order given (the registry's registration order).
 pub fn encode(families: &[Arc<Family>], format: Format) -> String {
+    encode_snapshots(&snapshot(families), format)
+}
+
+/// Each family with its series, copied under the family locks; encoding it takes no lock.
+pub type Snapshot = Vec<(Arc<Family>, Vec<Arc<Series>>)>;
+
+pub fn snapshot(families: &[Arc<Family>]) -> Snapshot {
+    families.iter().map(|f| (f.clone(), f.snapshot())).collect()
+}
+
+/// Encodes a snapshot: the extension runs this with the GIL released, so it must not lock a family
+/// (a fork taken meanwhile would leave the child a lock held by a thread it does not have).
+pub fn encode_snapshots(families: &[(Arc<Family>, Vec<Arc<Series>>)], format: Format) -> String {
     let mut out = String::with_capacity(4096);
-    for f in families {
-        let series = f.snapshot();
+    for (f, series) in families {
         if f.hide_when_empty && series.is_empty() {
             continue;
         }
-        encode_family(f, &series, format, &mut out);
+        encode_family(f, series, format, &mut out);
     }
     if format == Format::OpenMetrics {
         out.push_str("# EOF\n");

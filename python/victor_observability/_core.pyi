@@ -2,6 +2,36 @@
 
 from typing import Any, final
 
+from typing_extensions import disjoint_base
+
+__all__ = [
+    "CURRENT_SPAN",
+    "DEFAULT_SERIES_CAP",
+    "OPENMETRICS_CONTENT_TYPE",
+    "TEXT_CONTENT_TYPE",
+    "CollectorCore",
+    "CounterChild",
+    "FamilyCore",
+    "GaugeChild",
+    "HistogramChild",
+    "NonRecordingSpan",
+    "ParentBasedSampler",
+    "RegistryCore",
+    "Sampler",
+    "Span",
+    "SpanContext",
+    "SpanData",
+    "TraceIdRatioSampler",
+    "TracerCore",
+    "__version__",
+    "_random_trace_id",
+    "_reseed_ids",
+    "attach_span",
+    "current_span",
+    "detach_span",
+    "negotiate",
+]
+
 __version__: str
 TEXT_CONTENT_TYPE: str
 OPENMETRICS_CONTENT_TYPE: str
@@ -9,9 +39,6 @@ DEFAULT_SERIES_CAP: int
 
 def negotiate(accept: str) -> tuple[bool, str]:
     """(is_openmetrics, content_type) for a scraper's Accept header."""
-
-def noop(*args: Any, **kwargs: Any) -> None:
-    """Does nothing; the floor the benches measure record calls against."""
 
 @final
 class RegistryCore:
@@ -74,6 +101,7 @@ class HistogramChild:
         """The number of observations."""
     def sum(self) -> float: ...
 
+@disjoint_base
 class CollectorCore:
     """The Rust half of ProductionMetricsCollector; record methods never raise for bad values."""
 
@@ -130,26 +158,16 @@ CURRENT_SPAN: Any
 def current_span() -> Span | NonRecordingSpan | None:
     """The span current in this thread or asyncio task, or None."""
 
-def _set_current_span(span: Span | NonRecordingSpan | None) -> object:
-    """Makes `span` current; returns the token for `_reset_current_span`."""
+def attach_span(span: Span | NonRecordingSpan | None) -> object:
+    """Makes `span` current; returns the token for `detach_span`."""
 
-def _reset_current_span(token: object) -> None: ...
-def _noop_trace(*args: Any, **kwargs: Any) -> None:
-    """Does nothing: the floor the tracing benches measure an unsampled span against."""
-
-@final
-class _NoopContext:
-    """A context manager that does nothing: the floor of a `with` block on an extension object (benches)."""
-
-    def __enter__(self) -> _NoopContext: ...
-    def __exit__(self, a: object, b: object, c: object) -> bool: ...
-
+def detach_span(token: object) -> None: ...
 def _reseed_ids() -> None:
     """Re-seeds the calling thread's id generator (fork safety is automatic via pthread_atfork)."""
 
 def _random_trace_id() -> str: ...
 
-@final
+@disjoint_base
 class Sampler:
     """A built-in head sampler, decided in Rust."""
 
@@ -166,6 +184,28 @@ class Sampler:
     def should_sample(self, trace_id: str, parent_sampled: bool | None = None, name: object = None) -> bool: ...
     @property
     def description(self) -> str: ...
+
+@final
+class TraceIdRatioSampler(Sampler):
+    """Samples `ratio` of traces, decided on the trace id alone so that every service agrees (OpenTelemetry's
+    TraceIdRatioBased rule: low 64 bits of the id below ratio * 2**64).
+
+    >>> TraceIdRatioSampler(0.1).description
+    'TraceIdRatio(0.1)'
+    """
+
+    def __new__(cls, ratio: float) -> TraceIdRatioSampler: ...
+
+@final
+class ParentBasedSampler(Sampler):
+    """Follows the parent's sampled flag (local or remote); roots are decided by `root` (default: always on).
+    The guide's production advice, 10-20 %, is `ParentBasedSampler(TraceIdRatioSampler(0.1))`.
+
+    >>> ParentBasedSampler(TraceIdRatioSampler(0.2)).description
+    'ParentBased(root=TraceIdRatio(0.2))'
+    """
+
+    def __new__(cls, root: Sampler | None = None) -> ParentBasedSampler: ...
 
 @final
 class SpanContext:
@@ -306,7 +346,7 @@ class Span:
     def get_baggage_item(self, key: str) -> str | None: ...
     def end(self, end_time: int | None = None) -> None: ...
     def to_span_data(self) -> SpanData | None: ...
-    def _end_http_server(
+    def end_http_server(
         self,
         method: str,
         path: str,
@@ -358,7 +398,7 @@ class NonRecordingSpan:
     def get_baggage_item(self, key: str) -> str | None: ...
     def end(self, end_time: int | None = None) -> None: ...
     def to_span_data(self) -> None: ...
-    def _end_http_server(
+    def end_http_server(
         self,
         method: str,
         path: str,
@@ -372,6 +412,7 @@ class NonRecordingSpan:
     def __enter__(self) -> NonRecordingSpan: ...
     def __exit__(self, exc_type: object, exc: object, tb: object) -> bool: ...
 
+@final
 class TracerCore:
     """The Rust half of DistributedTracer."""
 

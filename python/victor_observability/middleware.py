@@ -13,9 +13,8 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Literal
 
 from victor_observability._asgi import Message, Receive, Scope, Send
-from victor_observability._core import _reset_current_span, _set_current_span
 from victor_observability.metrics.collector import ProductionMetricsCollector, create_production_collector
-from victor_observability.tracing.tracer import DistributedTracer, SpanKind, get_global_tracer
+from victor_observability.tracing.tracer import DistributedTracer, SpanKind, attach_span, detach_span, get_global_tracer
 
 log = logging.getLogger("victor_observability.middleware")
 
@@ -253,14 +252,14 @@ class MonitoringMiddleware:
         self._begin()
         error: BaseException | None = None
         # The span is current in the handler (what `tracer.use_span` does, without its wrapper object).
-        token = _set_current_span(span)
+        token = attach_span(span)
         try:
             await app(scope, exchange.wrapped_receive, exchange.wrapped_send)
         except BaseException as exc:
             error = exc
             raise
         finally:
-            _reset_current_span(token)
+            detach_span(token)
             exchange.complete(error)
 
     def _finish(self, exchange: _Exchange, error: BaseException | None) -> None:
@@ -283,7 +282,7 @@ class MonitoringMiddleware:
         # OpenTelemetry's HTTP server attributes (not url.query: query strings carry tokens too often),
         # the name "GET /items/{item_id}", error status on 5xx and the end, in one call into the core.
         server = scope.get("server")
-        span._end_http_server(
+        span.end_http_server(
             exchange.method,
             scope.get("path", ""),
             scope.get("scheme", "http"),
@@ -331,14 +330,14 @@ class MonitoringMiddleware:
         span = tracer.start_span(method, parent=tracer.extract_context(headers), kind=SpanKind.SERVER)
         exchange = _Exchange(self, scope, span, method, user_agent, _never_receive, _never_send, [])
         self._begin()
-        token = _set_current_span(span)
+        token = attach_span(span)
         try:
             response = await call_next(request)
         except BaseException as exc:
             exchange.complete(exc)
             raise
         finally:
-            _reset_current_span(token)
+            detach_span(token)
         response.headers[self._rid_name.decode()] = request_id or span.span_id
         response.headers[self._tid_name.decode()] = span.trace_id
         return _MonitoredResponse(response, exchange)

@@ -138,6 +138,9 @@ pub struct Family {
     pub hide_when_empty: bool,
     bounds: Option<Bounds>,
     hdr: Option<Arc<HdrRecorder>>,
+    // Fork safety: held only for a map lookup or insert, never across a GIL release or a Python call (the
+    // extension snapshots under the GIL and encodes outside the lock). A fork is taken by a thread holding the
+    // GIL, so no other thread holds this lock at that moment and the child inherits it unlocked and unparked.
     series: RwLock<LabelMap<Arc<Series>>>,
     cap: usize,
     overflow: OnceLock<Arc<Series>>,

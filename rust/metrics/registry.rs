@@ -8,6 +8,8 @@ use std::sync::Arc;
 
 #[derive(Debug)]
 pub struct Registry {
+    // Fork safety: as the family series map (family.rs), held only for a push or a clone, never across a GIL
+    // release or a Python call, so a fork never finds it held.
     families: RwLock<Vec<Arc<Family>>>,
     /// `<prefix>_invalid_samples_total{metric,reason}`: samples the record path dropped.
     pub invalid: Arc<Family>,

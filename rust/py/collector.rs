@@ -2,9 +2,10 @@
 //! subclasses, so its record methods are these (one crossing per user operation).
 
 use super::metrics::{label_str, sample_f64, warn_overflow, RegistryCore};
-use crate::metrics::collector::{CollectorCore as Core, Group};
+use crate::metrics::collector::Group;
 use crate::metrics::family::{Series, DEFAULT_SERIES_CAP};
 use crate::metrics::value::{check_non_negative, Invalid};
+use crate::schema::CollectorCore as Core;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString, PyTuple};
 use smallvec::SmallVec;

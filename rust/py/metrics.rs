@@ -17,7 +17,6 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<GaugeChild>()?;
     m.add_class::<HistogramChild>()?;
     m.add_function(wrap_pyfunction!(negotiate, m)?)?;
-    m.add_function(wrap_pyfunction!(noop, m)?)?;
     m.add("TEXT_CONTENT_TYPE", exposition::TEXT_CONTENT_TYPE)?;
     m.add("OPENMETRICS_CONTENT_TYPE", exposition::OPENMETRICS_CONTENT_TYPE)?;
     m.add("DEFAULT_SERIES_CAP", DEFAULT_SERIES_CAP)?;
@@ -28,13 +27,21 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
 #[cold]
 pub(crate) fn warn_overflow(py: Python<'_>, families: &[String]) {
     static LOGGER: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
-    let Ok(logger) = LOGGER.get_or_try_init(py, || -> PyResult<Py<PyAny>> {
-        Ok(py
-            .import("logging")?
-            .call_method1("getLogger", ("victor_observability.metrics",))?
-            .unbind())
-    }) else {
-        return;
+    // get + set, not get_or_try_init: that would run Python (an import) inside the cell's once-lock, and a fork
+    // taken meanwhile by another thread would leave the child that lock held for good. Racing here is harmless.
+    let logger = match LOGGER.get(py) {
+        Some(logger) => logger,
+        None => {
+            let Ok(logger) = py
+                .import("logging")
+                .and_then(|m| m.call_method1("getLogger", ("victor_observability.metrics",)))
+            else {
+                return;
+            };
+            let _ = LOGGER.set(py, logger.unbind());
+            let Some(logger) = LOGGER.get(py) else { return };
+            logger
+        }
     };
     for name in families {
         let msg = format!(
@@ -78,13 +85,11 @@ fn negotiate(accept: &str) -> (bool, &'static str) {
     }
 }
 
-/// Does nothing: the floor the benches compare record calls against.
-#[pyfunction]
-#[pyo3(signature = (*_args, **_kwargs))]
-fn noop(_args: &Bound<'_, PyTuple>, _kwargs: Option<&Bound<'_, PyDict>>) {}
-
 fn encode_bytes<'py>(py: Python<'py>, families: Vec<Arc<Family>>, openmetrics: bool) -> Bound<'py, PyBytes> {
-    let text = py.detach(|| exposition::encode(&families, format_of(openmetrics)));
+    // The family locks are taken here, with the GIL held, and never inside `detach`: a fork (always taken by
+    // a thread holding the GIL) then cannot happen while this thread holds one. See rust/metrics/family.rs.
+    let snapshot = exposition::snapshot(&families);
+    let text = py.detach(|| exposition::encode_snapshots(&snapshot, format_of(openmetrics)));
     PyBytes::new(py, text.as_bytes())
 }
 
@@ -275,7 +280,7 @@ impl FamilyCore {
 }
 
 /// A counter series: `inc()` goes straight to an atomic.
-#[pyclass(frozen, module = "victor_observability._core")]
+#[pyclass(frozen, module = "victor_observability.metrics")]
 pub struct CounterChild {
     series: Arc<Series>,
     family: Arc<Family>,
@@ -302,7 +307,7 @@ impl CounterChild {
 }
 
 /// A gauge series.
-#[pyclass(frozen, module = "victor_observability._core")]
+#[pyclass(frozen, module = "victor_observability.metrics")]
 pub struct GaugeChild {
     series: Arc<Series>,
 }
@@ -329,7 +334,7 @@ impl GaugeChild {
 }
 
 /// A histogram series.
-#[pyclass(frozen, module = "victor_observability._core")]
+#[pyclass(frozen, module = "victor_observability.metrics")]
 pub struct HistogramChild {
     series: Arc<Series>,
 }

@@ -1,5 +1,7 @@
 //! The only PyO3 code: `#[pyclass]` wrappers over the core and the `_core` module.
 
+#[cfg(feature = "bench")]
+mod bench;
 mod collector;
 mod metrics;
 mod trace;
@@ -23,5 +25,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     metrics::register(m)?;
     collector::register(m)?;
     trace::register(m)?;
+    #[cfg(feature = "bench")]
+    bench::register(m)?;
     Ok(())
 }

@@ -14,36 +14,14 @@ mod shared;
 mod span;
 mod tracer;
 
-use crate::trace::baggage::{self, Baggage};
-use crate::trace::buffer::Store;
-use crate::trace::hex::{parse_span_id, parse_trace_id, span_id_hex, trace_id_hex};
-use crate::trace::sampler::{ParentInfo, Sampler as CoreSampler};
-use crate::trace::span::{
-    self as core_span, AttrValue, Attributes, Event, Kind, Limits, Scope, SpanRecord, StatusCode,
-};
-use crate::trace::{ids, traceparent, tracestate};
-use parking_lot::Mutex;
-use pyo3::exceptions::{PyTypeError, PyValueError};
-use pyo3::intern;
+use context::SpanContext;
+use current::{_random_trace_id, _reseed_ids, attach_span, current_span, current_var, detach_span};
+use data::SpanData;
+use non_recording::NonRecordingSpan;
 use pyo3::prelude::*;
-use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
-use smallvec::SmallVec;
-use std::borrow::Cow;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-
-use context::*;
-use convert::*;
-use current::*;
-use data::*;
-use non_recording::*;
-use propagation::*;
-use sampler::*;
-use shared::*;
-use span::*;
-use tracer::*;
+use sampler::{ParentBasedSampler, Sampler, TraceIdRatioSampler};
+use span::Span;
+use tracer::TracerCore;
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<TracerCore>()?;
@@ -52,11 +30,11 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<SpanContext>()?;
     m.add_class::<SpanData>()?;
     m.add_class::<Sampler>()?;
-    m.add_class::<_NoopContext>()?;
-    m.add_function(wrap_pyfunction!(_noop_trace, m)?)?;
+    m.add_class::<TraceIdRatioSampler>()?;
+    m.add_class::<ParentBasedSampler>()?;
     m.add_function(wrap_pyfunction!(current_span, m)?)?;
-    m.add_function(wrap_pyfunction!(_set_current_span, m)?)?;
-    m.add_function(wrap_pyfunction!(_reset_current_span, m)?)?;
+    m.add_function(wrap_pyfunction!(attach_span, m)?)?;
+    m.add_function(wrap_pyfunction!(detach_span, m)?)?;
     m.add_function(wrap_pyfunction!(_reseed_ids, m)?)?;
     m.add_function(wrap_pyfunction!(_random_trace_id, m)?)?;
     m.add("CURRENT_SPAN", current_var(m.py())?.clone_ref(m.py()))?;

@@ -203,3 +203,55 @@ def test_unavailable_receiver_is_retried_until_it_recovers(
     assert sorted(span.name for _, _, span in receiver.spans()) == [f"op-{i}" for i in range(4)]
     stats = tracer.stats()
     assert stats["exported_spans"] == 4 and stats["export_retries"] == 1 and stats["export_failed_spans"] == 0
+
+
+def test_the_two_service_demo_exports_each_service_under_its_own_name(receiver: Receiver, tmp_path: Any) -> None:
+    import os
+    import re
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    env = {**os.environ, "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint.removesuffix("/v1/traces")}
+    args = ["demo", "--services", "2", "--port", "0", "--no-load", "--latency-scale", "0.01", "--spans-file", ""]
+    proc = subprocess.Popen(
+        [sys.executable, "-u", "-m", "victor_observability", *args],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        assert proc.stdout is not None
+        port = None
+        deadline = time.monotonic() + 45
+        while port is None and time.monotonic() < deadline and proc.poll() is None:
+            if found := re.search(r"serving http://127\.0\.0\.1:(\d+)", proc.stdout.readline()):
+                port = int(found.group(1))
+        assert port is not None, "the demo did not report its port"
+        chat = {"provider": "anthropic", "model": "claude-haiku-4-5", "prompt": "hi"}
+        with httpx.Client(timeout=10, trust_env=False) as client:
+            client.post(f"http://127.0.0.1:{port}/v1/chat", json=chat)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0, proc.stderr.read() if proc.stderr else ""
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+        for stream in (proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()
+
+    def service(rs: Any) -> str:
+        return next(value_of(a.value) for a in rs.resource.attributes if a.key == "service.name")  # type: ignore[no-any-return]
+
+    spans = [(service(rs), span) for rs, _ss, span in receiver.spans()]
+    assert {name for name, _ in spans} == {"victor-demo-gateway", "victor-demo-backend"}
+    assert len({span.trace_id for _, span in spans}) == 1
+    (client_span,) = [s for name, s in spans if name == "victor-demo-gateway" and s.kind == s.SPAN_KIND_CLIENT]
+    (server_span,) = [s for name, s in spans if name == "victor-demo-backend" and s.kind == s.SPAN_KIND_SERVER]
+    assert server_span.parent_span_id == client_span.span_id

@@ -6,9 +6,11 @@ import asyncio
 import contextlib
 import inspect
 import logging
+import os
 import queue
 import threading
 import time
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -106,6 +108,20 @@ class SyncRunner:
         self._threads = 0
         self._idle = 0
         self._pending = 0
+        self._inflight: set[Check] = set()
+        ref = weakref.ref(self)
+        os.register_at_fork(after_in_child=lambda: _reset_in_child(ref))
+
+    def _after_fork(self) -> None:
+        # A forked child (gunicorn --preload) has none of the parent's workers: counting them as idle would leave
+        # every sync check queued until it timed out, and a check one of them was running would stay "running".
+        for check in self._inflight:
+            check.running = False
+            check.inflight = check.inflight_loop = None
+        self._inflight = set()
+        self._lock = threading.Lock()
+        self._queue = queue.SimpleQueue()
+        self._threads = self._idle = self._pending = 0
 
     def submit(self, loop: asyncio.AbstractEventLoop, check: Check) -> asyncio.Future[Any]:
         """Run `check.fn` on a worker; the future resolves on `loop` to `(value, exception)`."""
@@ -114,6 +130,7 @@ class SyncRunner:
         check.inflight, check.inflight_loop = raw, loop
         with self._lock:
             self._pending += 1
+            self._inflight.add(check)
             self._queue.put((loop, raw, check))
             spawn = self._pending > self._idle and self._threads < self._max
             if spawn:
@@ -138,9 +155,16 @@ class SyncRunner:
                 error = exc
             finally:
                 check.running = False
+                self._inflight.discard(check)
             # RuntimeError: that loop has closed, nobody is waiting any more.
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(_resolve, fut, (value, error))
+
+
+def _reset_in_child(ref: weakref.ReferenceType[SyncRunner]) -> None:
+    runner = ref()
+    if runner is not None:
+        runner._after_fork()
 
 
 def follow(loop: asyncio.AbstractEventLoop, raw: asyncio.Future[Any]) -> asyncio.Future[Any]:

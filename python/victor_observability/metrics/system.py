@@ -6,6 +6,7 @@ import logging
 import os
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -30,11 +31,19 @@ class SystemReader:
     """
 
     def __init__(self, disk_path: str | None = None) -> None:
-        self._process = psutil.Process(os.getpid())
         self._disk_path = disk_path or os.getcwd()
+        self._watch(os.getpid())
+
+    def _watch(self, pid: int) -> None:
+        self._pid = pid
+        self._process = psutil.Process(pid)
         self._process.cpu_percent(interval=None)
 
     def read(self) -> SystemSample:
+        # A forked child (gunicorn --preload, multiprocessing) must read its own process, not its parent's.
+        pid = os.getpid()
+        if pid != self._pid:
+            self._watch(pid)
         p = self._process
         try:
             fds: float | None = float(p.num_fds())
@@ -62,22 +71,40 @@ class BackgroundSampler:
         self.interval = interval
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="victor-system-sampler", daemon=True)
+        self._started = False
         self.errors = 0
         self.runs = 0
+        # A forked child has no sampler thread: start one there, or a gunicorn --preload worker would keep the
+        # master's sample, frozen. The weak reference lets a dropped sampler be collected; the hook stays.
+        ref = weakref.ref(self)
+        os.register_at_fork(after_in_child=lambda: _restart_in_child(ref))
 
     def start(self) -> BackgroundSampler:
+        self._started = True
         self._thread.start()
         return self
 
-    def _run(self) -> None:
+    def _after_fork(self) -> None:
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(True,), name="victor-system-sampler", daemon=True)
+        if self._started:
+            self._thread.start()
+
+    def _run(self, sample_first: bool = False) -> None:
+        # In a child the inherited sample is the parent's: replace it now rather than an interval from now.
+        if sample_first:
+            self._sample_once()
         while not self._stop.wait(self.interval):
-            try:
-                self._sample()
-                self.runs += 1
-            except Exception:
-                self.errors += 1
-                if self.errors == 1:
-                    log.exception("system metrics sampling failed; will keep trying")
+            self._sample_once()
+
+    def _sample_once(self) -> None:
+        try:
+            self._sample()
+            self.runs += 1
+        except Exception:
+            self.errors += 1
+            if self.errors == 1:
+                log.exception("system metrics sampling failed; will keep trying")
 
     def stop(self, timeout: float = 5.0) -> None:
         self._stop.set()
@@ -87,6 +114,12 @@ class BackgroundSampler:
     @property
     def running(self) -> bool:
         return self._thread.is_alive()
+
+
+def _restart_in_child(ref: weakref.ReferenceType[BackgroundSampler]) -> None:
+    sampler = ref()
+    if sampler is not None and not sampler._stop.is_set():
+        sampler._after_fork()
 
 
 def monotonic() -> float:

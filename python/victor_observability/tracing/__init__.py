@@ -1,10 +1,16 @@
-"""Distributed tracing: the tracer, spans, W3C propagation, sampling, exporters (JSON lines, console, OTLP)."""
+"""Distributed tracing: the tracer, spans, W3C propagation, sampling, exporters (JSON lines, console, OTLP), httpx."""
 
 from victor_observability.tracing.exporters import (
     ConsoleSpanExporter,
     InMemorySpanExporter,
     JsonLinesSpanExporter,
     SpanExporter,
+)
+from victor_observability.tracing.httpx import (
+    AsyncTracedTransport,
+    TracedTransport,
+    instrument_httpx,
+    uninstrument_httpx,
 )
 from victor_observability.tracing.otlp import OTLPSpanExporter
 from victor_observability.tracing.sampling import (
@@ -36,6 +42,7 @@ __all__ = [
     "ALWAYS_OFF",
     "ALWAYS_ON",
     "AnySpan",
+    "AsyncTracedTransport",
     "ConsoleSpanExporter",
     "CustomSampler",
     "DistributedTracer",
@@ -52,10 +59,13 @@ __all__ = [
     "SpanKind",
     "StatusCode",
     "TraceIdRatioSampler",
+    "TracedTransport",
     "current_span",
     "get_current_tracer",
     "get_global_tracer",
+    "instrument_httpx",
     "set_global_tracer",
     "trace_async_function",
     "trace_function",
+    "uninstrument_httpx",
 ]

@@ -198,9 +198,14 @@ class ExportPipeline:
         os.register_at_fork(after_in_child=lambda: _restart(ref))
 
     def _after_fork(self) -> None:
+        # The parent's threads are gone from the child, so every lock and thread here is made anew; the core's
+        # store lock is never held across a GIL release, so the child inherits it free (rust/trace/buffer.rs).
         self._lock = threading.Lock()
         if self._stopped or self._dispatcher is None:
             return
+        # Spans queued before the fork are the parent's to export: exporting them here too would duplicate them.
+        while self._core.drain(self._batch):
+            pass
         self._lanes = [
             _Lane(lane.exporter, capacity=self._lane_capacity, timeout=self._timeout, max_retries=self._retries)
             for lane in self._lanes

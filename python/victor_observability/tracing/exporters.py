@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import collections
 import json
+import os
 import sys
 import threading
+import weakref
 from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Protocol, runtime_checkable
@@ -68,6 +70,7 @@ class InMemorySpanExporter:
     def __init__(self, max_spans: int = 100_000) -> None:
         self._spans: collections.deque[SpanData] = collections.deque(maxlen=max_spans)
         self._lock = threading.Lock()
+        _renew_lock_in_child(self)
 
     def export(self, spans: Sequence[SpanData]) -> bool:
         with self._lock:
@@ -98,6 +101,7 @@ class JsonLinesSpanExporter:
         self.path = Path(path)
         self._lock = threading.Lock()
         self._file: IO[str] | None = None
+        _renew_lock_in_child(self)
 
     def export(self, spans: Sequence[SpanData]) -> bool:
         lines = "".join(json.dumps(s.to_dict(), separators=(",", ":"), default=str) + "\n" for s in spans)
@@ -129,6 +133,7 @@ class ConsoleSpanExporter:
     def __init__(self, stream: IO[str] | None = None) -> None:
         self._stream = stream
         self._lock = threading.Lock()
+        _renew_lock_in_child(self)
 
     def export(self, spans: Sequence[SpanData]) -> bool:
         stream = self._stream if self._stream is not None else sys.stdout
@@ -140,3 +145,20 @@ class ConsoleSpanExporter:
 
     def shutdown(self) -> None:
         pass
+
+
+class _Locked(Protocol):
+    _lock: threading.Lock
+
+
+def _renew_lock_in_child(owner: _Locked) -> None:
+    # The export worker may hold the lock (JsonLines: across a file write, with the GIL released) when another
+    # thread forks; the child has no such thread, so it gets a fresh lock instead of one held forever.
+    ref = weakref.ref(owner)
+    os.register_at_fork(after_in_child=lambda: _renew_lock(ref))
+
+
+def _renew_lock(ref: weakref.ReferenceType[_Locked]) -> None:
+    owner = ref()
+    if owner is not None:
+        owner._lock = threading.Lock()

@@ -32,7 +32,7 @@ from opentelemetry.trace import SpanKind as OtelSpanKind
 
 from victor_observability import _core
 from victor_observability._core import NonRecordingSpan, SpanContext, TracerCore
-from victor_observability.tracing.tracer import AnySpan, DistributedTracer, scoped_core
+from victor_observability.tracing.tracer import AnySpan, DistributedTracer, attach_span, detach_span, scoped_core
 
 __all__ = ["VictorRuntimeContext", "VictorTracerProvider", "install", "install_runtime_context"]
 
@@ -144,7 +144,7 @@ class VictorRuntimeContext(_RuntimeContext):
 
     def attach(self, context: Context) -> contextvars.Token[Context]:
         victor = _victor_of(get_current_span(context))
-        token = _BridgeToken(self._current.set(context), _core._set_current_span(victor))
+        token = _BridgeToken(self._current.set(context), attach_span(victor))
         # OpenTelemetry treats tokens as opaque and hands them back to detach() only.
         return cast("contextvars.Token[Context]", token)
 
@@ -161,7 +161,7 @@ class VictorRuntimeContext(_RuntimeContext):
     def detach(self, token: contextvars.Token[Context] | _BridgeToken) -> None:
         if not isinstance(token, _BridgeToken):
             return
-        _core._reset_current_span(token.victor)
+        detach_span(token.victor)
         with contextlib.suppress(ValueError):
             self._current.reset(token.otel)
 

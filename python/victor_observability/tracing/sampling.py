@@ -1,4 +1,5 @@
-"""Head samplers: the built-in Rust samplers' constructors and the Protocol for samplers written in Python.
+"""Head samplers: the built-in Rust samplers (classes: `TraceIdRatioSampler`, `ParentBasedSampler`) and the Protocol
+for samplers written in Python.
 
 >>> from victor_observability import ParentBasedSampler, TraceIdRatioSampler
 >>> ParentBasedSampler(TraceIdRatioSampler(0.1)).description
@@ -13,7 +14,7 @@ import os
 from collections.abc import Mapping
 from typing import Protocol, runtime_checkable
 
-from victor_observability._core import Sampler
+from victor_observability._core import ParentBasedSampler, Sampler, TraceIdRatioSampler
 
 __all__ = [
     "ALWAYS_OFF",
@@ -46,26 +47,6 @@ ALWAYS_ON: Sampler = Sampler.always_on()
 """Samples every trace, even one whose caller decided not to (the default is `ParentBasedSampler(ALWAYS_ON)`)."""
 ALWAYS_OFF: Sampler = Sampler.always_off()
 """Samples nothing; contexts still propagate, with the sampled flag off."""
-
-
-def TraceIdRatioSampler(ratio: float) -> Sampler:
-    """Samples `ratio` of traces, decided on the trace id alone so that every service agrees (OpenTelemetry's
-    TraceIdRatioBased rule: low 64 bits of the id below ratio * 2**64).
-
-    >>> TraceIdRatioSampler(0.1).description
-    'TraceIdRatio(0.1)'
-    """
-    return Sampler.trace_id_ratio(ratio)
-
-
-def ParentBasedSampler(root: Sampler | None = None) -> Sampler:
-    """Follows the parent's sampled flag (local or remote); roots are decided by `root` (default: always on).
-    The guide's production advice, 10-20 %, is `ParentBasedSampler(TraceIdRatioSampler(0.1))`.
-
-    >>> ParentBasedSampler(TraceIdRatioSampler(0.2)).description
-    'ParentBased(root=TraceIdRatio(0.2))'
-    """
-    return Sampler.parent_based(root if root is not None else ALWAYS_ON)
 
 
 def _env(environ: Mapping[str, str], name: str) -> str:

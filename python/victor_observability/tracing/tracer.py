@@ -21,7 +21,12 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from victor_observability import _core
+
+# attach_span / detach_span: the tracing package's interface for making a span current without a wrapper object
+# (use_span, the middleware, the OpenTelemetry bridge).
 from victor_observability._core import NonRecordingSpan, Sampler, Span, SpanContext, SpanData
+from victor_observability._core import attach_span as attach_span
+from victor_observability._core import detach_span as detach_span
 from victor_observability.tracing._metrics import RegistryTracingMetrics
 from victor_observability.tracing.sampling import (
     ALWAYS_OFF,
@@ -112,7 +117,7 @@ class _UseSpan:
         self._token: object = None
 
     def __enter__(self) -> AnySpan:
-        self._token = _core._set_current_span(self._span)
+        self._token = attach_span(self._span)
         return self._span
 
     def __exit__(
@@ -124,7 +129,7 @@ class _UseSpan:
                 self._span.set_error(exc)
             else:
                 self._span.record_exception(exc)
-        _core._reset_current_span(self._token)
+        detach_span(self._token)
         if self._end:
             self._span.end()
 

@@ -1,8 +1,15 @@
 //! SpanContext: the immutable trace context that `extract_context` returns and `parent=` accepts.
 
-#[allow(unused_imports)]
-use super::*;
+use super::convert::{baggage_from_py, baggage_to_py};
+use crate::trace::baggage::Baggage;
+use crate::trace::hex::{parse_span_id, parse_trace_id, span_id_hex, trace_id_hex};
+use crate::trace::{traceparent, tracestate};
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+use std::sync::Arc;
 
+/// A span's trace context: what a SpanContext holds, a NonRecordingSpan carries and a new span inherits.
 #[derive(Clone)]
 pub(crate) struct Ctx {
     pub(crate) trace_id: u128,
@@ -14,14 +21,9 @@ pub(crate) struct Ctx {
 }
 
 /// An immutable trace context: what `extract_context` returns and `parent=` accepts.
-#[pyclass(frozen, module = "victor_observability._core")]
+#[pyclass(frozen, module = "victor_observability.tracing")]
 pub struct SpanContext {
-    pub(crate) trace_id: u128,
-    pub(crate) span_id: u64,
-    pub(crate) flags: u8,
-    pub(crate) remote: bool,
-    pub(crate) tracestate: Option<Arc<str>>,
-    pub(crate) baggage: Option<Arc<Baggage>>,
+    pub(crate) ctx: Ctx,
 }
 
 #[pymethods]
@@ -59,63 +61,70 @@ impl SpanContext {
             }
         };
         Ok(SpanContext {
-            trace_id: tid,
-            span_id: sid,
-            flags: if sampled { traceparent::FLAG_SAMPLED } else { 0 },
-            remote: is_remote,
-            tracestate,
-            baggage: baggage_from_py(baggage)?,
+            ctx: Ctx {
+                trace_id: tid,
+                span_id: sid,
+                flags: if sampled { traceparent::FLAG_SAMPLED } else { 0 },
+                remote: is_remote,
+                tracestate,
+                baggage: baggage_from_py(baggage)?,
+            },
         })
     }
 
     #[getter]
     pub(crate) fn trace_id(&self) -> String {
-        trace_id_hex(self.trace_id)
+        trace_id_hex(self.ctx.trace_id)
     }
     #[getter]
     pub(crate) fn span_id(&self) -> String {
-        span_id_hex(self.span_id)
+        span_id_hex(self.ctx.span_id)
     }
     #[getter]
     pub(crate) fn trace_id_int(&self) -> u128 {
-        self.trace_id
+        self.ctx.trace_id
     }
     #[getter]
     pub(crate) fn span_id_int(&self) -> u64 {
-        self.span_id
+        self.ctx.span_id
     }
     #[getter]
     pub(crate) fn trace_flags(&self) -> u8 {
-        self.flags
+        self.ctx.flags
     }
     #[getter]
     pub(crate) fn sampled(&self) -> bool {
-        self.flags & traceparent::FLAG_SAMPLED != 0
+        self.ctx.flags & traceparent::FLAG_SAMPLED != 0
     }
     #[getter]
     pub(crate) fn is_remote(&self) -> bool {
-        self.remote
+        self.ctx.remote
     }
     #[getter]
     pub(crate) fn tracestate(&self) -> Option<&str> {
-        self.tracestate.as_deref()
+        self.ctx.tracestate.as_deref()
     }
     #[getter]
     pub(crate) fn baggage<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        baggage_to_py(py, self.baggage.as_ref())
+        baggage_to_py(py, self.ctx.baggage.as_ref())
     }
     #[getter]
     pub(crate) fn traceparent(&self) -> String {
-        String::from_utf8_lossy(&traceparent::format(self.trace_id, self.span_id, self.flags)).into_owned()
+        String::from_utf8_lossy(&traceparent::format(
+            self.ctx.trace_id,
+            self.ctx.span_id,
+            self.ctx.flags,
+        ))
+        .into_owned()
     }
     pub(crate) fn __eq__(&self, other: &Bound<'_, PyAny>) -> bool {
         other.cast::<SpanContext>().is_ok_and(|o| {
-            let o = o.get();
-            o.trace_id == self.trace_id && o.span_id == self.span_id && o.flags == self.flags && o.remote == self.remote
+            let (o, me) = (&o.get().ctx, &self.ctx);
+            o.trace_id == me.trace_id && o.span_id == me.span_id && o.flags == me.flags && o.remote == me.remote
         })
     }
     pub(crate) fn __hash__(&self) -> u64 {
-        (self.trace_id as u64) ^ self.span_id
+        (self.ctx.trace_id as u64) ^ self.ctx.span_id
     }
     pub(crate) fn __repr__(&self) -> String {
         format!(
@@ -123,7 +132,7 @@ impl SpanContext {
             self.trace_id(),
             self.span_id(),
             if self.sampled() { "True" } else { "False" },
-            if self.remote { "True" } else { "False" }
+            if self.ctx.remote { "True" } else { "False" }
         )
     }
 }

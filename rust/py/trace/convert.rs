@@ -1,7 +1,15 @@
 //! Conversions at the seam: attribute values under OpenTelemetry's rules, span kinds, statuses, baggage.
 
-#[allow(unused_imports)]
-use super::*;
+use crate::trace::baggage::Baggage;
+use crate::trace::span::{AttrValue, Attributes, Kind, StatusCode};
+use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::intern;
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 pub(crate) fn now_ns() -> u64 {
     SystemTime::now()
@@ -17,12 +25,17 @@ pub(crate) fn warn_once(py: Python<'_>, flag: &AtomicBool, msg: &str) {
         return;
     }
     static LOGGER: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
-    if let Ok(logger) = LOGGER.get_or_try_init(py, || -> PyResult<Py<PyAny>> {
-        Ok(py
-            .import("logging")?
-            .call_method1("getLogger", ("victor_observability.tracing",))?
-            .unbind())
-    }) {
+    // get + set, not get_or_try_init: that would run Python (an import) inside the cell's once-lock, and a fork
+    // taken meanwhile by another thread would leave the child that lock held for good. Racing here is harmless.
+    if LOGGER.get(py).is_none() {
+        if let Ok(logger) = py
+            .import("logging")
+            .and_then(|m| m.call_method1("getLogger", ("victor_observability.tracing",)))
+        {
+            let _ = LOGGER.set(py, logger.unbind());
+        }
+    }
+    if let Some(logger) = LOGGER.get(py) {
         // A failing log handler must not break the span path.
         let _ = logger.bind(py).call_method1("warning", (msg,));
     }

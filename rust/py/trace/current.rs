@@ -1,8 +1,11 @@
 //! The current span: one process-wide context variable, read and written through the C API; the small
 //! module-level functions.
 
-#[allow(unused_imports)]
-use super::*;
+use crate::trace::hex::trace_id_hex;
+use crate::trace::ids;
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::PyDict;
 
 /// The context variable holding the current span (default None).
 pub(crate) struct CurrentVar {
@@ -118,21 +121,16 @@ pub(crate) fn current_span(py: Python<'_>) -> PyResult<Option<Bound<'_, PyAny>>>
     get_current(py)
 }
 
-/// Makes `span` current until `_reset_current_span(token)`; the OpenTelemetry bridge and `use_span` use it.
+/// Makes `span` current until `detach_span(token)`; the OpenTelemetry bridge and `use_span` use it.
 #[pyfunction]
-pub(crate) fn _set_current_span<'py>(py: Python<'py>, span: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+pub(crate) fn attach_span<'py>(py: Python<'py>, span: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
     set_current(py, span)
 }
 
 #[pyfunction]
-pub(crate) fn _reset_current_span(py: Python<'_>, token: &Bound<'_, PyAny>) {
+pub(crate) fn detach_span(py: Python<'_>, token: &Bound<'_, PyAny>) {
     reset_current(py, token)
 }
-
-/// Does nothing: the floor the tracing benches measure an unsampled span against.
-#[pyfunction]
-#[pyo3(signature = (*_args, **_kwargs))]
-pub(crate) fn _noop_trace(_args: &Bound<'_, PyTuple>, _kwargs: Option<&Bound<'_, PyDict>>) {}
 
 /// Re-seeds the id generator of the calling thread (a second line behind pthread_atfork, and for tests).
 #[pyfunction]
@@ -144,22 +142,4 @@ pub(crate) fn _reseed_ids() {
 #[pyfunction]
 pub(crate) fn _random_trace_id() -> String {
     trace_id_hex(ids::trace_id())
-}
-
-/// A context manager that does nothing (bench floor for the cost of a `with` block on an extension type).
-#[pyclass(frozen, module = "victor_observability._core")]
-pub struct _NoopContext;
-
-#[pymethods]
-impl _NoopContext {
-    #[new]
-    fn new() -> Self {
-        _NoopContext
-    }
-    fn __enter__<'py>(slf: &Bound<'py, Self>) -> Bound<'py, Self> {
-        slf.clone()
-    }
-    fn __exit__(&self, _a: &Bound<'_, PyAny>, _b: &Bound<'_, PyAny>, _c: &Bound<'_, PyAny>) -> bool {
-        false
-    }
 }

@@ -1,10 +1,16 @@
 //! SpanData: a finished span, read-only, as exporters and `get_trace` see it.
 
-#[allow(unused_imports)]
-use super::*;
+use super::convert::attrs_to_py;
+use super::shared::Shared;
+use super::span::events_to_py;
+use crate::trace::hex::{span_id_hex, trace_id_hex};
+use crate::trace::span::SpanRecord;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyList};
+use std::sync::Arc;
 
 /// A finished span, read-only: what exporters receive and `get_trace` returns.
-#[pyclass(frozen, module = "victor_observability._core")]
+#[pyclass(frozen, module = "victor_observability.tracing")]
 pub struct SpanData {
     pub(crate) record: Arc<SpanRecord>,
     pub(crate) shared: Arc<Shared>,

@@ -1,11 +1,19 @@
 //! NonRecordingSpan: an unsampled span that records nothing but still carries its context.
 
-#[allow(unused_imports)]
-use super::*;
+use super::context::{Ctx, SpanContext};
+use super::convert::baggage_to_py;
+use super::current::{get_current, reset_current, set_current};
+use super::data::SpanData;
+use crate::trace::hex::{span_id_hex, trace_id_hex};
+use crate::trace::traceparent;
+use parking_lot::Mutex;
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+use smallvec::SmallVec;
 
 /// An unsampled span: records nothing, but is current inside its block so its context (sampled flag off)
 /// still propagates and its children share its trace id.
-#[pyclass(frozen, module = "victor_observability._core")]
+#[pyclass(frozen, module = "victor_observability.tracing")]
 pub struct NonRecordingSpan {
     pub(crate) ctx: Ctx,
     /// Made for a child of an unsampled span, sharing its context: entering it usually changes nothing.
@@ -21,16 +29,8 @@ impl NonRecordingSpan {
     /// A non-recording span standing for `context` (an incoming or foreign span), so it can be made current.
     #[staticmethod]
     pub(crate) fn from_context(context: &Bound<'_, SpanContext>) -> NonRecordingSpan {
-        let c = context.get();
         NonRecordingSpan {
-            ctx: Ctx {
-                trace_id: c.trace_id,
-                span_id: c.span_id,
-                flags: c.flags,
-                remote: c.remote,
-                tracestate: c.tracestate.clone(),
-                baggage: c.baggage.clone(),
-            },
+            ctx: context.get().ctx.clone(),
             shares_parent: false,
             tokens: Mutex::new(SmallVec::new()),
         }
@@ -61,14 +61,7 @@ impl NonRecordingSpan {
     }
     #[getter]
     pub(crate) fn context(&self) -> SpanContext {
-        SpanContext {
-            trace_id: self.ctx.trace_id,
-            span_id: self.ctx.span_id,
-            flags: self.ctx.flags,
-            remote: self.ctx.remote,
-            tracestate: self.ctx.tracestate.clone(),
-            baggage: self.ctx.baggage.clone(),
-        }
+        SpanContext { ctx: self.ctx.clone() }
     }
     #[getter]
     pub(crate) fn attributes<'py>(&self, py: Python<'py>) -> Bound<'py, PyDict> {
@@ -114,7 +107,7 @@ impl NonRecordingSpan {
     pub(crate) fn end(&self, end_time: Option<&Bound<'_, PyAny>>) {}
     #[pyo3(signature = (method, path, scheme, status, route=None, server_address=None, user_agent=None))]
     #[allow(clippy::too_many_arguments)]
-    pub(crate) fn _end_http_server(
+    pub(crate) fn end_http_server(
         &self,
         method: &Bound<'_, PyAny>,
         path: &Bound<'_, PyAny>,

@@ -1,7 +1,13 @@
 //! Reading W3C headers from any carrier: dicts, mappings, lists of (name, value) pairs, str or bytes.
 
-#[allow(unused_imports)]
-use super::*;
+use super::context::{Ctx, SpanContext};
+use crate::trace::baggage;
+use crate::trace::{traceparent, tracestate};
+use pyo3::intern;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
+use std::borrow::Cow;
+use std::sync::Arc;
 
 pub(crate) fn header_bytes<'a>(v: &'a Bound<'_, PyAny>) -> Option<Cow<'a, [u8]>> {
     if let Ok(s) = v.cast::<PyString>() {
@@ -115,11 +121,13 @@ pub(crate) fn extract(py: Python<'_>, headers: &Bound<'_, PyAny>) -> PyResult<Op
         .filter(|b| !b.is_empty())
         .map(Arc::new);
     Ok(Some(SpanContext {
-        trace_id: tp.trace_id,
-        span_id: tp.span_id,
-        flags: tp.flags & traceparent::KNOWN_FLAGS,
-        remote: true,
-        tracestate,
-        baggage,
+        ctx: Ctx {
+            trace_id: tp.trace_id,
+            span_id: tp.span_id,
+            flags: tp.flags & traceparent::KNOWN_FLAGS,
+            remote: true,
+            tracestate,
+            baggage,
+        },
     }))
 }

@@ -1,10 +1,12 @@
 //! The built-in head samplers, decided in Rust.
 
-#[allow(unused_imports)]
-use super::*;
+use crate::trace::hex::parse_trace_id;
+use crate::trace::sampler::{ParentInfo, Sampler as CoreSampler};
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
 
-/// A built-in head sampler; see tracing.py for the public constructors.
-#[pyclass(frozen, module = "victor_observability._core")]
+/// A built-in head sampler; `TraceIdRatioSampler` and `ParentBasedSampler` are its public constructors.
+#[pyclass(frozen, subclass, module = "victor_observability.tracing")]
 pub struct Sampler {
     pub(crate) inner: CoreSampler,
 }
@@ -63,5 +65,38 @@ impl Sampler {
     }
     pub(crate) fn __repr__(&self) -> String {
         format!("Sampler({})", self.inner.describe())
+    }
+}
+
+/// Samples `ratio` of traces, decided on the trace id alone so that every service agrees.
+#[pyclass(frozen, extends = Sampler, module = "victor_observability.tracing")]
+pub struct TraceIdRatioSampler;
+
+#[pymethods]
+impl TraceIdRatioSampler {
+    #[new]
+    fn new(ratio: f64) -> PyResult<PyClassInitializer<Self>> {
+        Ok(PyClassInitializer::from(Sampler::trace_id_ratio(ratio)?).add_subclass(TraceIdRatioSampler))
+    }
+}
+
+/// Follows the parent's sampled flag; roots are decided by `root` (default: always on).
+#[pyclass(frozen, extends = Sampler, module = "victor_observability.tracing")]
+pub struct ParentBasedSampler;
+
+#[pymethods]
+impl ParentBasedSampler {
+    #[new]
+    #[pyo3(signature = (root=None))]
+    fn new(root: Option<&Bound<'_, Sampler>>) -> PyClassInitializer<Self> {
+        let base = match root {
+            Some(root) => Sampler::parent_based(root),
+            None => Sampler {
+                inner: CoreSampler::ParentBased {
+                    root: Box::new(CoreSampler::AlwaysOn),
+                },
+            },
+        };
+        PyClassInitializer::from(base).add_subclass(ParentBasedSampler)
     }
 }

@@ -1,7 +1,18 @@
 //! What a tracer's spans share (limits, sampler, counters, the store) and how a parent is resolved.
 
-#[allow(unused_imports)]
-use super::*;
+use super::context::{Ctx, SpanContext};
+use super::convert::{to_attr, warn_once, WARNED_ATTRIBUTE, WARNED_SAMPLER};
+use super::non_recording::NonRecordingSpan;
+use super::span::Span;
+use crate::trace::buffer::Store;
+use crate::trace::hex::trace_id_hex;
+use crate::trace::sampler::{ParentInfo, Sampler as CoreSampler};
+use crate::trace::span::{AttrValue, Limits};
+use pyo3::exceptions::PyTypeError;
+use pyo3::intern;
+use pyo3::prelude::*;
+use pyo3::types::{PyBool, PyString};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 pub(crate) enum SamplerImpl {
     Core(CoreSampler),
@@ -93,48 +104,15 @@ impl Shared {
 }
 
 /// What a new span inherits from its parent.
-pub(crate) struct ParentCtx {
-    pub(crate) trace_id: u128,
-    pub(crate) span_id: u64,
-    pub(crate) flags: u8,
-    pub(crate) remote: bool,
-    pub(crate) tracestate: Option<Arc<str>>,
-    pub(crate) baggage: Option<Arc<Baggage>>,
-}
-
-pub(crate) fn parent_of(obj: &Bound<'_, PyAny>) -> PyResult<Option<ParentCtx>> {
+pub(crate) fn parent_of(obj: &Bound<'_, PyAny>) -> PyResult<Option<Ctx>> {
     if let Ok(s) = obj.cast::<Span>() {
-        let s = s.get();
-        return Ok(Some(ParentCtx {
-            trace_id: s.trace_id,
-            span_id: s.span_id,
-            flags: s.flags,
-            remote: false,
-            tracestate: s.tracestate.clone(),
-            baggage: s.state.lock().baggage.clone(),
-        }));
+        return Ok(Some(s.get().ctx()));
     }
     if let Ok(s) = obj.cast::<NonRecordingSpan>() {
-        let c = &s.get().ctx;
-        return Ok(Some(ParentCtx {
-            trace_id: c.trace_id,
-            span_id: c.span_id,
-            flags: c.flags,
-            remote: c.remote,
-            tracestate: c.tracestate.clone(),
-            baggage: c.baggage.clone(),
-        }));
+        return Ok(Some(s.get().ctx.clone()));
     }
     if let Ok(c) = obj.cast::<SpanContext>() {
-        let c = c.get();
-        return Ok(Some(ParentCtx {
-            trace_id: c.trace_id,
-            span_id: c.span_id,
-            flags: c.flags,
-            remote: c.remote,
-            tracestate: c.tracestate.clone(),
-            baggage: c.baggage.clone(),
-        }));
+        return Ok(Some(c.get().ctx.clone()));
     }
     // None: no parent here; False: explicitly none, a new trace (start_span reads None as "the current span").
     if obj.is_none() || obj.cast::<PyBool>().is_ok_and(|b| !b.is_true()) {

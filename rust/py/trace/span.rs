@@ -1,7 +1,21 @@
 //! Span (recording): a context manager that can also be ended by hand; its unsampled twin is in non_recording.rs.
 
-#[allow(unused_imports)]
-use super::*;
+use super::context::{Ctx, SpanContext};
+use super::convert::{as_dict, attrs_to_py, baggage_to_py, status_from_py};
+use super::current::{reset_current, set_current};
+use super::data::SpanData;
+use super::shared::Shared;
+use crate::trace::baggage::Baggage;
+use crate::trace::hex::{span_id_hex, trace_id_hex};
+use crate::trace::span::{self as core_span, AttrValue, Attributes, Event, Kind, Scope, SpanRecord, StatusCode};
+use parking_lot::Mutex;
+use pyo3::intern;
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyDict, PyList, PyString};
+use smallvec::SmallVec;
+use std::sync::Arc;
+use std::time::Instant;
 
 pub(crate) struct SpanState {
     pub(crate) name: String,
@@ -20,7 +34,7 @@ pub(crate) struct SpanState {
 
 /// A sampled, recording span. Use it as a context manager (current inside the block, ended on exit, an
 /// exception recorded and re-raised) or call `end()` by hand.
-#[pyclass(frozen, module = "victor_observability._core")]
+#[pyclass(frozen, module = "victor_observability.tracing")]
 pub struct Span {
     pub(crate) trace_id: u128,
     pub(crate) span_id: u64,
@@ -34,10 +48,24 @@ pub struct Span {
     pub(crate) started: Instant,
     pub(crate) shared: Arc<Shared>,
     pub(crate) scope: Arc<Scope>,
+    // Fork safety: held only to copy or update plain Rust fields, never across a GIL release or a Python call
+    // (Python objects are built after it is released), so a fork, taken with the GIL, never finds it held.
     pub(crate) state: Mutex<SpanState>,
 }
 
 impl Span {
+    /// This span's context, as its SpanContext reports it and its children inherit it.
+    pub(crate) fn ctx(&self) -> Ctx {
+        Ctx {
+            trace_id: self.trace_id,
+            span_id: self.span_id,
+            flags: self.flags,
+            remote: false,
+            tracestate: self.tracestate.clone(),
+            baggage: self.state.lock().baggage.clone(),
+        }
+    }
+
     pub(crate) fn set_one(&self, py: Python<'_>, key: &Bound<'_, PyAny>, value: &Bound<'_, PyAny>) {
         let Some((k, v)) = self.shared.convert(py, key, value) else {
             return;
@@ -106,10 +134,15 @@ impl Span {
         let type_name = ty.qualname()?.to_string();
         let message = exc.str().map(|s| s.to_string()).unwrap_or_default();
         static FORMAT: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+        // get + set, not get_or_try_init: see warn_once in convert.rs (no Python runs inside the once-lock).
+        if FORMAT.get(py).is_none() {
+            if let Ok(f) = py.import("traceback").and_then(|m| m.getattr("format_exception")) {
+                let _ = FORMAT.set(py, f.unbind());
+            }
+        }
         let stack = FORMAT
-            .get_or_try_init(py, || -> PyResult<Py<PyAny>> {
-                Ok(py.import("traceback")?.getattr("format_exception")?.unbind())
-            })
+            .get(py)
+            .ok_or_else(|| PyErr::new::<pyo3::exceptions::PyRuntimeError, _>("traceback unavailable"))
             .and_then(|f| {
                 let tb = exc.getattr(intern!(py, "__traceback__"))?;
                 let lines = f.bind(py).call1((ty.clone(), exc, tb))?;
@@ -217,11 +250,15 @@ impl Span {
     }
     #[getter]
     pub(crate) fn attributes<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        self.read(|r, st| attrs_to_py(py, r.map_or(&st.attributes, |r| &r.attributes)))
+        // Copied out first: building Python objects can run a finalizer that releases the GIL, and the span
+        // lock is never held across a GIL release (a fork would then leave the child this span locked).
+        let attrs = self.read(|r, st| r.map_or(&st.attributes, |r| &r.attributes).clone());
+        attrs_to_py(py, &attrs)
     }
     #[getter]
     pub(crate) fn events<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
-        self.read(|r, st| events_to_py(py, r.map_or(&st.events, |r| &r.events)))
+        let events = self.read(|r, st| r.map_or(&st.events, |r| &r.events).clone());
+        events_to_py(py, &events)
     }
     #[getter]
     pub(crate) fn status(&self) -> &'static str {
@@ -233,14 +270,7 @@ impl Span {
     }
     #[getter]
     pub(crate) fn context(&self) -> SpanContext {
-        SpanContext {
-            trace_id: self.trace_id,
-            span_id: self.span_id,
-            flags: self.flags,
-            remote: false,
-            tracestate: self.tracestate.clone(),
-            baggage: self.state.lock().baggage.clone(),
-        }
+        SpanContext { ctx: self.ctx() }
     }
     #[getter]
     pub(crate) fn baggage<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
@@ -366,7 +396,7 @@ impl Span {
     /// attributes under one lock, the name `METHOD route`, error status on 5xx, then `end()`.
     #[pyo3(signature = (method, path, scheme, status, route=None, server_address=None, user_agent=None))]
     #[allow(clippy::too_many_arguments)]
-    pub(crate) fn _end_http_server(
+    pub(crate) fn end_http_server(
         &self,
         method: &str,
         path: &str,

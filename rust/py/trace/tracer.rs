@@ -1,12 +1,34 @@
 //! The tracer core: `start_span`, inject and extract, and the finished-span store's Python face.
 
-#[allow(unused_imports)]
-use super::*;
+use super::context::{Ctx, SpanContext};
+use super::convert::{as_dict, kind_from_py, now_ns};
+use super::current::get_current;
+use super::data::SpanData;
+use super::non_recording::NonRecordingSpan;
+use super::propagation::extract;
+use super::sampler::Sampler;
+use super::shared::{parent_of, SamplerImpl, Shared};
+use super::span::{Span, SpanState};
+use crate::trace::baggage;
+use crate::trace::buffer::Store;
+use crate::trace::hex::parse_trace_id;
+use crate::trace::sampler::{ParentInfo, Sampler as CoreSampler};
+use crate::trace::span::{self as core_span, Attributes, Limits, Scope, StatusCode};
+use crate::trace::{ids, traceparent, tracestate};
+use parking_lot::Mutex;
+use pyo3::exceptions::PyValueError;
+use pyo3::intern;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyList, PyString};
+use smallvec::SmallVec;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 // The tracer core.
 
 /// The Rust half of DistributedTracer: sampling, ids, spans, propagation and the finished-span store.
-#[pyclass(frozen, subclass, module = "victor_observability._core")]
+#[pyclass(frozen, module = "victor_observability._core")]
 pub struct TracerCore {
     pub(crate) shared: Arc<Shared>,
     pub(crate) scope: Arc<Scope>,
