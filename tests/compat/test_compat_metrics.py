@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from victor_observability import MetricCategory, ProductionMetricsCollector, create_production_collector
+from victor_observability import MetricCategory, MetricLabel, ProductionMetricsCollector, create_production_collector
 
 
 @pytest.fixture
@@ -82,6 +82,7 @@ def test_factory_keeps_the_prefix() -> None:
 def test_metric_categories_are_strings() -> None:
     for member in ("request", "tool", "coordinator", "business", "system", "cache", "error"):
         assert MetricCategory[member.upper()] == member
+    assert MetricLabel("provider", "anthropic").to_tuple() == ("provider", "anthropic")
 
 
 # -- the reference's metric attributes, as handles on the series the record methods update -------------------------

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import math
 import time
@@ -30,6 +31,21 @@ class MetricCategory(str, enum.Enum):
     SYSTEM = "system"
     CACHE = "cache"
     ERROR = "error"
+
+
+@dataclasses.dataclass
+class MetricLabel:
+    """A label name and value, as the pure-Python collector's API has them.
+
+    >>> MetricLabel("provider", "anthropic").to_tuple()
+    ('provider', 'anthropic')
+    """
+
+    name: str
+    value: str
+
+    def to_tuple(self) -> tuple[str, str]:
+        return (self.name, self.value)
 
 
 def _finite(v: float | None) -> float | None:
