@@ -325,7 +325,9 @@ from victor_observability import AlertManager, AlertRule, WebhookNotifier
 async def main() -> None:
     manager = AlertManager()
     manager.add_notifier("hook", WebhookNotifier(sys.argv[1], timeout=10.0))
-    manager.add_rule(AlertRule(name="always", condition=lambda: True, notification_channels=("hook",)))
+    manager.add_rule(
+        AlertRule(name="always", description="Always fires.", condition=lambda: True, notification_channels=["hook"])
+    )
     for _ in range(3):
         await manager.check_and_alert()
         await manager.flush(timeout=30.0)

@@ -124,6 +124,11 @@ impl HistogramValue {
     pub fn sum(&self) -> f64 {
         AtomicF64::view(&self.s[0]).get()
     }
+
+    pub fn reset(&self) {
+        self.counts().iter().for_each(|c| c.store(0, Ordering::Relaxed));
+        AtomicF64::view(&self.s[0]).set(0.0);
+    }
 }
 
 #[cfg(test)]

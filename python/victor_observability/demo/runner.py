@@ -348,9 +348,23 @@ def build_summary(stats: LoadStats | None, instr: Instrumentation, scrape: str |
         summary["recorded"] = instr.recorded_requests()
     summary["spans"] = instr.spans_finished()
     summary["spans_file"] = str(instr.spans_path) if instr.spans_path is not None else None
-    summary["alerts_fired"] = instr.alerts_fired()
+    # Read from the final scrape when there is one: the alert loop runs until the service stops, so a count taken
+    # after the scrape could include an alert that fired in between.
+    fired = _scraped_total(scrape, f"{instr.collector.prefix}_alerts_fired_total") if instr.collector else None
+    summary["alerts_fired"] = instr.alerts_fired() if fired is None else fired
     summary["final_scrape"] = scrape
     return summary
+
+
+def _scraped_total(scrape: str | None, sample: str) -> int | None:
+    """The sum of a sample's series in a text exposition, or None without a scrape."""
+    if scrape is None:
+        return None
+    total = 0.0
+    for line in scrape.splitlines():
+        if line.startswith(sample) and line[len(sample) : len(sample) + 1] in ("{", " "):
+            total += float(line.rsplit(" ", 1)[1])
+    return int(total)
 
 
 def _round(value: float | None) -> float | None:
