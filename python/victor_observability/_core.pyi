@@ -2,6 +2,38 @@
 
 from typing import Any, final
 
+from typing_extensions import disjoint_base
+
+# must match the runtime module's __all__ (PyO3 builds it from the #[pymodule]'s items; stubtest compares them).
+__all__ = [
+    "CURRENT_SPAN",
+    "DEFAULT_SERIES_CAP",
+    "OPENMETRICS_CONTENT_TYPE",
+    "TEXT_CONTENT_TYPE",
+    "CollectorCore",
+    "CounterChild",
+    "FamilyCore",
+    "GaugeChild",
+    "HistogramChild",
+    "NonRecordingSpan",
+    "RegistryCore",
+    "Sampler",
+    "Span",
+    "SpanContext",
+    "SpanData",
+    "TracerCore",
+    "_NoopContext",
+    "__version__",
+    "_noop_trace",
+    "_random_trace_id",
+    "_reseed_ids",
+    "_reset_current_span",
+    "_set_current_span",
+    "current_span",
+    "negotiate",
+    "noop",
+]
+
 __version__: str
 TEXT_CONTENT_TYPE: str
 OPENMETRICS_CONTENT_TYPE: str
@@ -70,6 +102,7 @@ class HistogramChild:
         """The number of observations."""
     def sum(self) -> float: ...
 
+@disjoint_base
 class CollectorCore:
     """The Rust half of ProductionMetricsCollector; record methods never raise for bad values."""
 
@@ -362,6 +395,7 @@ class NonRecordingSpan:
     def __enter__(self) -> NonRecordingSpan: ...
     def __exit__(self, exc_type: object, exc: object, tb: object) -> bool: ...
 
+@disjoint_base
 class TracerCore:
     """The Rust half of DistributedTracer."""
 
