@@ -35,11 +35,14 @@ echo "=== twine check"
 "$bin/twine" check --strict "$wheel" "$sdist"
 
 echo "=== licence and typing files"
-unzip -l "$wheel" | grep -q 'dist-info/licenses/LICENSE$' || fail "LICENSE missing from the wheel"
-unzip -l "$wheel" | grep -q 'victor_observability/py.typed$' || fail "py.typed missing from the wheel"
-unzip -l "$wheel" | grep -q 'victor_observability/_core.pyi$' || fail "_core.pyi missing from the wheel"
-tar tzf "$sdist" | grep -q '^[^/]*/LICENSE$' || fail "LICENSE missing from the sdist"
-tar tzf "$sdist" | grep -q '^[^/]*/Cargo.lock$' || fail "Cargo.lock missing from the sdist (the build would float)"
+# Listed once into variables: `unzip | grep -q` would fail under pipefail when grep stops reading early.
+in_wheel=$(unzip -Z1 "$wheel")
+in_sdist=$(tar tzf "$sdist")
+grep -q 'dist-info/licenses/LICENSE$' <<<"$in_wheel" || fail "LICENSE missing from the wheel"
+grep -q '^victor_observability/py.typed$' <<<"$in_wheel" || fail "py.typed missing from the wheel"
+grep -q '^victor_observability/_core.pyi$' <<<"$in_wheel" || fail "_core.pyi missing from the wheel"
+grep -q '^[^/]*/LICENSE$' <<<"$in_sdist" || fail "LICENSE missing from the sdist"
+grep -q '^[^/]*/Cargo.lock$' <<<"$in_sdist" || fail "Cargo.lock missing from the sdist (the build would float)"
 meta=$(unzip -p "$wheel" '*.dist-info/METADATA')
 grep -qx 'License-Expression: Apache-2.0' <<<"$meta" || fail "License-Expression missing from the wheel metadata"
 
