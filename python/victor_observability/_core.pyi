@@ -4,6 +4,7 @@ from typing import Any, final
 
 from typing_extensions import disjoint_base
 
+# must match the runtime module's __all__ (PyO3 builds it from the #[pymodule]'s items; stubtest compares them).
 __all__ = [
     "CURRENT_SPAN",
     "DEFAULT_LABEL_VALUE_CAP",
