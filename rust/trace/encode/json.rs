@@ -1,0 +1,394 @@
+//! JSON lines of finished spans, byte for byte what Python's `json.dumps(span.to_dict())` wrote before.
+//!
+//! Not serde_json: the output must stay what users' log pipelines already parse, and that is Python's json
+//! module with its defaults, `ensure_ascii` (every non-ASCII character as a lowercase `\uXXXX`, astral ones as
+//! surrogate pairs) and `repr` floats (`1e+16`, `1e-05`, `NaN`, `Infinity`), neither of which serde_json writes.
+
+use crate::trace::hex::encode_into;
+use crate::trace::span::{AttrValue, Attributes, Event, Link, SpanRecord};
+
+/// The separators of `json.dumps`: compact `(",", ":")` (the JSON lines file) or the default `(", ", ": ")`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Style {
+    item: &'static [u8],
+    key: &'static [u8],
+}
+
+impl Style {
+    pub const COMPACT: Style = Style { item: b",", key: b":" };
+    pub const DEFAULT: Style = Style {
+        item: b", ",
+        key: b": ",
+    };
+}
+
+/// Appends one line per span (the JSON object and `\n`), in the field order of `SpanData.to_dict`.
+pub fn write_lines(out: &mut Vec<u8>, spans: &[impl AsRef<SpanRecord>], service: &str, style: Style) {
+    for s in spans {
+        write_span(out, s.as_ref(), service, style);
+        out.push(b'\n');
+    }
+}
+
+struct Obj<'a> {
+    out: &'a mut Vec<u8>,
+    style: Style,
+    first: bool,
+}
+
+impl<'a> Obj<'a> {
+    fn open(out: &'a mut Vec<u8>, style: Style) -> Obj<'a> {
+        out.push(b'{');
+        Obj {
+            out,
+            style,
+            first: true,
+        }
+    }
+
+    fn key(&mut self, key: &str) -> &mut Vec<u8> {
+        if !self.first {
+            self.out.extend_from_slice(self.style.item);
+        }
+        self.first = false;
+        write_str(self.out, key);
+        self.out.extend_from_slice(self.style.key);
+        self.out
+    }
+
+    fn close(self) {
+        self.out.push(b'}');
+    }
+}
+
+// must match rust/py/trace/data.rs: SpanData.to_dict (keys, order, and when the optional keys appear)
+fn write_span(out: &mut Vec<u8>, r: &SpanRecord, service: &str, style: Style) {
+    let mut o = Obj::open(out, style);
+    write_str(o.key("name"), &r.name);
+    write_hex(o.key("trace_id"), r.trace_id, 32);
+    write_hex(o.key("span_id"), r.span_id as u128, 16);
+    let parent = o.key("parent_span_id");
+    if r.parent_span_id == 0 {
+        parent.extend_from_slice(b"null");
+    } else {
+        write_hex(parent, r.parent_span_id as u128, 16);
+    }
+    write_str(o.key("kind"), r.kind.name());
+    write_u64(o.key("start_time_unix_nano"), r.start_ns);
+    write_u64(o.key("end_time_unix_nano"), r.end_ns);
+    write_float(o.key("duration_ms"), r.end_ns.wrapping_sub(r.start_ns) as f64 / 1e6);
+    write_attrs(o.key("attributes"), &r.attributes, style);
+    write_events(o.key("events"), &r.events, style);
+    let status = o.key("status");
+    let mut st = Obj::open(status, style);
+    write_str(st.key("code"), r.status.name());
+    write_str(st.key("message"), &r.status_message);
+    st.close();
+    let ts = o.key("tracestate");
+    match &r.tracestate {
+        Some(t) => write_str(ts, t),
+        None => ts.extend_from_slice(b"null"),
+    }
+    write_str(o.key("service_name"), service);
+    write_str(o.key("scope"), &r.scope.name);
+    if r.dropped_attributes > 0 || r.dropped_events > 0 {
+        write_u64(o.key("dropped_attributes"), r.dropped_attributes.into());
+        write_u64(o.key("dropped_events"), r.dropped_events.into());
+    }
+    if !r.links.is_empty() {
+        write_links(o.key("links"), &r.links, style);
+    }
+    o.close();
+}
+
+fn write_events(out: &mut Vec<u8>, events: &[Event], style: Style) {
+    out.push(b'[');
+    for (i, e) in events.iter().enumerate() {
+        if i > 0 {
+            out.extend_from_slice(style.item);
+        }
+        let mut o = Obj::open(out, style);
+        write_str(o.key("name"), &e.name);
+        write_u64(o.key("timestamp_ns"), e.time_ns);
+        write_attrs(o.key("attributes"), &e.attributes, style);
+        if e.dropped_attributes > 0 {
+            write_u64(o.key("dropped_attributes"), e.dropped_attributes.into());
+        }
+        o.close();
+    }
+    out.push(b']');
+}
+
+// must match rust/py/trace/data.rs: links_to_py
+fn write_links(out: &mut Vec<u8>, links: &[Link], style: Style) {
+    out.push(b'[');
+    for (i, l) in links.iter().enumerate() {
+        if i > 0 {
+            out.extend_from_slice(style.item);
+        }
+        let mut o = Obj::open(out, style);
+        write_hex(o.key("trace_id"), l.trace_id, 32);
+        write_hex(o.key("span_id"), l.span_id as u128, 16);
+        write_attrs(o.key("attributes"), &l.attributes, style);
+        if l.dropped_attributes > 0 {
+            write_u64(o.key("dropped_attributes"), l.dropped_attributes.into());
+        }
+        o.close();
+    }
+    out.push(b']');
+}
+
+fn write_attrs(out: &mut Vec<u8>, attrs: &Attributes, style: Style) {
+    let mut o = Obj::open(out, style);
+    for (k, v) in attrs {
+        write_value(o.key(k), v, style);
+    }
+    o.close();
+}
+
+fn write_value(out: &mut Vec<u8>, v: &AttrValue, style: Style) {
+    fn array<T>(out: &mut Vec<u8>, items: &[T], style: Style, mut each: impl FnMut(&mut Vec<u8>, &T)) {
+        out.push(b'[');
+        for (i, item) in items.iter().enumerate() {
+            if i > 0 {
+                out.extend_from_slice(style.item);
+            }
+            each(out, item);
+        }
+        out.push(b']');
+    }
+    match v {
+        AttrValue::Str(s) => write_str(out, s),
+        AttrValue::Bool(b) => write_bool(out, *b),
+        AttrValue::Int(i) => write_i64(out, *i),
+        AttrValue::Float(f) => write_float(out, *f),
+        AttrValue::StrArray(a) => array(out, a, style, |o, s| write_str(o, s)),
+        AttrValue::BoolArray(a) => array(out, a, style, |o, b| write_bool(o, *b)),
+        AttrValue::IntArray(a) => array(out, a, style, |o, i| write_i64(o, *i)),
+        AttrValue::FloatArray(a) => array(out, a, style, |o, f| write_float(o, *f)),
+    }
+}
+
+fn write_hex(out: &mut Vec<u8>, id: u128, width: usize) {
+    let mut buf = [0u8; 32];
+    encode_into(id, width, &mut buf);
+    out.push(b'"');
+    out.extend_from_slice(&buf[..width]);
+    out.push(b'"');
+}
+
+fn write_bool(out: &mut Vec<u8>, b: bool) {
+    out.extend_from_slice(if b { b"true" } else { b"false" });
+}
+
+fn write_u64(out: &mut Vec<u8>, mut v: u64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&buf[i..]);
+}
+
+fn write_i64(out: &mut Vec<u8>, v: i64) {
+    if v < 0 {
+        out.push(b'-');
+    }
+    write_u64(out, v.unsigned_abs());
+}
+
+/// Python's `float.__repr__` (and so `json.dumps`): the shortest digits that round-trip, fixed notation for
+/// decimal exponents in [-4, 16), else `d.ddde+XX`; `json` spells the non-finite values NaN and Infinity.
+pub fn write_float(out: &mut Vec<u8>, f: f64) {
+    if f.is_nan() {
+        out.extend_from_slice(b"NaN");
+        return;
+    }
+    if f.is_infinite() {
+        out.extend_from_slice(if f > 0.0 { b"Infinity" } else { b"-Infinity" });
+        return;
+    }
+    // Rust's `{:e}` also prints the shortest round-trip digits: "-1.2345e-7", "0e0".
+    let sci = format!("{f:e}");
+    let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
+    let (negative, mantissa) = match mantissa.strip_prefix('-') {
+        Some(m) => (true, m),
+        None => (false, mantissa),
+    };
+    let digits: Vec<u8> = mantissa.bytes().filter(|b| *b != b'.').collect();
+    let exp: i32 = exp.parse().unwrap_or(0);
+    // Python's `decpt`: the value is 0.DIGITS times ten to this.
+    let decpt = exp + 1;
+    if negative {
+        out.push(b'-');
+    }
+    let n = digits.len() as i32;
+    if decpt <= -4 || decpt > 16 {
+        out.push(digits[0]);
+        if n > 1 {
+            out.push(b'.');
+            out.extend_from_slice(&digits[1..]);
+        }
+        out.push(b'e');
+        out.push(if exp < 0 { b'-' } else { b'+' });
+        if exp.abs() < 10 {
+            out.push(b'0');
+        }
+        write_u64(out, exp.unsigned_abs().into());
+    } else if decpt <= 0 {
+        out.extend_from_slice(b"0.");
+        out.resize(out.len() + (-decpt) as usize, b'0');
+        out.extend_from_slice(&digits);
+    } else if decpt >= n {
+        out.extend_from_slice(&digits);
+        out.resize(out.len() + (decpt - n) as usize, b'0');
+        out.extend_from_slice(b".0");
+    } else {
+        out.extend_from_slice(&digits[..decpt as usize]);
+        out.push(b'.');
+        out.extend_from_slice(&digits[decpt as usize..]);
+    }
+}
+
+/// A JSON string as `json.dumps(..., ensure_ascii=True)` writes it.
+pub fn write_str(out: &mut Vec<u8>, s: &str) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    fn unit(out: &mut Vec<u8>, u: u16) {
+        out.extend_from_slice(b"\\u");
+        for shift in [12, 8, 4, 0] {
+            out.push(HEX[((u >> shift) & 0xf) as usize]);
+        }
+    }
+    out.push(b'"');
+    let bytes = s.as_bytes();
+    let mut plain = 0;
+    for (i, c) in s.char_indices() {
+        let escape: &[u8] = match c {
+            '"' => b"\\\"",
+            '\\' => b"\\\\",
+            '\n' => b"\\n",
+            '\r' => b"\\r",
+            '\t' => b"\\t",
+            '\u{8}' => b"\\b",
+            '\u{c}' => b"\\f",
+            ' '..='~' => continue,
+            _ => b"",
+        };
+        out.extend_from_slice(&bytes[plain..i]);
+        plain = i + c.len_utf8();
+        if !escape.is_empty() {
+            out.extend_from_slice(escape);
+        } else {
+            let mut units = [0u16; 2];
+            for u in c.encode_utf16(&mut units) {
+                unit(out, *u);
+            }
+        }
+    }
+    out.extend_from_slice(&bytes[plain..]);
+    out.push(b'"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::trace::span::{Kind, Scope, StatusCode};
+    use std::sync::Arc;
+
+    fn float(f: f64) -> String {
+        let mut out = Vec::new();
+        write_float(&mut out, f);
+        String::from_utf8(out).unwrap()
+    }
+
+    fn string(s: &str) -> String {
+        let mut out = Vec::new();
+        write_str(&mut out, s);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn floats_are_python_reprs() {
+        // Expected values are Python 3's repr() of the same floats.
+        let cases = [
+            (0.0, "0.0"),
+            (-0.0, "-0.0"),
+            (1.0, "1.0"),
+            (0.1, "0.1"),
+            (1.5, "1.5"),
+            (123.456, "123.456"),
+            (1e15, "1000000000000000.0"),
+            (1e16, "1e+16"),
+            (1.2345678901234567e16, "1.2345678901234568e+16"),
+            (123456789012345678.0, "1.2345678901234568e+17"),
+            (0.0001, "0.0001"),
+            (0.00001, "1e-05"),
+            (1.5e-7, "1.5e-07"),
+            (5e-324, "5e-324"),
+            (1.7976931348623157e308, "1.7976931348623157e+308"),
+            (-2.5e-5, "-2.5e-05"),
+            (0.001234, "0.001234"),
+            (f64::NAN, "NaN"),
+            (f64::INFINITY, "Infinity"),
+            (f64::NEG_INFINITY, "-Infinity"),
+        ];
+        for (f, want) in cases {
+            assert_eq!(float(f), want, "{f:e}");
+        }
+    }
+
+    #[test]
+    fn strings_are_ascii_escaped() {
+        assert_eq!(string("plain"), r#""plain""#);
+        assert_eq!(string("q\"b\\n\nt\tc\u{1}d\u{7f}"), r#""q\"b\\n\nt\tc\u0001d\u007f""#);
+        assert_eq!(string("h\u{e9}llo \u{4e16}"), r#""h\u00e9llo \u4e16""#);
+        assert_eq!(string("\u{1f600}"), r#""\ud83d\ude00""#);
+        assert_eq!(string("\u{8}\u{c}\r"), r#""\b\f\r""#);
+    }
+
+    #[test]
+    fn a_span_line() {
+        let r = SpanRecord {
+            trace_id: 1,
+            span_id: 2,
+            parent_span_id: 0,
+            parent_remote: false,
+            flags: 1,
+            tracestate: None,
+            name: "op".into(),
+            kind: Kind::Server,
+            start_ns: 1_000,
+            end_ns: 2_500_000,
+            attributes: vec![
+                ("a".into(), AttrValue::Int(-3)),
+                ("b".into(), AttrValue::FloatArray(vec![1.0, 0.5])),
+            ],
+            dropped_attributes: 0,
+            events: vec![],
+            dropped_events: 0,
+            links: vec![],
+            dropped_links: 0,
+            status: StatusCode::Ok,
+            status_message: String::new(),
+            scope: Arc::new(Scope {
+                name: "svc".into(),
+                version: None,
+            }),
+        };
+        let mut out = Vec::new();
+        write_lines(&mut out, &[Arc::new(r)], "svc", Style::COMPACT);
+        let want = concat!(
+            r#"{"name":"op","trace_id":"00000000000000000000000000000001","span_id":"0000000000000002","#,
+            r#""parent_span_id":null,"kind":"server","start_time_unix_nano":1000,"end_time_unix_nano":2500000,"#,
+            r#""duration_ms":2.499,"attributes":{"a":-3,"b":[1.0,0.5]},"events":[],"#,
+            r#""status":{"code":"ok","message":""},"tracestate":null,"service_name":"svc","scope":"svc"}"#,
+            "\n"
+        );
+        assert_eq!(String::from_utf8(out).unwrap(), want);
+    }
+}
