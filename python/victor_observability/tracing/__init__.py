@@ -1,6 +1,8 @@
 """Distributed tracing: the tracer, spans, W3C propagation, sampling, exporters (JSON lines, console, OTLP)."""
 
+from victor_observability._core import SpanBatch
 from victor_observability.tracing.exporters import (
+    BatchSpanExporter,
     ConsoleSpanExporter,
     InMemorySpanExporter,
     JsonLinesSpanExporter,
@@ -35,6 +37,7 @@ __all__ = [
     "ALWAYS_OFF",
     "ALWAYS_ON",
     "AnySpan",
+    "BatchSpanExporter",
     "ConsoleSpanExporter",
     "CustomSampler",
     "DistributedTracer",
@@ -45,6 +48,7 @@ __all__ = [
     "ParentBasedSampler",
     "Sampler",
     "Span",
+    "SpanBatch",
     "SpanContext",
     "SpanData",
     "SpanExporter",
