@@ -1,0 +1,144 @@
+"""Span export cost: make and export spans with 3 attributes, JSON lines and OTLP/HTTP, beside a null exporter and
+the OpenTelemetry SDK (BatchSpanProcessor + its OTLP/HTTP exporter) posting to the same local receiver.
+
+The main thread makes N spans and flushes; the time per span includes the export finishing (wall clock, best of
+rounds, the cases interleaved so that load on the shared machine hits them alike). Process CPU per span is
+printed too: it is what export takes from the requests a service is serving.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from conftest import NOTES, RESULTS, compare
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as SdkOTLPSpanExporter
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from victor_observability import DistributedTracer, JsonLinesSpanExporter, OTLPSpanExporter
+from victor_observability.tracing import SpanBatch
+
+N = 20_000
+N_SDK = 2_000
+ROUNDS = 3
+ATTRIBUTES = {"http.method": "GET", "http.status_code": 200, "user.id": "user-123"}
+
+compare(
+    "make + export, JSON lines file vs a null exporter (>= 0.83 means within 1.2x)",
+    "export_jsonl",
+    "export_null",
+    ">= 0.83",
+)
+compare(
+    "make + export, OTLP/HTTP vs a null exporter (>= 0.83 means within 1.2x)", "export_otlp", "export_null", ">= 0.83"
+)
+compare(
+    "make + OTLP/HTTP export vs OpenTelemetry SDK BatchSpanProcessor + OTLP/HTTP", "export_otlp", "otel_otlp", ">= 50"
+)
+
+# An OTLP/HTTP receiver in its own process (its CPU is not the exporter's): reads each body, answers 200.
+RECEIVER = """
+import sys
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+class H(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_POST(self):
+        self.rfile.read(int(self.headers["Content-Length"]))
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-protobuf")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+    def log_message(self, *a):
+        pass
+server = ThreadingHTTPServer(("127.0.0.1", 0), H)
+print(server.server_address[1], flush=True)
+server.serve_forever()
+"""
+
+
+class NullExporter:
+    """The floor: takes each batch and does nothing with it (no SpanData made)."""
+
+    def export(self, spans: object) -> bool:
+        return True
+
+    def export_batch(self, batch: SpanBatch) -> bool:
+        return True
+
+    def shutdown(self) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def endpoint() -> Iterator[str]:
+    proc = subprocess.Popen([sys.executable, "-c", RECEIVER], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    port = int(proc.stdout.readline())
+    yield f"http://127.0.0.1:{port}/v1/traces"
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+def ours(exporter: object) -> tuple[Callable[[int], None], Callable[[], None]]:
+    tracer = DistributedTracer("bench", exporters=[exporter], flush_on_exit=False, max_spans=0)  # type: ignore[list-item]
+
+    def run(n: int) -> None:
+        start = tracer.start_span
+        for _ in range(n):
+            with start("GET /items", attributes=ATTRIBUTES):
+                pass
+        assert tracer.force_flush(timeout=60.0)
+        assert tracer.stats()["export_failed_spans"] == 0
+
+    return run, lambda: tracer.shutdown(timeout=10.0)
+
+
+def sdk(endpoint: str) -> tuple[Callable[[int], None], Callable[[], None]]:
+    provider = TracerProvider()
+    provider.add_span_processor(BatchSpanProcessor(SdkOTLPSpanExporter(endpoint=endpoint)))
+    tracer = provider.get_tracer("bench")
+
+    def run(n: int) -> None:
+        for _ in range(n):
+            with tracer.start_as_current_span("GET /items", attributes=ATTRIBUTES):
+                pass
+        assert provider.force_flush(60_000)
+
+    return run, provider.shutdown
+
+
+def test_export_cost(endpoint: str, tmp_path: Path) -> None:
+    cases = {
+        "export_null": (ours(NullExporter()), N),
+        "export_jsonl": (ours(JsonLinesSpanExporter(tmp_path / "spans.jsonl")), N),
+        "export_otlp": (ours(OTLPSpanExporter(endpoint, timeout=30.0)), N),
+        "otel_otlp": (sdk(endpoint), N_SDK),
+    }
+    wall = dict.fromkeys(cases, float("inf"))
+    cpu = dict.fromkeys(cases, float("inf"))
+    try:
+        for (run, _), n in cases.values():
+            run(n // 10)  # warm up: threads, connections
+        for _ in range(ROUNDS):
+            for key, ((run, _), n) in cases.items():
+                t0, c0 = time.perf_counter(), time.process_time()
+                run(n)
+                wall[key] = min(wall[key], (time.perf_counter() - t0) / n)
+                cpu[key] = min(cpu[key], (time.process_time() - c0) / n)
+    finally:
+        for (_, close), _n in cases.values():
+            close()
+    RESULTS.update(wall)
+    for key in cases:
+        NOTES.append(
+            f"export: {key:<13} {wall[key] * 1e6:7.2f} us/span wall, {cpu[key] * 1e6:7.2f} us/span process CPU"
+        )
+    null = cpu["export_null"]
+    NOTES.append(
+        f"export: process CPU vs null: JSON lines {cpu['export_jsonl'] / null:.2f}x,"
+        f" OTLP {cpu['export_otlp'] / null:.2f}x; SDK/ours OTLP {cpu['otel_otlp'] / cpu['export_otlp']:.0f}x"
+    )
