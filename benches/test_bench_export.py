@@ -81,6 +81,7 @@ def endpoint() -> Iterator[str]:
     yield f"http://127.0.0.1:{port}/v1/traces"
     proc.terminate()
     proc.wait(timeout=10)
+    proc.stdout.close()
 
 
 def ours(exporter: object) -> tuple[Callable[[int], None], Callable[[], None]]:

@@ -1,5 +1,6 @@
 //! Our OTLP encoder beside the `opentelemetry-proto` crate's prost types encoding the same batch to the same bytes.
 
+use _core::trace::encode::json;
 use _core::trace::encode::otlp::encode_request;
 use _core::trace::span::{AttrValue, Attributes, Kind, Scope, SpanRecord, StatusCode};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
@@ -153,4 +154,10 @@ fn main() {
     println!("otlp encode, {BATCH}-span batches, ns per span (best of 5):");
     println!("  ours            {a:8.1}");
     println!("  prost (crate)   {b:8.1}   ({:.2}x ours)", b / a);
+    let j = ns_per_span(|| {
+        let mut out = Vec::new();
+        json::write_lines(&mut out, &spans, "svc", json::Style::COMPACT);
+        out
+    });
+    println!("json lines encode, ns per span: {j:.1}");
 }

@@ -5,21 +5,35 @@
 //! surrogate pairs) and `repr` floats (`1e+16`, `1e-05`, `NaN`, `Infinity`), neither of which serde_json writes.
 
 use crate::trace::hex::encode_into;
+use std::fmt::Write as _;
 use crate::trace::span::{AttrValue, Attributes, Event, Link, SpanRecord};
 
 /// The separators of `json.dumps`: compact `(",", ":")` (the JSON lines file) or the default `(", ", ": ")`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Style {
-    item: &'static [u8],
-    key: &'static [u8],
+    spaced: bool,
 }
 
 impl Style {
-    pub const COMPACT: Style = Style { item: b",", key: b":" };
-    pub const DEFAULT: Style = Style {
-        item: b", ",
-        key: b": ",
-    };
+    pub const COMPACT: Style = Style { spaced: false };
+    pub const DEFAULT: Style = Style { spaced: true };
+
+    // Pushes, not slices: a one- or two-byte extend_from_slice is a memmove call, and a span has dozens.
+    #[inline]
+    fn item(self, out: &mut Vec<u8>) {
+        out.push(b',');
+        if self.spaced {
+            out.push(b' ');
+        }
+    }
+
+    #[inline]
+    fn key(self, out: &mut Vec<u8>) {
+        out.push(b':');
+        if self.spaced {
+            out.push(b' ');
+        }
+    }
 }
 
 /// Appends one line per span (the JSON object and `\n`), in the field order of `SpanData.to_dict`.
@@ -48,11 +62,25 @@ impl<'a> Obj<'a> {
 
     fn key(&mut self, key: &str) -> &mut Vec<u8> {
         if !self.first {
-            self.out.extend_from_slice(self.style.item);
+            self.style.item(self.out);
         }
         self.first = false;
         write_str(self.out, key);
-        self.out.extend_from_slice(self.style.key);
+        self.style.key(self.out);
+        self.out
+    }
+
+    /// A key known to need no escape, written as is (the fixed field names).
+    #[inline]
+    fn name(&mut self, key: &str) -> &mut Vec<u8> {
+        if !self.first {
+            self.style.item(self.out);
+        }
+        self.first = false;
+        self.out.push(b'"');
+        self.out.extend_from_slice(key.as_bytes());
+        self.out.push(b'"');
+        self.style.key(self.out);
         self.out
     }
 
@@ -64,39 +92,39 @@ impl<'a> Obj<'a> {
 // must match rust/py/trace/data.rs: SpanData.to_dict (keys, order, and when the optional keys appear)
 fn write_span(out: &mut Vec<u8>, r: &SpanRecord, service: &str, style: Style) {
     let mut o = Obj::open(out, style);
-    write_str(o.key("name"), &r.name);
-    write_hex(o.key("trace_id"), r.trace_id, 32);
-    write_hex(o.key("span_id"), r.span_id as u128, 16);
-    let parent = o.key("parent_span_id");
+    write_str(o.name("name"), &r.name);
+    write_hex(o.name("trace_id"), r.trace_id, 32);
+    write_hex(o.name("span_id"), r.span_id as u128, 16);
+    let parent = o.name("parent_span_id");
     if r.parent_span_id == 0 {
         parent.extend_from_slice(b"null");
     } else {
         write_hex(parent, r.parent_span_id as u128, 16);
     }
-    write_str(o.key("kind"), r.kind.name());
-    write_u64(o.key("start_time_unix_nano"), r.start_ns);
-    write_u64(o.key("end_time_unix_nano"), r.end_ns);
-    write_float(o.key("duration_ms"), r.end_ns.wrapping_sub(r.start_ns) as f64 / 1e6);
-    write_attrs(o.key("attributes"), &r.attributes, style);
-    write_events(o.key("events"), &r.events, style);
-    let status = o.key("status");
+    write_str(o.name("kind"), r.kind.name());
+    write_u64(o.name("start_time_unix_nano"), r.start_ns);
+    write_u64(o.name("end_time_unix_nano"), r.end_ns);
+    write_float(o.name("duration_ms"), r.end_ns.wrapping_sub(r.start_ns) as f64 / 1e6);
+    write_attrs(o.name("attributes"), &r.attributes, style);
+    write_events(o.name("events"), &r.events, style);
+    let status = o.name("status");
     let mut st = Obj::open(status, style);
-    write_str(st.key("code"), r.status.name());
-    write_str(st.key("message"), &r.status_message);
+    write_str(st.name("code"), r.status.name());
+    write_str(st.name("message"), &r.status_message);
     st.close();
-    let ts = o.key("tracestate");
+    let ts = o.name("tracestate");
     match &r.tracestate {
         Some(t) => write_str(ts, t),
         None => ts.extend_from_slice(b"null"),
     }
-    write_str(o.key("service_name"), service);
-    write_str(o.key("scope"), &r.scope.name);
+    write_str(o.name("service_name"), service);
+    write_str(o.name("scope"), &r.scope.name);
     if r.dropped_attributes > 0 || r.dropped_events > 0 {
-        write_u64(o.key("dropped_attributes"), r.dropped_attributes.into());
-        write_u64(o.key("dropped_events"), r.dropped_events.into());
+        write_u64(o.name("dropped_attributes"), r.dropped_attributes.into());
+        write_u64(o.name("dropped_events"), r.dropped_events.into());
     }
     if !r.links.is_empty() {
-        write_links(o.key("links"), &r.links, style);
+        write_links(o.name("links"), &r.links, style);
     }
     o.close();
 }
@@ -105,14 +133,14 @@ fn write_events(out: &mut Vec<u8>, events: &[Event], style: Style) {
     out.push(b'[');
     for (i, e) in events.iter().enumerate() {
         if i > 0 {
-            out.extend_from_slice(style.item);
+            style.item(out);
         }
         let mut o = Obj::open(out, style);
-        write_str(o.key("name"), &e.name);
-        write_u64(o.key("timestamp_ns"), e.time_ns);
-        write_attrs(o.key("attributes"), &e.attributes, style);
+        write_str(o.name("name"), &e.name);
+        write_u64(o.name("timestamp_ns"), e.time_ns);
+        write_attrs(o.name("attributes"), &e.attributes, style);
         if e.dropped_attributes > 0 {
-            write_u64(o.key("dropped_attributes"), e.dropped_attributes.into());
+            write_u64(o.name("dropped_attributes"), e.dropped_attributes.into());
         }
         o.close();
     }
@@ -124,14 +152,14 @@ fn write_links(out: &mut Vec<u8>, links: &[Link], style: Style) {
     out.push(b'[');
     for (i, l) in links.iter().enumerate() {
         if i > 0 {
-            out.extend_from_slice(style.item);
+            style.item(out);
         }
         let mut o = Obj::open(out, style);
-        write_hex(o.key("trace_id"), l.trace_id, 32);
-        write_hex(o.key("span_id"), l.span_id as u128, 16);
-        write_attrs(o.key("attributes"), &l.attributes, style);
+        write_hex(o.name("trace_id"), l.trace_id, 32);
+        write_hex(o.name("span_id"), l.span_id as u128, 16);
+        write_attrs(o.name("attributes"), &l.attributes, style);
         if l.dropped_attributes > 0 {
-            write_u64(o.key("dropped_attributes"), l.dropped_attributes.into());
+            write_u64(o.name("dropped_attributes"), l.dropped_attributes.into());
         }
         o.close();
     }
@@ -151,7 +179,7 @@ fn write_value(out: &mut Vec<u8>, v: &AttrValue, style: Style) {
         out.push(b'[');
         for (i, item) in items.iter().enumerate() {
             if i > 0 {
-                out.extend_from_slice(style.item);
+                style.item(out);
             }
             each(out, item);
         }
@@ -170,11 +198,13 @@ fn write_value(out: &mut Vec<u8>, v: &AttrValue, style: Style) {
 }
 
 fn write_hex(out: &mut Vec<u8>, id: u128, width: usize) {
-    let mut buf = [0u8; 32];
-    encode_into(id, width, &mut buf);
-    out.push(b'"');
-    out.extend_from_slice(&buf[..width]);
-    out.push(b'"');
+    let mut buf = [b'"'; 34];
+    encode_into(id, width, &mut buf[1..]);
+    if width == 32 {
+        out.extend_from_slice(&buf);
+    } else {
+        out.extend_from_slice(&buf[..18]);
+    }
 }
 
 fn write_bool(out: &mut Vec<u8>, b: bool) {
@@ -182,15 +212,22 @@ fn write_bool(out: &mut Vec<u8>, b: bool) {
 }
 
 fn write_u64(out: &mut Vec<u8>, mut v: u64) {
+    const PAIRS: &[u8; 200] = b"0001020304050607080910111213141516171819202122232425262728293031323334353637383940414243444546474849\
+                                5051525354555657585960616263646566676869707172737475767778798081828384858687888990919293949596979899";
     let mut buf = [0u8; 20];
     let mut i = buf.len();
-    loop {
+    while v >= 100 {
+        let pair = (v % 100) as usize * 2;
+        v /= 100;
+        i -= 2;
+        buf[i..i + 2].copy_from_slice(&PAIRS[pair..pair + 2]);
+    }
+    if v >= 10 {
+        i -= 2;
+        buf[i..i + 2].copy_from_slice(&PAIRS[v as usize * 2..v as usize * 2 + 2]);
+    } else {
         i -= 1;
-        buf[i] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 {
-            break;
-        }
+        buf[i] = b'0' + v as u8;
     }
     out.extend_from_slice(&buf[i..]);
 }
@@ -200,6 +237,42 @@ fn write_i64(out: &mut Vec<u8>, v: i64) {
         out.push(b'-');
     }
     write_u64(out, v.unsigned_abs());
+}
+
+/// False only if no byte of `w` is a control character, `"`, `\\`, DEL or non-ASCII (SWAR "has less than").
+#[inline]
+fn may_need_escape(w: u64) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let has_zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGH;
+    let control = w.wrapping_sub(ONES * 0x20) & !w & HIGH;
+    // DEL (0x7f) + 1 sets the high bit; so do bytes >= 0x80 themselves. A carry can only add false alarms.
+    let high = (w | w.wrapping_add(ONES)) & HIGH;
+    (control | high | has_zero(w ^ (ONES * u64::from(b'"'))) | has_zero(w ^ (ONES * u64::from(b'\\')))) != 0
+}
+
+#[derive(Default)]
+struct StackBuf {
+    bytes: [u8; 32],
+    len: usize,
+}
+
+impl StackBuf {
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.bytes[..self.len]).unwrap_or("0e0")
+    }
+}
+
+impl std::fmt::Write for StackBuf {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        let end = self.len + s.len();
+        if end > self.bytes.len() {
+            return Err(std::fmt::Error);
+        }
+        self.bytes[self.len..end].copy_from_slice(s.as_bytes());
+        self.len = end;
+        Ok(())
+    }
 }
 
 /// Python's `float.__repr__` (and so `json.dumps`): the shortest digits that round-trip, fixed notation for
@@ -213,21 +286,29 @@ pub fn write_float(out: &mut Vec<u8>, f: f64) {
         out.extend_from_slice(if f > 0.0 { b"Infinity" } else { b"-Infinity" });
         return;
     }
-    // Rust's `{:e}` also prints the shortest round-trip digits: "-1.2345e-7", "0e0".
-    let sci = format!("{f:e}");
-    let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
+    // Rust's `{:e}` also prints the shortest round-trip digits: "-1.2345e-7", "0e0". At most 25 bytes.
+    let mut buf = StackBuf::default();
+    let _ = write!(buf, "{f:e}");
+    let sci = buf.as_str();
+    let (mantissa, exp) = sci.split_once('e').unwrap_or((sci, "0"));
     let (negative, mantissa) = match mantissa.strip_prefix('-') {
         Some(m) => (true, m),
         None => (false, mantissa),
     };
-    let digits: Vec<u8> = mantissa.bytes().filter(|b| *b != b'.').collect();
+    let mut digits = [0u8; 20];
+    let mut n = 0;
+    for b in mantissa.bytes().filter(|b| *b != b'.') {
+        digits[n] = b;
+        n += 1;
+    }
+    let digits = &digits[..n];
     let exp: i32 = exp.parse().unwrap_or(0);
     // Python's `decpt`: the value is 0.DIGITS times ten to this.
     let decpt = exp + 1;
     if negative {
         out.push(b'-');
     }
-    let n = digits.len() as i32;
+    let n = n as i32;
     if decpt <= -4 || decpt > 16 {
         out.push(digits[0]);
         if n > 1 {
@@ -243,9 +324,9 @@ pub fn write_float(out: &mut Vec<u8>, f: f64) {
     } else if decpt <= 0 {
         out.extend_from_slice(b"0.");
         out.resize(out.len() + (-decpt) as usize, b'0');
-        out.extend_from_slice(&digits);
+        out.extend_from_slice(digits);
     } else if decpt >= n {
-        out.extend_from_slice(&digits);
+        out.extend_from_slice(digits);
         out.resize(out.len() + (decpt - n) as usize, b'0');
         out.extend_from_slice(b".0");
     } else {
@@ -255,40 +336,62 @@ pub fn write_float(out: &mut Vec<u8>, f: f64) {
     }
 }
 
-/// A JSON string as `json.dumps(..., ensure_ascii=True)` writes it.
+/// A JSON string as `json.dumps(..., ensure_ascii=True)` writes it: runs of printable ASCII are copied whole.
 pub fn write_str(out: &mut Vec<u8>, s: &str) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     fn unit(out: &mut Vec<u8>, u: u16) {
-        out.extend_from_slice(b"\\u");
-        for shift in [12, 8, 4, 0] {
-            out.push(HEX[((u >> shift) & 0xf) as usize]);
-        }
+        out.extend_from_slice(&[
+            b'\\',
+            b'u',
+            HEX[usize::from(u >> 12)],
+            HEX[usize::from((u >> 8) & 0xf)],
+            HEX[usize::from((u >> 4) & 0xf)],
+            HEX[usize::from(u & 0xf)],
+        ]);
     }
-    out.push(b'"');
     let bytes = s.as_bytes();
-    let mut plain = 0;
-    for (i, c) in s.char_indices() {
-        let escape: &[u8] = match c {
-            '"' => b"\\\"",
-            '\\' => b"\\\\",
-            '\n' => b"\\n",
-            '\r' => b"\\r",
-            '\t' => b"\\t",
-            '\u{8}' => b"\\b",
-            '\u{c}' => b"\\f",
-            ' '..='~' => continue,
+    out.reserve(bytes.len() + 2);
+    out.push(b'"');
+    let (mut plain, mut i) = (0, 0);
+    while i < bytes.len() {
+        // Eight bytes at a time while none of them needs an escape (the common case: keys, ids, ASCII values).
+        let n = (bytes.len() - i).min(8);
+        let mut chunk = [b'a'; 8];
+        chunk[..n].copy_from_slice(&bytes[i..i + n]);
+        if !may_need_escape(u64::from_le_bytes(chunk)) {
+            i += n;
+            continue;
+        }
+        let b = bytes[i];
+        if (b' '..=b'~').contains(&b) && b != b'"' && b != b'\\' {
+            i += 1;
+            continue;
+        }
+        out.extend_from_slice(&bytes[plain..i]);
+        let escape: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0x08 => b"\\b",
+            0x0c => b"\\f",
             _ => b"",
         };
-        out.extend_from_slice(&bytes[plain..i]);
-        plain = i + c.len_utf8();
         if !escape.is_empty() {
             out.extend_from_slice(escape);
+            i += 1;
         } else {
+            // A control character, DEL, or the first byte of a non-ASCII character: \uXXXX, astral ones as a
+            // surrogate pair.
+            let c = s[i..].chars().next().unwrap_or('\u{fffd}');
             let mut units = [0u16; 2];
             for u in c.encode_utf16(&mut units) {
                 unit(out, *u);
             }
+            i += c.len_utf8();
         }
+        plain = i;
     }
     out.extend_from_slice(&bytes[plain..]);
     out.push(b'"');
@@ -339,6 +442,45 @@ mod tests {
         ];
         for (f, want) in cases {
             assert_eq!(float(f), want, "{f:e}");
+        }
+    }
+
+    #[test]
+    fn integers() {
+        for v in [0u64, 7, 10, 99, 100, 101, 12345, u64::MAX] {
+            let mut out = Vec::new();
+            write_u64(&mut out, v);
+            assert_eq!(String::from_utf8(out).unwrap(), v.to_string());
+        }
+        let mut out = Vec::new();
+        write_i64(&mut out, i64::MIN);
+        assert_eq!(String::from_utf8(out).unwrap(), i64::MIN.to_string());
+    }
+
+    #[test]
+    fn every_byte_position_of_a_long_string() {
+        // Each special character at each offset of a string longer than the eight-byte fast path.
+        for special in ['"', '\\', '\n', '\u{1}', '\u{7f}', '\u{e9}', '\u{1f600}'] {
+            for at in 0..20 {
+                let s: String = (0..20).map(|i| if i == at { special } else { 'a' }).collect();
+                let mut want = String::from("\"");
+                for c in s.chars() {
+                    match c {
+                        'a' => want.push('a'),
+                        '"' => want.push_str("\\\""),
+                        '\\' => want.push_str("\\\\"),
+                        '\n' => want.push_str("\\n"),
+                        c => {
+                            let mut units = [0u16; 2];
+                            for u in c.encode_utf16(&mut units) {
+                                want.push_str(&format!("\\u{u:04x}"));
+                            }
+                        }
+                    }
+                }
+                want.push('"');
+                assert_eq!(string(&s), want, "{special:?} at {at}");
+            }
         }
     }
 
