@@ -141,7 +141,10 @@ fn main() {
     let spans = batch();
     let resource: Attributes = vec![
         ("service.name".into(), AttrValue::Str("svc".into())),
-        ("telemetry.sdk.name".into(), AttrValue::Str("victor-observability".into())),
+        (
+            "telemetry.sdk.name".into(),
+            AttrValue::Str("victor-observability".into()),
+        ),
     ];
     let ours = || {
         let mut out = Vec::new();

@@ -41,7 +41,9 @@ impl SpanBatch {
             match &shared {
                 None => shared = Some(data.shared.clone()),
                 Some(s) if s.service_name != data.shared.service_name => {
-                    return Err(PyValueError::new_err("SpanBatch.of: the spans must all be of one service"));
+                    return Err(PyValueError::new_err(
+                        "SpanBatch.of: the spans must all be of one service",
+                    ));
                 }
                 Some(_) => {}
             }
@@ -108,7 +110,10 @@ impl SpanBatch {
     ) -> PyResult<Bound<'py, PyBytes>> {
         let mut resource: Attributes = vec![
             ("service.name".into(), AttrValue::Str(self.shared.service_name.clone())),
-            ("telemetry.sdk.name".into(), AttrValue::Str("victor-observability".into())),
+            (
+                "telemetry.sdk.name".into(),
+                AttrValue::Str("victor-observability".into()),
+            ),
             ("telemetry.sdk.language".into(), AttrValue::Str("python".into())),
             (
                 "telemetry.sdk.version".into(),

@@ -7,9 +7,7 @@ use super::data::SpanData;
 use super::shared::{parent_of, Shared};
 use crate::trace::baggage::Baggage;
 use crate::trace::hex::{span_id_hex, trace_id_hex};
-use crate::trace::span::{
-    self as core_span, AttrValue, Attributes, Event, Kind, Link, Scope, SpanRecord, StatusCode,
-};
+use crate::trace::span::{self as core_span, AttrValue, Attributes, Event, Kind, Link, Scope, SpanRecord, StatusCode};
 use crate::trace::traceparent;
 use parking_lot::Mutex;
 use pyo3::exceptions::PyTypeError;
@@ -367,7 +365,9 @@ impl Span {
     ) -> PyResult<()> {
         match parent_of(context)? {
             Some(ctx) => self.link(py, &ctx, attributes),
-            None => Err(PyTypeError::new_err("add_link needs a Span, NonRecordingSpan or SpanContext")),
+            None => Err(PyTypeError::new_err(
+                "add_link needs a Span, NonRecordingSpan or SpanContext",
+            )),
         }
     }
 

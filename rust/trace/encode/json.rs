@@ -5,8 +5,8 @@
 //! surrogate pairs) and `repr` floats (`1e+16`, `1e-05`, `NaN`, `Infinity`), neither of which serde_json writes.
 
 use crate::trace::hex::encode_into;
-use std::fmt::Write as _;
 use crate::trace::span::{AttrValue, Attributes, Event, Link, SpanRecord};
+use std::fmt::Write as _;
 
 /// The separators of `json.dumps`: compact `(",", ":")` (the JSON lines file) or the default `(", ", ": ")`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
