@@ -8,10 +8,11 @@ printed too: it is what export takes from the requests a service is serving.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -19,12 +20,12 @@ from conftest import NOTES, RESULTS, compare
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as SdkOTLPSpanExporter
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
-from victor_observability import DistributedTracer, JsonLinesSpanExporter, OTLPSpanExporter
+from victor_observability import DistributedTracer, JsonLinesSpanExporter, OTLPSpanExporter, SpanData
 from victor_observability.tracing import SpanBatch
 
-N = 20_000
-N_SDK = 2_000
-ROUNDS = 3
+N = 100_000
+N_SDK = 5_000
+ROUNDS = 5
 ATTRIBUTES = {"http.method": "GET", "http.status_code": 200, "user.id": "user-123"}
 
 compare(
@@ -32,6 +33,12 @@ compare(
     "export_jsonl",
     "export_null",
     ">= 0.83",
+)
+compare(
+    "make + export, JSON lines encoded in Python (before) vs a null exporter",
+    "export_jsonl_python",
+    "export_null",
+    "(before)",
 )
 compare(
     "make + export, OTLP/HTTP vs a null exporter (>= 0.83 means within 1.2x)", "export_otlp", "export_null", ">= 0.83"
@@ -58,6 +65,21 @@ server = ThreadingHTTPServer(("127.0.0.1", 0), H)
 print(server.server_address[1], flush=True)
 server.serve_forever()
 """
+
+
+class PythonJsonLines:
+    """The JSON-lines exporter as it was before encoding moved to Rust (the 'before' of this bench)."""
+
+    def __init__(self, path: Path) -> None:
+        self._file = path.open("a", encoding="utf-8")
+
+    def export(self, spans: Sequence[SpanData]) -> bool:
+        self._file.write("".join(json.dumps(s.to_dict(), separators=(",", ":"), default=str) + "\n" for s in spans))
+        self._file.flush()
+        return True
+
+    def shutdown(self) -> None:
+        self._file.close()
 
 
 class NullExporter:
@@ -116,6 +138,7 @@ def test_export_cost(endpoint: str, tmp_path: Path) -> None:
     cases = {
         "export_null": (ours(NullExporter()), N),
         "export_jsonl": (ours(JsonLinesSpanExporter(tmp_path / "spans.jsonl")), N),
+        "export_jsonl_python": (ours(PythonJsonLines(tmp_path / "old.jsonl")), N),
         "export_otlp": (ours(OTLPSpanExporter(endpoint, timeout=30.0)), N),
         "otel_otlp": (sdk(endpoint), N_SDK),
     }
@@ -136,10 +159,11 @@ def test_export_cost(endpoint: str, tmp_path: Path) -> None:
     RESULTS.update(wall)
     for key in cases:
         NOTES.append(
-            f"export: {key:<13} {wall[key] * 1e6:7.2f} us/span wall, {cpu[key] * 1e6:7.2f} us/span process CPU"
+            f"export: {key:<19} {wall[key] * 1e6:7.2f} us/span wall, {cpu[key] * 1e6:7.2f} us/span process CPU"
         )
     null = cpu["export_null"]
     NOTES.append(
-        f"export: process CPU vs null: JSON lines {cpu['export_jsonl'] / null:.2f}x,"
+        f"export: process CPU vs null: JSON lines {cpu['export_jsonl'] / null:.2f}x"
+        f" (in Python, before: {cpu['export_jsonl_python'] / null:.2f}x),"
         f" OTLP {cpu['export_otlp'] / null:.2f}x; SDK/ours OTLP {cpu['otel_otlp'] / cpu['export_otlp']:.0f}x"
     )
