@@ -8,6 +8,7 @@ use crate::trace::span::{AttrValue, Attributes, SpanRecord};
 use pyo3::exceptions::{PyIndexError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyIterator, PyList, PyMapping};
+use std::cell::RefCell;
 use std::sync::Arc;
 
 /// The spans one export takes from the queue. Exporters that write bytes call `encode_otlp()` or
@@ -92,12 +93,7 @@ impl SpanBatch {
             json::Style::DEFAULT
         };
         let (records, service) = (&self.records, self.shared.service_name.as_str());
-        let out = py.detach(|| {
-            let mut out = Vec::with_capacity(records.len() * 400);
-            json::write_lines(&mut out, records, service, style);
-            out
-        });
-        PyBytes::new(py, &out)
+        encode_into_bytes(py, |out| json::write_lines(out, records, service, style))
     }
 
     /// The body of an OTLP/HTTP protobuf export: an ExportTraceServiceRequest whose resource carries
@@ -136,15 +132,36 @@ impl SpanBatch {
             }
         }
         let records = &self.records;
-        let out = py.detach(|| {
-            let mut out = Vec::with_capacity(records.len() * 200 + 256);
-            otlp::encode_request(&mut out, records, &resource);
-            out
-        });
-        Ok(PyBytes::new(py, &out))
+        Ok(encode_into_bytes(py, |out| otlp::encode_request(out, records, &resource)))
     }
 
     pub(crate) fn __repr__(&self) -> String {
         format!("SpanBatch({} spans)", self.records.len())
     }
+}
+
+thread_local! {
+    /// The export thread's encoding buffer, kept between batches: a fresh one per batch cost more in page faults
+    /// and regrowth than the encoding itself. Plain memory, no lock: nothing for a fork to find held.
+    static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Bytes past this are not kept between batches (one huge batch must not pin its buffer for good).
+const SCRATCH_KEEP: usize = 4 << 20;
+
+/// Runs `encode` with the GIL released into this thread's scratch buffer, then copies the result into `bytes`.
+fn encode_into_bytes<'py>(py: Python<'py>, encode: impl FnOnce(&mut Vec<u8>) + Send) -> Bound<'py, PyBytes> {
+    SCRATCH.with(|scratch| {
+        let mut buf = std::mem::take(&mut *scratch.borrow_mut());
+        buf.clear();
+        let buf = py.detach(move || {
+            encode(&mut buf);
+            buf
+        });
+        let bytes = PyBytes::new(py, &buf);
+        if buf.capacity() <= SCRATCH_KEEP {
+            *scratch.borrow_mut() = buf;
+        }
+        bytes
+    })
 }
