@@ -38,6 +38,14 @@ def _demo_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     d.add_argument(
         "--system-interval", type=float, default=5.0, help="seconds between memory/CPU/disk samples (default 5)"
     )
+    d.add_argument(
+        "--services",
+        type=int,
+        choices=(1, 2),
+        default=1,
+        help="2: the service sends its LLM calls to a model backend in a second process (its own port, /metrics and "
+        "health routes) over a traced HTTP client, so each trace spans both services (default 1)",
+    )
     d.add_argument("--profile", default=None, help=argparse.SUPPRESS)
     d.add_argument("--client", choices=("httpx", "raw"), default="httpx", help=argparse.SUPPRESS)
     d.add_argument("--no-instrumentation", dest="instrumented", action="store_false", help=argparse.SUPPRESS)

@@ -7,6 +7,7 @@ from typing_extensions import disjoint_base
 
 __all__ = [
     "CURRENT_SPAN",
+    "DEFAULT_LABEL_VALUE_CAP",
     "DEFAULT_SERIES_CAP",
     "OPENMETRICS_CONTENT_TYPE",
     "TEXT_CONTENT_TYPE",
@@ -32,15 +33,20 @@ __all__ = [
     "current_span",
     "detach_span",
     "negotiate",
+    "wants_gzip",
 ]
 
 __version__: str
 TEXT_CONTENT_TYPE: str
 OPENMETRICS_CONTENT_TYPE: str
 DEFAULT_SERIES_CAP: int
+DEFAULT_LABEL_VALUE_CAP: int
 
 def negotiate(accept: str) -> tuple[bool, str]:
-    """(is_openmetrics, content_type) for a scraper's Accept header."""
+    """(is_openmetrics, content_type) for a scraper's Accept header, q-values weighed (RFC 9110)."""
+
+def wants_gzip(accept_encoding: str) -> bool:
+    """Whether a scrape with this Accept-Encoding gets gzip: acceptable and not outweighed by identity."""
 
 @final
 class RegistryCore:
@@ -56,6 +62,7 @@ class RegistryCore:
         buckets: list[float] | None = None,
         percentiles: bool = False,
         cap: int = ...,
+        label_value_cap: int = ...,
     ) -> FamilyCore:
         """Defines a family; ValueError naming the metric on a bad name, label or bucket layout."""
     def unregister(self, name: str) -> bool: ...
@@ -82,7 +89,8 @@ class FamilyCore:
 @final
 class CounterChild:
     def inc(self, amount: float = 1.0) -> None:
-        """ValueError on a negative or non-finite amount."""
+        """ValueError on a negative or non-finite amount; one that would make the total infinite is dropped
+        and counted (reason "overflow")."""
     def get(self) -> float: ...
 
 @final
@@ -94,7 +102,8 @@ class GaugeChild:
 
 @final
 class HistogramChild:
-    def observe(self, value: float) -> None: ...
+    def observe(self, value: float) -> None:
+        """A value that would make the sum infinite is dropped and counted (reason "overflow")."""
     def get(self) -> float:
         """The number of observations."""
     def sum(self) -> float: ...
@@ -103,9 +112,13 @@ class HistogramChild:
 class CollectorCore:
     """The Rust half of ProductionMetricsCollector; record methods never raise for bad values."""
 
-    def __new__(cls, prefix: str = "victor", *args: Any, series_cap: int = ..., **kwargs: Any) -> CollectorCore: ...
+    def __new__(
+        cls, prefix: str = "victor", *args: Any, series_cap: int = ..., label_value_cap: int = ..., **kwargs: Any
+    ) -> CollectorCore: ...
     @property
     def core_registry(self) -> RegistryCore: ...
+    def cancel_request(self) -> None:
+        """Undoes begin_request for a request that is not to be recorded (a scrape or a probe)."""
     def record_request(
         self, endpoint: str, provider: str, success: bool, latency_ms: float, labels: dict[str, Any] | None = None
     ) -> None: ...
@@ -473,7 +486,8 @@ class TracerCore:
         """Writes traceparent / tracestate / baggage of `context` (default: the current span) into `headers`."""
 
     def extract_context(self, headers: _Headers) -> SpanContext | None:
-        """The incoming context, or None when traceparent is missing, repeated or invalid (never raises)."""
+        """The incoming context, or None when traceparent is missing, repeated or invalid; a carrier's Exception
+        means None, only a BaseException that is not an Exception (KeyboardInterrupt) propagates."""
 
     def wait(self, timeout: float) -> bool: ...
     def wake(self) -> None: ...

@@ -164,7 +164,7 @@ def test_receiver_down_loses_nothing_for_the_app_and_counts(tracers: list[Distri
     for i in range(20):
         with tracer.start_span(f"op-{i}"):
             pass
-    assert tracer.force_flush(timeout=20.0)
+    assert not tracer.force_flush(timeout=20.0)
     stats = tracer.stats()
     assert len(tracer.finished_spans()) == 20, "the application still has every span"
     assert stats["spans_finished"] == 20 and stats["exported_spans"] == 0
@@ -177,7 +177,7 @@ def test_receiver_500_is_counted_not_retried(receiver: Receiver, tracers: list[D
     tracer = otlp_tracer(tracers, receiver.endpoint, max_retries=3)
     for i in range(7):
         tracer.start_span(f"op-{i}").end()
-    assert tracer.force_flush(timeout=10.0)
+    assert not tracer.force_flush(timeout=10.0)
     stats = tracer.stats()
     assert len(tracer.finished_spans()) == 7, "the application still has every span"
     assert stats["export_failed_spans"] == 7 and stats["export_retries"] == 0
@@ -189,7 +189,7 @@ def test_slow_receiver_is_timed_out_and_counted(receiver: Receiver, tracers: lis
     tracer = otlp_tracer(tracers, receiver.endpoint, timeout=0.2, max_retries=1)
     for i in range(5):
         tracer.start_span(f"op-{i}").end()
-    assert tracer.force_flush(timeout=20.0)
+    assert not tracer.force_flush(timeout=20.0)
     stats = tracer.stats()
     assert len(tracer.finished_spans()) == 5, "the application still has every span"
     assert stats["export_failed_spans"] == 5 and stats["export_retries"] == 1
@@ -234,3 +234,55 @@ def test_connection_is_kept_alive_and_a_forked_child_opens_its_own(
     parent_1, parent_2, child, parent_3 = receiver.peers
     assert parent_1 == parent_2 == parent_3, "one kept-alive connection"
     assert child != parent_1, "the child must not write on the parent's socket"
+
+
+def test_the_two_service_demo_exports_each_service_under_its_own_name(receiver: Receiver, tmp_path: Any) -> None:
+    import os
+    import re
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    env = {**os.environ, "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint.removesuffix("/v1/traces")}
+    args = ["demo", "--services", "2", "--port", "0", "--no-load", "--latency-scale", "0.01", "--spans-file", ""]
+    proc = subprocess.Popen(
+        [sys.executable, "-u", "-m", "victor_observability", *args],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        assert proc.stdout is not None
+        port = None
+        deadline = time.monotonic() + 45
+        while port is None and time.monotonic() < deadline and proc.poll() is None:
+            if found := re.search(r"serving http://127\.0\.0\.1:(\d+)", proc.stdout.readline()):
+                port = int(found.group(1))
+        assert port is not None, "the demo did not report its port"
+        chat = {"provider": "anthropic", "model": "claude-haiku-4-5", "prompt": "hi"}
+        with httpx.Client(timeout=10, trust_env=False) as client:
+            client.post(f"http://127.0.0.1:{port}/v1/chat", json=chat)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0, proc.stderr.read() if proc.stderr else ""
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+        for stream in (proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()
+
+    def service(rs: Any) -> str:
+        return next(value_of(a.value) for a in rs.resource.attributes if a.key == "service.name")  # type: ignore[no-any-return]
+
+    spans = [(service(rs), span) for rs, _ss, span in receiver.spans()]
+    assert {name for name, _ in spans} == {"victor-demo-gateway", "victor-demo-backend"}
+    assert len({span.trace_id for _, span in spans}) == 1
+    (client_span,) = [s for name, s in spans if name == "victor-demo-gateway" and s.kind == s.SPAN_KIND_CLIENT]
+    (server_span,) = [s for name, s in spans if name == "victor-demo-backend" and s.kind == s.SPAN_KIND_SERVER]
+    assert server_span.parent_span_id == client_span.span_id

@@ -51,7 +51,8 @@ async def post_json(
     status = response.status_code
     if 200 <= status < 300:
         return
-    snippet = redact(response.text[:200], secret_list).strip()
+    # Redact before cutting: a cut through an echoed secret would leave its first half unredacted.
+    snippet = redact(response.text[:4096], secret_list)[:200].strip()
     message = f"{channel}: HTTP {status}" + (f": {snippet}" if snippet else "")
     retry_after = parse_retry_after(response.headers.get("retry-after")) if status in (429, 503) else None
     retryable = status >= 500 or status in _RETRYABLE_4XX

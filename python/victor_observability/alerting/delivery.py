@@ -13,6 +13,7 @@ from typing import Any
 
 from victor_observability.alerting._secrets import notifier_secrets
 from victor_observability.alerting._secrets import redact as _redact
+from victor_observability.alerting._threads import DaemonPool
 from victor_observability.alerting.notification import Notification, NotificationError, Notifier
 
 logger = logging.getLogger("victor_observability.alerting")
@@ -85,13 +86,19 @@ class Channel:
     policy: DeliveryPolicy
 
 
+# Plain-function send()s (a blocking SDK) run here, not on asyncio's default executor: one that hangs must not
+# starve the application's own to_thread() or the HTTP channels' name lookups. Bounded: past 8 hung sends,
+# further ones wait in the queue and time out with their attempt (a queued send then never starts).
+_BLOCKING_SENDS = DaemonPool(8, "notify")
+
+
 async def _attempt(notifier: Notifier, note: Notification) -> None:
     # A plain-function send() (e.g. wrapping a blocking SDK) goes to a thread, never onto the loop.
     send: Callable[[Notification], Any] = notifier.send
     if inspect.iscoroutinefunction(send):
         await send(note)
         return
-    result = await asyncio.to_thread(send, note)
+    result = await _BLOCKING_SENDS.run(send, note)
     if inspect.isawaitable(result):
         await result
 
@@ -182,7 +189,9 @@ class Dispatcher:
             except asyncio.TimeoutError:
                 error = f"{channel.name}: timed out after {policy.timeout:g}s"
             except NotificationError as exc:
-                error, retry_after, retryable = str(exc), exc.retry_after, exc.retryable
+                # Scrubbed again here: a notifier of ours redacts already, a third-party one may not have.
+                error = _redact(str(exc), notifier_secrets(channel.notifier))
+                retry_after, retryable = exc.retry_after, exc.retryable
             except Exception as exc:  # a third-party notifier: scrub what it says
                 detail = _redact(str(exc), notifier_secrets(channel.notifier))
                 error = f"{channel.name}: {type(exc).__name__}: {detail}"

@@ -9,10 +9,16 @@ import json
 import logging
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import urlsplit
 
 from victor_observability.alerting._http import post_json
-from victor_observability.alerting._secrets import public_url, register_secrets, safe_url, url_secrets
+from victor_observability.alerting._secrets import (
+    header_credentials,
+    public_url,
+    register_secrets,
+    safe_url,
+    url_credentials,
+    url_secrets,
+)
 from victor_observability.alerting.notification import Notification
 from victor_observability.alerting.rules import AlertSeverity
 
@@ -27,6 +33,39 @@ SEVERITY_COLOURS = {
 RESOLVED_COLOUR = "#2eb886"
 SIGNATURE_HEADER = "X-Victor-Signature-256"
 IDEMPOTENCY_HEADER = "Idempotency-Key"
+
+
+# Slack's limits (api.slack.com): message text over 40,000 characters is truncated and 4,000 is the
+# recommended length; Block Kit text objects take 3,000 characters and section fields 2,000; an attachment's
+# footer is limited to 300. We cut below them ourselves, visibly, so nothing is cut (or rejected) silently.
+SLACK_TEXT_LIMIT = 3000
+SLACK_FIELD_LIMIT = 2000
+SLACK_TITLE_LIMIT = 300
+SLACK_MAX_FIELDS = 50
+TRUNCATED = "… [truncated]"
+
+
+def slack_text(value: object, limit: int = SLACK_TEXT_LIMIT) -> str:
+    """`value` as inert Slack text: `&`, `<` and `>` escaped as Slack's message formatting requires (so
+    `<!channel>`, `<@U123>` and `<https://evil|Click>` show as typed instead of pinging or linking), cut to
+    `limit` characters with a marker and never inside an escape.
+
+    >>> slack_text("<!channel> & <https://evil|Click>")
+    '&lt;!channel&gt; &amp; &lt;https://evil|Click&gt;'
+    >>> slack_text("a<b" * 10, limit=20)
+    'a&lt;ba… [truncated]'
+    """
+    text = str(value)
+    if len(text) > limit:
+        text = text[:limit]  # escaping only lengthens: no need to escape a megabyte to keep `limit` of it
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    if len(text) <= limit and len(str(value)) <= limit:
+        return text
+    cut = text[: limit - len(TRUNCATED)]
+    amp = cut.rfind("&")
+    if amp != -1 and ";" not in cut[amp:]:
+        cut = cut[:amp]  # do not leave half an escape behind
+    return cut + TRUNCATED
 
 
 def _dumps(payload: Any) -> bytes:
@@ -92,28 +131,41 @@ class SlackNotifier:
         return url_secrets(self._url)
 
     def payload(self, notification: Notification) -> dict[str, Any]:
-        """The JSON body posted to Slack for this notification."""
+        """The JSON body posted to Slack for this notification (every text from the alert escaped and cut to
+        Slack's limits by `slack_text`)."""
         alert = notification.alert
         colour = RESOLVED_COLOUR if notification.resolved else SEVERITY_COLOURS[alert.severity]
+
+        def field(title: str, value: str) -> dict[str, Any]:
+            return {
+                "title": slack_text(title, SLACK_TITLE_LIMIT),
+                "value": slack_text(value, SLACK_FIELD_LIMIT),
+                "short": True,
+            }
+
         fields = [
-            {"title": "Rule", "value": alert.rule_name, "short": True},
-            {"title": "Severity", "value": alert.severity.value, "short": True},
-            {"title": "Status", "value": notification.kind, "short": True},
+            field("Rule", alert.rule_name),
+            field("Severity", alert.severity.value),
+            field("Status", notification.kind),
         ]
         if alert.value is not None:
-            fields.append({"title": "Value", "value": f"{alert.value:g}", "short": True})
-        fields.extend({"title": key, "value": value, "short": True} for key, value in sorted(alert.labels.items()))
+            fields.append(field("Value", f"{alert.value:g}"))
+        labels = sorted(alert.labels.items())
+        room = SLACK_MAX_FIELDS - len(fields)
+        fields.extend(field(key, value) for key, value in labels[:room])
+        if len(labels) > room:
+            fields[-1] = field("…", f"{len(labels) - room + 1} more labels [truncated]")
         payload: dict[str, Any] = {
             "username": self.username,
             "icon_emoji": self.icon_emoji,
-            "text": notification.title,
+            "text": slack_text(notification.title),
             "attachments": [
                 {
                     "color": colour,
-                    "title": f"{alert.rule_name} is {notification.kind}",
-                    "text": alert.message,
+                    "title": slack_text(f"{alert.rule_name} is {notification.kind}", SLACK_TITLE_LIMIT),
+                    "text": slack_text(alert.message),
                     "fields": fields,
-                    "footer": f"alert {alert.id}",
+                    "footer": slack_text(f"alert {alert.id}", SLACK_TITLE_LIMIT),
                     "ts": int(alert.resolved_at if notification.resolved and alert.resolved_at else alert.started_at),
                 }
             ],
@@ -157,7 +209,7 @@ class WebhookNotifier:
         )
 
     def secrets(self) -> list[str]:
-        found = url_secrets(self._url) + list(self._headers.values())
+        found = url_secrets(self._url) + header_credentials(self._headers.values())
         if self._secret:
             found.append(self._secret)
         return found
@@ -219,9 +271,8 @@ class AlertmanagerNotifier:
         return f"AlertmanagerNotifier(url={public_url(self._url)!r})"
 
     def secrets(self) -> list[str]:
-        # An Alertmanager URL is not a credential, but basic-auth userinfo and auth headers are.
-        password = urlsplit(self._url).password
-        return ([password] if password else []) + list(self._headers.values())
+        # An Alertmanager URL is not a credential, but basic-auth userinfo, query tokens and auth headers are.
+        return url_credentials(self._url) + header_credentials(self._headers.values())
 
     def payload(self, notification: Notification) -> list[dict[str, Any]]:
         """The API v2 body: a list with one postable alert."""

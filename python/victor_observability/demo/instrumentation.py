@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, Protocol
@@ -21,9 +22,13 @@ from victor_observability.health.http import create_health_router
 from victor_observability.metrics.collector import ProductionMetricsCollector, create_production_collector
 from victor_observability.middleware import MonitoringMiddleware
 from victor_observability.tracing.exporters import JsonLinesSpanExporter
+from victor_observability.tracing.otlp import OTLPSpanExporter
+from victor_observability.tracing.sampling import ALWAYS_ON, ParentBasedSampler
 from victor_observability.tracing.tracer import DistributedTracer
 
 log = logging.getLogger("victor_observability.demo")
+
+DEMO_SERVICE = "victor-demo"
 
 
 class Recorder(Protocol):
@@ -145,7 +150,7 @@ def instrument(
     alert_error_rate: float = 5.0,
     collect_system_metrics: bool = True,
     system_interval: float = 5.0,
-    service_name: str = "victor-demo",
+    service_name: str = DEMO_SERVICE,
 ) -> Instrumentation:
     """Everything on (collector, tracer writing JSON lines to ``spans_path``, middleware, health, alerts), or off.
 
@@ -159,9 +164,15 @@ def instrument(
     )
     path = Path(spans_path) if spans_path is not None else None
     # The embedded default: finished spans stay in the tracer's memory buffer; the JSON-lines file is the export.
-    tracer = DistributedTracer(service_name, registry=collector.registry)
+    # Parent-based: a caller's decision (traceparent's sampled flag) holds in every service of the trace.
+    tracer = DistributedTracer(service_name, sampler=ParentBasedSampler(ALWAYS_ON), registry=collector.registry)
     if path is not None:
         tracer.add_exporter(JsonLinesSpanExporter(path))
+    if os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"):
+        try:
+            tracer.add_exporter(OTLPSpanExporter())  # endpoint, headers and timeout from the standard variables
+        except ImportError as exc:  # the `otel` extra is not installed: spans still go to the file
+            log.warning("OTLP export is off: %s", exc)
     return Instrumentation(
         collector,
         tracer,

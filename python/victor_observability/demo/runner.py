@@ -22,9 +22,11 @@ from typing import Any, TextIO
 
 import httpx
 
-from victor_observability.demo.instrumentation import Instrumentation, instrument
+from victor_observability.demo.backend import GATEWAY_SERVICE, BackendProcess, RemoteModel
+from victor_observability.demo.instrumentation import DEMO_SERVICE, Instrumentation, instrument
 from victor_observability.demo.load import LoadGenerator, LoadStats
 from victor_observability.demo.service import build_app
+from victor_observability.demo.traces import trace_summary
 from victor_observability.demo.workload import World
 
 
@@ -44,6 +46,7 @@ class DemoOptions:
     system_interval: float = 5.0
     profile: str | None = None  # write a cProfile of the service thread here (the bench reads it)
     client: str = "httpx"  # the load generator's HTTP client: "httpx" or "raw"
+    services: int = 1  # 2: the service calls a model backend running in a second process (demo/backend.py)
 
 
 class ServiceThread:
@@ -122,17 +125,35 @@ async def _run(options: DemoOptions, out: TextIO, progress: TextIO) -> int:
         spans_path=Path(options.spans_file).resolve() if options.spans_file and options.instrumented else None,
         alert_error_rate=options.alert_error_rate,
         system_interval=options.system_interval,
+        service_name=GATEWAY_SERVICE if options.services > 1 else DEMO_SERVICE,
     )
-    app = build_app(instr, World(options.seed, options.latency_scale))
-    service = ServiceThread(app, options.port, options.profile)
+    spans_offset = instr.spans_path.stat().st_size if instr.spans_path and instr.spans_path.exists() else 0
+    backend = BackendProcess(
+        0 if options.port == 0 else options.port + 1,
+        seed=options.seed,
+        latency_scale=options.latency_scale,
+        spans_file=instr.spans_path,
+        system_interval=options.system_interval,
+        instrumented=options.instrumented,
+    )
     try:
+        model = RemoteModel(await backend.start(), instr.distributed_tracer) if options.services > 1 else None
+        app = build_app(instr, World(options.seed, options.latency_scale), model=model)
+        service = ServiceThread(app, options.port, options.profile)
         port = await asyncio.to_thread(service.start)
     except RuntimeError as exc:
+        await backend.stop()
         instr.close()
         print(f"error: {exc}", file=sys.stderr)
         return 1
     base = f"http://127.0.0.1:{port}"
     print(_banner(base, instr, options), file=out, flush=True)
+    if backend.url is not None:
+        print(
+            f"  model backend {backend.url} (POST /v1/complete, /metrics, /health/*), a process of its own",
+            file=out,
+            flush=True,
+        )
     stats: LoadStats | None = None
     try:
         if options.load:
@@ -153,7 +174,12 @@ async def _run(options: DemoOptions, out: TextIO, progress: TextIO) -> int:
     finally:
         await asyncio.to_thread(service.stop)
         instr.close()
+        backend_summary = await backend.stop()
     summary = build_summary(stats, instr, scrape, port)
+    if options.services > 1:
+        summary["backend"] = backend_summary
+        if instr.spans_path is not None and instr.spans_path.exists():
+            summary["traces"] = trace_summary(instr.spans_path, spans_offset)
     print(format_summary(summary), file=out, flush=True)
     if options.summary_json:
         Path(options.summary_json).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
@@ -221,9 +247,23 @@ def build_summary(stats: LoadStats | None, instr: Instrumentation, scrape: str |
         summary["recorded"] = instr.recorded_requests()
     summary["spans"] = instr.spans_finished()
     summary["spans_file"] = str(instr.spans_path) if instr.spans_path is not None else None
-    summary["alerts_fired"] = instr.alerts_fired()
+    # Read from the final scrape when there is one: the alert loop runs until the service stops, so a count taken
+    # after the scrape could include an alert that fired in between.
+    fired = _scraped_total(scrape, f"{instr.collector.prefix}_alerts_fired_total") if instr.collector else None
+    summary["alerts_fired"] = instr.alerts_fired() if fired is None else fired
     summary["final_scrape"] = scrape
     return summary
+
+
+def _scraped_total(scrape: str | None, sample: str) -> int | None:
+    """The sum of a sample's series in a text exposition, or None without a scrape."""
+    if scrape is None:
+        return None
+    total = 0.0
+    for line in scrape.splitlines():
+        if line.startswith(sample) and line[len(sample) : len(sample) + 1] in ("{", " "):
+            total += float(line.rsplit(" ", 1)[1])
+    return int(total)
 
 
 def _round(value: float | None) -> float | None:
@@ -255,7 +295,29 @@ def format_summary(summary: dict[str, Any]) -> str:
         f"  spans         {summary['spans']}" + (f" -> {summary['spans_file']}" if summary["spans_file"] else "")
     )
     lines.append(f"  alerts fired  {summary['alerts_fired']}")
+    lines += _services_lines(summary)
     return "\n".join(lines)
+
+
+def _services_lines(summary: dict[str, Any]) -> list[str]:
+    """With a model backend: what it recorded, and the traces that crossed from one service to the other."""
+    lines = []
+    backend = summary.get("backend")
+    if backend is not None:
+        rec = backend["recorded"]
+        lines.append(
+            f"  backend       {rec['http_requests']:.0f} HTTP requests ({rec['http_errors']:.0f} 5xx), "
+            f"{backend['spans']} spans"
+        )
+    traces = summary.get("traces")
+    if traces is not None:
+        slowest = (
+            f"; slowest {traces['slowest_ms']:.0f} ms: trace {traces['slowest_trace_id']}"
+            if traces["slowest_trace_id"]
+            else ""
+        )
+        lines.append(f"  traces        {traces['traces']}, {traces['cross_service']} across services{slowest}")
+    return lines
 
 
 def _ms(value: float | None) -> str:

@@ -10,7 +10,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from collections.abc import AsyncIterator
 from typing import Any, Protocol
 
 from fastapi import FastAPI, Request
@@ -18,10 +20,19 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 
 from victor_observability.demo.instrumentation import Instrumentation, instrument
-from victor_observability.demo.workload import PROVIDERS, TOOLS, LruCache, World
+from victor_observability.demo.workload import PROVIDERS, TOOLS, LlmCall, LruCache, World
 from victor_observability.metrics.http import render
 
-__all__ = ["CACHE_NAME", "ChatRequest", "Instrumentation", "ToolRequest", "build_app", "instrument"]
+__all__ = [
+    "CACHE_NAME",
+    "ChatRequest",
+    "Instrumentation",
+    "LocalModel",
+    "Model",
+    "ToolRequest",
+    "build_app",
+    "instrument",
+]
 
 CACHE_NAME = "tool_cache"
 
@@ -29,6 +40,33 @@ CACHE_NAME = "tool_cache"
 class SpanLike(Protocol):
     def set_attribute(self, key: str, value: Any) -> None: ...
     def set_status(self, status: Any, description: str | None = None) -> None: ...
+
+
+class Model(Protocol):
+    """Where the service's LLM calls go: simulated in this process, or a model backend over HTTP (backend.py)."""
+
+    #: The kind of the service's `call_llm` span: "client" when the call leaves no other trace of itself.
+    span_kind: str
+
+    async def complete(self, provider: str, model: str, prompt_tokens: int) -> LlmCall: ...
+    async def aclose(self) -> None: ...
+
+
+class LocalModel:
+    """The provider call simulated in process: the world's outcome, after its latency."""
+
+    span_kind = "client"
+
+    def __init__(self, world: World) -> None:
+        self.world = world
+
+    async def complete(self, provider: str, model: str, prompt_tokens: int) -> LlmCall:
+        call = self.world.llm_call(provider, model, prompt_tokens)
+        await asyncio.sleep(call.latency_ms / 1000.0)
+        return call
+
+    async def aclose(self) -> None:
+        pass
 
 
 class ChatRequest(BaseModel):
@@ -44,15 +82,26 @@ class ToolRequest(BaseModel):
     arg: str
 
 
-def build_app(instr: Instrumentation, world: World | None = None, cache_capacity: int = 64) -> FastAPI:
-    """The service: POST /v1/chat, POST /v1/tools/{tool}, and (when instrumented) /metrics and /health/*."""
+def build_app(
+    instr: Instrumentation, world: World | None = None, cache_capacity: int = 64, model: Model | None = None
+) -> FastAPI:
+    """The service: POST /v1/chat, POST /v1/tools/{tool}, and (when instrumented) /metrics and /health/*. LLM calls
+    go to ``model`` (default: simulated here); the app closes it on shutdown."""
     world = world or World()
+    llm = model if model is not None else LocalModel(world)
     rec = instr.recorder
     tracer = instr.tracer
     cache = LruCache(cache_capacity)
-    app = FastAPI(
-        title="victor-observability demo", docs_url=None, redoc_url=None, openapi_url=None, lifespan=instr.lifespan
-    )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Any) -> AsyncIterator[None]:
+        async with instr.lifespan(app):
+            try:
+                yield
+            finally:
+                await llm.aclose()  # in the serving loop, where its connections live
+
+    app = FastAPI(title="victor-observability demo", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
 
     async def run_tool(tool: str, arg: str) -> dict[str, Any]:
         """A cached tool execution: a hit answers from the cache, a miss runs the tool and stores a success."""
@@ -93,10 +142,9 @@ def build_app(instr: Instrumentation, world: World | None = None, cache_capacity
         with tracer.start_span("chat", attributes=attributes) as span:
             tools = [await run_tool(body.tool, body.tool_arg)] if body.tool is not None else []
             prompt_tokens = max(1, len(body.prompt) // 4)
-            call = world.llm_call(body.provider, body.model, prompt_tokens)
-            with tracer.start_span("call_llm", kind="client", attributes=attributes) as llm_span:
+            with tracer.start_span("call_llm", kind=llm.span_kind, attributes=attributes) as llm_span:
                 llm_started = time.perf_counter()
-                await asyncio.sleep(call.latency_ms / 1000.0)
+                call = await llm.complete(body.provider, body.model, prompt_tokens)
                 llm_ms = (time.perf_counter() - llm_started) * 1000.0
                 ok = call.failure is None
                 if ok:
@@ -131,18 +179,21 @@ def build_app(instr: Instrumentation, world: World | None = None, cache_capacity
         result = await run_tool(tool, body.arg)
         return JSONResponse(result, status_code=200 if result["ok"] else 500)
 
-    if instr.collector is not None:
-        registry = instr.collector.registry
-
-        @app.get("/metrics", include_in_schema=False)
-        async def metrics(request: Request) -> Response:
-            body, headers = render(
-                registry, request.headers.get("accept", ""), request.headers.get("accept-encoding", "")
-            )
-            return Response(body, headers=dict(headers))
-
+    add_metrics_route(app, instr)
     instr.wire(app)
     return app
+
+
+def add_metrics_route(app: FastAPI, instr: Instrumentation) -> None:
+    """GET /metrics, when the service is instrumented."""
+    if instr.collector is None:
+        return
+    registry = instr.collector.registry
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics(request: Request) -> Response:
+        body, headers = render(registry, request.headers.get("accept", ""), request.headers.get("accept-encoding", ""))
+        return Response(body, headers=dict(headers))
 
 
 def _fail(span: SpanLike, reason: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from victor_observability.health.model import HealthStatus
@@ -20,11 +21,18 @@ class HealthMetrics(Protocol):
 
     def record(self, probe: str, check: str, status: HealthStatus, duration_seconds: float) -> None: ...
 
+    # Optional, looked up with getattr so that older implementations still fit:
+    # `watch_hung(hung: Callable[[], dict[str, int] | None]) -> None` reports a checker's `hung_checks()`
+    # (None once that checker is gone).
+
 
 class NoHealthMetrics:
     """Records nothing."""
 
     def record(self, probe: str, check: str, status: HealthStatus, duration_seconds: float) -> None:
+        return None
+
+    def watch_hung(self, hung: Callable[[], dict[str, int] | None]) -> None:
         return None
 
 
@@ -54,8 +62,37 @@ class RegistryHealthMetrics(ComponentMetrics):
             buckets=DURATION_BUCKETS,
             registry=registry,
         )
+        self._hung = Gauge(
+            f"{prefix}_health_checks_hung",
+            "Sync health checks still running past their timeout, each holding a worker thread, per pool "
+            "(liveness, or readiness and startup).",
+            ["pool"],
+            registry=registry,
+        )
+        self._registry = registry
+        self._watched: list[Callable[[], dict[str, int] | None]] = []
         self._children: dict[tuple[str, str], tuple[Any, Any]] = {}
         self._warned = False
+
+    def watch_hung(self, hung: Callable[[], dict[str, int] | None]) -> None:
+        """Sums the hung checks of every watched checker into the gauge before every export."""
+        if not self._watched:
+            self._registry.add_collect_hook(self._refresh_hung)
+        self._watched.append(hung)
+
+    def _refresh_hung(self) -> None:
+        totals = {"liveness": 0, "readiness": 0}
+        live = []
+        for hung in self._watched:
+            counts = hung()
+            if counts is None:
+                continue  # that checker is gone
+            live.append(hung)
+            for pool, n in counts.items():
+                totals[pool] = totals.get(pool, 0) + n
+        self._watched[:] = live
+        for pool, n in totals.items():
+            self._hung.labels(pool).set(n)
 
     def record(self, probe: str, check: str, status: HealthStatus, duration_seconds: float) -> None:
         try:

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from victor_observability.health.model import CheckResult, HealthStatus
+from victor_observability.health.model import CheckResult, HealthStatus, redact_credentials
 
 log = logging.getLogger("victor_observability.health")
 
@@ -36,6 +36,7 @@ class Check:
     critical: bool
     component_type: str | None
     running: bool = False
+    started: float = 0.0  # monotonic time a worker thread began the current run (0.0: not on a thread)
     last_status: HealthStatus | None = None
     # The run in progress and its loop: a probe arriving meanwhile (readiness running the startup checks
     # while the startup probe does) shares that run instead of starting another or failing.
@@ -44,8 +45,8 @@ class Check:
 
 
 def short_reason(exc: BaseException) -> str:
-    """`TypeName: message`, one line, bounded: never a stack trace in a response."""
-    text = str(exc).strip().splitlines()
+    """`TypeName: message`, one line, bounded, credentials redacted: never a stack trace in a response."""
+    text = redact_credentials(str(exc)).strip().splitlines()
     reason = f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
     return reason if len(reason) <= _MAX_OUTPUT else reason[: _MAX_OUTPUT - 3] + "..."
 
@@ -62,7 +63,7 @@ def interpret(value: Any, check: Check, duration: float, when: float) -> CheckRe
             value.status,
             value.observed_value,
             value.observed_unit,
-            value.output,
+            None if value.output is None else redact_credentials(value.output),
             value.component_type or ctype,
             duration,
             when,
@@ -76,7 +77,8 @@ def interpret(value: Any, check: Check, duration: float, when: float) -> CheckRe
         try:
             return CheckResult(HealthStatus(value), None, None, None, ctype, duration, when)
         except ValueError:
-            return CheckResult(_FAIL, None, None, f"unrecognised status {value[:40]!r}", ctype, duration, when)
+            shown = redact_credentials(value)[:40]
+            return CheckResult(_FAIL, None, None, f"unrecognised status {shown!r}", ctype, duration, when)
     if inspect.isawaitable(value):
         if inspect.iscoroutine(value):
             value.close()  # never awaited on purpose: close it so it does not warn at GC
@@ -96,11 +98,16 @@ class SyncRunner:
     """A small pool of daemon threads for sync checks.
 
     Daemon threads, not ThreadPoolExecutor: a hung check must not hold up interpreter exit, and the pool is
-    shared by every loop that probes this checker (the app's loop, a test's loop, uvicorn's thread).
+    shared by every loop that probes this checker (the app's loop, a test's loop, uvicorn's thread). A check
+    that hangs keeps its thread, so the pool never holds more than `max_workers` threads, hung or not; a
+    check still running is never submitted again (see run_checks), so the queue holds at most one entry per
+    check.
     """
 
-    def __init__(self, max_workers: int) -> None:
+    def __init__(self, max_workers: int, name: str = "health") -> None:
         self._max = max_workers
+        self._name = name
+        self._busy: set[Check] = set()
         self._queue: queue.SimpleQueue[tuple[asyncio.AbstractEventLoop, asyncio.Future[Any], Check]] = (
             queue.SimpleQueue()
         )
@@ -136,8 +143,14 @@ class SyncRunner:
             if spawn:
                 self._threads += 1
         if spawn:
-            threading.Thread(target=self._work, name=f"victor-health-{self._threads}", daemon=True).start()
+            threading.Thread(target=self._work, name=f"victor-{self._name}-{self._threads}", daemon=True).start()
         return follow(loop, raw)
+
+    def hung(self) -> int:
+        """Checks running on a worker thread for longer than their timeout (each holds one thread)."""
+        now = time.monotonic()
+        with self._lock:
+            return sum(1 for check in self._busy if now - check.started > check.timeout)
 
     def _work(self) -> None:
         while True:
@@ -147,6 +160,8 @@ class SyncRunner:
             with self._lock:
                 self._idle -= 1
                 self._pending -= 1
+                check.started = time.monotonic()
+                self._busy.add(check)
             value: Any = None
             error: BaseException | None = None
             try:
@@ -154,6 +169,8 @@ class SyncRunner:
             except BaseException as exc:  # reported as a failed check; the worker must survive
                 error = exc
             finally:
+                with self._lock:
+                    self._busy.discard(check)
                 check.running = False
                 self._inflight.discard(check)
             # RuntimeError: that loop has closed, nobody is waiting any more.

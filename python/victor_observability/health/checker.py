@@ -7,6 +7,7 @@ import inspect
 import logging
 import math
 import time
+import weakref
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
@@ -85,7 +86,15 @@ class ProductionHealthChecker:
         self.cache_ttl = float(cache_ttl)
         self._metrics: HealthMetrics = metrics if metrics is not None else NoHealthMetrics()
         self._recording = not isinstance(self._metrics, NoHealthMetrics)
-        self._runner = SyncRunner(max_sync_workers)
+        # Liveness has threads of its own: readiness and startup checks that hang on a dependency must never
+        # make liveness wait (and Kubernetes restart a healthy pod). Each pool holds at most max_sync_workers.
+        self._runner = SyncRunner(max_sync_workers, "health")
+        self._liveness_runner = SyncRunner(max_sync_workers, "liveness")
+        self._runners = {
+            HealthCheckType.LIVENESS: self._liveness_runner,
+            HealthCheckType.READINESS: self._runner,
+            HealthCheckType.STARTUP: self._runner,
+        }
         self._checks: dict[HealthCheckType, list[Check]] = {kind: [] for kind in HealthCheckType}
         self._started = time.monotonic()
         self._startup_deadline = self._started + self.startup_timeout
@@ -96,6 +105,10 @@ class ProductionHealthChecker:
         self._inflight: dict[
             HealthCheckType, tuple[asyncio.AbstractEventLoop, list[asyncio.Future[HealthCheckResponse | None]]]
         ] = {}
+        watch = getattr(self._metrics, "watch_hung", None)  # optional: a HealthMetrics of old may lack it
+        if watch is not None:
+            ref = weakref.ref(self)
+            watch(lambda: None if (c := ref()) is None else c.hung_checks())
 
     # -- registration -------------------------------------------------------------------------------------------
 
@@ -209,6 +222,16 @@ class ProductionHealthChecker:
         self._startup_deadline = time.monotonic() + self.startup_timeout
         self._cache.clear()
 
+    def hung_checks(self) -> dict[str, int]:
+        """Sync checks still running past their timeout, per thread pool: "liveness", and "readiness" (which
+        readiness and startup checks share). Each holds one worker thread; a pool never exceeds
+        `max_sync_workers` threads. Exported as `<prefix>_health_checks_hung{pool}` with metrics on.
+
+        >>> ProductionHealthChecker().hung_checks()
+        {'liveness': 0, 'readiness': 0}
+        """
+        return {"liveness": self._liveness_runner.hung(), "readiness": self._runner.hung()}
+
     # -- probes -------------------------------------------------------------------------------------------------
 
     def liveness(self) -> Coroutine[Any, Any, HealthCheckResponse]:
@@ -252,7 +275,7 @@ class ProductionHealthChecker:
         try:
             if kind is HealthCheckType.LIVENESS or (kind is HealthCheckType.READINESS and self._startup_complete):
                 # The common path, kept to one coroutine frame besides run_checks: probes are measured in benches/.
-                response = self._finish(kind, await run_checks(self._checks[kind], self._runner))
+                response = self._finish(kind, await run_checks(self._checks[kind], self._runners[kind]))
             else:
                 response = await self._evaluate(kind)
             if self.cache_ttl > 0:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import math
+import re
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -17,11 +18,51 @@ __all__ = [
     "HealthStatus",
 ]
 
-#: How much a rendered response reveals: overall status only, plus per-check statuses, or everything
-#: (observed values, output text, durations). HTTP endpoints default to "status" so that internals
-#: are not exposed publicly; `to_dict()` defaults to "full" as the guide's example expects.
+#: How much a rendered response reveals:
+#:
+#: - "status": the overall status only (and `is_healthy` in `to_dict()`): safe for anyone.
+#: - "checks": plus each check's status (and componentType), the version, the timestamp and uptime: names
+#:   which dependencies exist, nothing about them.
+#: - "full": plus observed values and units, durations and each check's output text (a failing check's
+#:   one-line reason, which may quote an exception).
+#:
+#: The probe endpoints (health/http.py) default to "status"; `to_dict()` and `to_health_json()` default to
+#: "full" as the guide's example expects. At every level, credentials in output text are redacted
+#: (`redact_credentials`: URL userinfo, `password=`/`token=`-style pairs, Bearer/Basic values), but "full" is
+#: still meant for operators, not for a public endpoint.
 Detail = Literal["status", "checks", "full"]
 _DETAILS: tuple[str, ...] = ("status", "checks", "full")
+
+_REDACTED = "***"
+# scheme://user:password@host or scheme://token@host: greedy up to the last "@" of the authority.
+_URL_USERINFO = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.\-]*://)([^\s/?#]*)@")
+# password=..., "token": "...", api_key: ..., ?sig=... (quoted values whole, bare ones up to a delimiter).
+_KEY_VALUE = re.compile(
+    r"(?i)\b(password|passwd|pwd|secret|client[_-]?secret|(?:access[_-]|refresh[_-]|id[_-]|auth[_-])?token|"
+    r"api[_-]?key|apikey|sig|signature|private[_-]?key|credentials?)"
+    r"(['\"]?\s*[=:]\s*)(\"[^\"]*\"|'[^']*'|[^\s&;,'\"]+)"
+)
+_AUTH_SCHEME = re.compile(r"(?i)\b(bearer\s+)[A-Za-z0-9._~+/\-]+=*|\b(basic\s+)[A-Za-z0-9+/]{8,}=*")
+
+
+def _userinfo(match: re.Match[str]) -> str:
+    user, colon, _ = match.group(2).partition(":")
+    return f"{match.group(1)}{user}:{_REDACTED}@" if colon else f"{match.group(1)}{_REDACTED}@"
+
+
+def redact_credentials(text: str) -> str:
+    """`text` with credentials replaced by ``***``: URL userinfo, `password=`/`token=`-style pairs (query
+    strings too) and Bearer/Basic values. Check output goes through this before it is shown or logged.
+
+    >>> redact_credentials("OperationalError: postgres://app:password=hunter2@db:5432/app refused")
+    'OperationalError: postgres://app:***@db:5432/app refused'
+    >>> redact_credentials("GET https://api/x?token=abc&page=2 -> 401 (Authorization: Bearer eyJ.x.y)")
+    'GET https://api/x?token=***&page=2 -> 401 (Authorization: Bearer ***)'
+    """
+    if "://" in text:
+        text = _URL_USERINFO.sub(_userinfo, text)
+    text = _KEY_VALUE.sub(lambda m: f"{m.group(1)}{m.group(2)}{_REDACTED}", text)
+    return _AUTH_SCHEME.sub(lambda m: f"{m.group(1) or m.group(2)}{_REDACTED}", text)
 
 
 class HealthStatus(str, enum.Enum):
@@ -151,7 +192,7 @@ class CheckResult:
             if self.observed_unit:
                 out["observed_unit"] = self.observed_unit
             if self.output:
-                out["output"] = self.output
+                out["output"] = redact_credentials(self.output)
         return out
 
     def to_health_json(self, detail: Detail = "full") -> dict[str, Any]:
@@ -167,7 +208,7 @@ class CheckResult:
                 out["observedUnit"] = self.observed_unit
             # The draft says output SHOULD be omitted for "pass".
             if self.output and self.status is not HealthStatus.HEALTHY:
-                out["output"] = self.output
+                out["output"] = redact_credentials(self.output)
         return out
 
 

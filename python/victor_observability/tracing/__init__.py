@@ -1,4 +1,4 @@
-"""Distributed tracing: the tracer, spans, W3C propagation, sampling, exporters (JSON lines, console, OTLP)."""
+"""Distributed tracing: the tracer, spans, W3C propagation, sampling, exporters (JSON lines, console, OTLP), httpx."""
 
 from victor_observability._core import SpanBatch
 from victor_observability.tracing.exporters import (
@@ -7,6 +7,12 @@ from victor_observability.tracing.exporters import (
     InMemorySpanExporter,
     JsonLinesSpanExporter,
     SpanExporter,
+)
+from victor_observability.tracing.httpx import (
+    AsyncTracedTransport,
+    TracedTransport,
+    instrument_httpx,
+    uninstrument_httpx,
 )
 from victor_observability.tracing.otlp import OTLPSpanExporter
 from victor_observability.tracing.sampling import (
@@ -37,6 +43,7 @@ __all__ = [
     "ALWAYS_OFF",
     "ALWAYS_ON",
     "AnySpan",
+    "AsyncTracedTransport",
     "BatchSpanExporter",
     "ConsoleSpanExporter",
     "CustomSampler",
@@ -55,9 +62,12 @@ __all__ = [
     "SpanKind",
     "StatusCode",
     "TraceIdRatioSampler",
+    "TracedTransport",
     "current_span",
     "get_global_tracer",
+    "instrument_httpx",
     "set_global_tracer",
     "trace_async_function",
     "trace_function",
+    "uninstrument_httpx",
 ]

@@ -83,6 +83,8 @@ class _Lane:
         self._max_retries = max(0, max_retries)
         self._cond = threading.Condition()
         self._active = False
+        # The batch being exported: settled exactly once, by _export or (stuck at shutdown) by abandon().
+        self._current: SpanBatch | None = None
         self._stopped = False
         self._warned = False
         self.exported = 0
@@ -113,10 +115,18 @@ class _Lane:
             self._cond.notify_all()
 
     def abandon(self) -> None:
-        """Counts the batches still waiting as dropped (shutdown ran out of time)."""
+        """Counts the batches still waiting, and one stuck in a hung export, as dropped (shutdown ran out of
+        time); a stuck export that returns later counts nothing more."""
         with self._cond:
             self.dropped += sum(len(batch) for batch in self._queue)
             self._queue.clear()
+            if self._current is not None:
+                self.dropped += len(self._current)
+                self._current = None
+
+    def settled(self) -> int:
+        """Spans that ended failed or dropped so far (force_flush compares it before and after)."""
+        return self.failed + self.dropped
 
     def join(self, timeout: float) -> None:
         self._thread.join(max(0.0, timeout))
@@ -135,19 +145,33 @@ class _Lane:
                     return
                 batch = self._queue.popleft()
                 self._active = True
+                self._current = batch
             try:
                 self._export(batch)
             finally:
                 with self._cond:
                     self._active = False
+                    if self._current is batch:  # _export raised: the spans did not go out
+                        self.failed += len(batch)
+                        self._current = None
                     self._cond.notify_all()
+
+    def _settle(self, batch: SpanBatch, exported: bool) -> None:
+        with self._cond:
+            if self._current is not batch:
+                return  # abandoned at shutdown: already counted as dropped
+            self._current = None
+            if exported:
+                self.exported += len(batch)
+            else:
+                self.failed += len(batch)
 
     def _export(self, batch: SpanBatch) -> None:
         delay = 0.05
         for attempt in range(self._max_retries + 1):
             outcome, value = self._caller.call(lambda: _deliver(self.exporter, batch), self._timeout)
             if outcome == "ok" and value is not False:
-                self.exported += len(batch)
+                self._settle(batch, exported=True)
                 return
             if outcome in ("timeout", "busy"):
                 self.timeouts += 1
@@ -161,7 +185,7 @@ class _Lane:
                 if not self._stopped:
                     self._cond.wait(delay)
             delay = min(delay * 2, 2.0)
-        self.failed += len(batch)
+        self._settle(batch, exported=False)
 
     def _warn(self, message: str) -> None:
         if not self._warned:
@@ -193,6 +217,7 @@ class ExportPipeline:
         self._dispatcher: threading.Thread | None = None
         self._dispatching = False
         self._stopped = False
+        self._shutdown_result: bool | None = None
         # A forked child (gunicorn --preload, multiprocessing) has none of the parent's threads: start them again.
         ref = weakref.ref(self)
         os.register_at_fork(after_in_child=lambda: _restart(ref))
@@ -252,9 +277,16 @@ class ExportPipeline:
     def _idle(self) -> bool:
         return not self._dispatching and self._core.queue_len() == 0 and all(lane.idle() for lane in self._lanes)
 
+    def _lost(self) -> int:
+        """Spans failed or dropped so far, anywhere between the core's queue and the exporters."""
+        return int(self._core.core_stats()["queue_dropped"]) + sum(lane.settled() for lane in self._lanes)
+
     def force_flush(self, timeout: float) -> bool:
+        """True if everything finished so far went out: idle within `timeout`, and nothing failed or was
+        dropped meanwhile."""
         if self._dispatcher is None:
             return True
+        lost = self._lost()
         deadline = time.monotonic() + max(0.0, timeout)
         while True:
             self._core.wake()
@@ -262,7 +294,7 @@ class ExportPipeline:
                 # Two looks: the dispatcher may have drained between the queue check and the lane checks.
                 time.sleep(0.001)
                 if self._idle():
-                    return True
+                    return self._lost() == lost
             if time.monotonic() >= deadline:
                 return False
             time.sleep(0.005)
@@ -270,7 +302,9 @@ class ExportPipeline:
     def shutdown(self, timeout: float) -> bool:
         with self._lock:
             if self._stopped:
-                return True
+                # The first call's answer: a stuck batch abandoned then is not going out later.
+                return True if self._shutdown_result is None else self._shutdown_result
+            lost = self._lost()
             deadline = time.monotonic() + max(0.0, timeout)
             done = self.force_flush(timeout)
             self._stopped = True
@@ -279,12 +313,15 @@ class ExportPipeline:
                 self._dispatcher.join(max(0.0, deadline - time.monotonic()))
             for lane in self._lanes:
                 lane.stop()
+            # Spans that ended after the dispatcher's last look: handed to the (stopped) lanes, counted dropped.
+            self._drain()
             for lane in self._lanes:
                 lane.join(deadline - time.monotonic())
                 lane.abandon()
                 lane.shutdown_exporter(max(0.1, deadline - time.monotonic()))
             self._core.set_exporting(False)
-            return done
+            self._shutdown_result = done and self._lost() == lost
+            return self._shutdown_result
 
     def stats(self) -> dict[str, int]:
         lanes = self._lanes

@@ -120,7 +120,10 @@ class JsonLinesSpanExporter:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self._lock = threading.Lock()
-        self._file: IO[bytes] | None = None
+        # A raw O_APPEND descriptor, no Python buffer: a batch is one append (whole lines from several worker
+        # processes never interleave), and a forked child inherits no buffer or buffer lock that a parent thread
+        # held mid-write (a BufferedWriter then fails in the child with "reentrant call").
+        self._fd: int | None = None
         _renew_lock_in_child(self)
 
     def export(self, spans: Sequence[SpanData]) -> bool:
@@ -130,19 +133,20 @@ class JsonLinesSpanExporter:
         return self._write(batch.encode_json_lines())
 
     def _write(self, lines: bytes) -> bool:
+        data = memoryview(lines)
         with self._lock:
-            if self._file is None:
+            if self._fd is None:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
-                self._file = self.path.open("ab")
-            self._file.write(lines)
-            self._file.flush()
+                self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            while data:
+                data = data[os.write(self._fd, data) :]
         return True
 
     def shutdown(self) -> None:
         with self._lock:
-            if self._file is not None:
-                self._file.close()
-                self._file = None
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
 
     def __repr__(self) -> str:
         return f"JsonLinesSpanExporter({str(self.path)!r})"

@@ -339,11 +339,16 @@ class DistributedTracer:
         return out
 
     def force_flush(self, timeout: float = 5.0) -> bool:
-        """Exports everything finished so far; True if it all went out within `timeout` seconds."""
+        """Exports everything finished so far; True if it all went out within `timeout` seconds (False if an
+        export failed or spans were dropped meanwhile)."""
         return self._pipeline.force_flush(timeout)
 
     def shutdown(self, timeout: float = 5.0) -> bool:
-        """Flushes, stops the export worker and shuts the exporters down; idempotent."""
+        """Flushes, stops the export worker and shuts the exporters down; True if every span went out.
+
+        Idempotent: a second call returns the first one's answer. Afterwards each exporter's spans add up:
+        `spans_queued` = exported + failed + dropped (a batch stuck in a hung export counts as dropped).
+        """
         done = self._pipeline.shutdown(timeout)
         with self._lock:
             if self._atexit_registered:

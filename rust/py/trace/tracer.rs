@@ -293,9 +293,13 @@ impl TracerCore {
     /// Reads an incoming context from a dict, any mapping, or a list of (name, value) pairs (str or bytes, names
     /// case-insensitive). None when traceparent is missing, repeated or invalid; never raises. An invalid
     /// tracestate is discarded (the trace still continues), invalid baggage members are skipped.
-    pub(crate) fn extract_context(&self, py: Python<'_>, headers: &Bound<'_, PyAny>) -> Option<SpanContext> {
-        // Any Python error while reading odd carriers means "no context", never an exception.
-        extract(py, headers).unwrap_or_default()
+    pub(crate) fn extract_context(&self, py: Python<'_>, headers: &Bound<'_, PyAny>) -> PyResult<Option<SpanContext>> {
+        // Any Exception while reading odd carriers means "no context"; KeyboardInterrupt, SystemExit and other
+        // BaseExceptions that are not Exceptions are the user's, not the carrier's: they go through.
+        match extract(py, headers) {
+            Err(err) if !err.is_instance_of::<pyo3::exceptions::PyException>(py) => Err(err),
+            result => Ok(result.unwrap_or_default()),
+        }
     }
 
     /// Waits (without the GIL) until a batch is queued, `wake()` is called, or `timeout` seconds pass.
