@@ -132,7 +132,9 @@ impl SpanBatch {
             }
         }
         let records = &self.records;
-        Ok(encode_into_bytes(py, |out| otlp::encode_request(out, records, &resource)))
+        Ok(encode_into_bytes(py, |out| {
+            otlp::encode_request(out, records, &resource)
+        }))
     }
 
     pub(crate) fn __repr__(&self) -> String {
