@@ -70,15 +70,15 @@ impl<'a> Obj<'a> {
         self.out
     }
 
-    /// A key known to need no escape, written as is (the fixed field names).
+    /// A fixed field name, known to need no escape; its length is a constant, so the copy is inlined.
     #[inline]
-    fn name(&mut self, key: &str) -> &mut Vec<u8> {
+    fn name<const N: usize>(&mut self, key: &[u8; N]) -> &mut Vec<u8> {
         if !self.first {
             self.style.item(self.out);
         }
         self.first = false;
         self.out.push(b'"');
-        put(self.out, key.as_bytes());
+        self.out.extend_from_slice(key);
         self.out.push(b'"');
         self.style.key(self.out);
         self.out
@@ -92,39 +92,39 @@ impl<'a> Obj<'a> {
 // must match rust/py/trace/data.rs: SpanData.to_dict (keys, order, and when the optional keys appear)
 fn write_span(out: &mut Vec<u8>, r: &SpanRecord, service: &str, style: Style) {
     let mut o = Obj::open(out, style);
-    write_str(o.name("name"), &r.name);
-    write_hex(o.name("trace_id"), r.trace_id, 32);
-    write_hex(o.name("span_id"), r.span_id as u128, 16);
-    let parent = o.name("parent_span_id");
+    write_str(o.name(b"name"), &r.name);
+    write_hex(o.name(b"trace_id"), r.trace_id, 32);
+    write_hex(o.name(b"span_id"), r.span_id as u128, 16);
+    let parent = o.name(b"parent_span_id");
     if r.parent_span_id == 0 {
         parent.extend_from_slice(b"null");
     } else {
         write_hex(parent, r.parent_span_id as u128, 16);
     }
-    write_str(o.name("kind"), r.kind.name());
-    write_u64(o.name("start_time_unix_nano"), r.start_ns);
-    write_u64(o.name("end_time_unix_nano"), r.end_ns);
-    write_float(o.name("duration_ms"), r.end_ns.wrapping_sub(r.start_ns) as f64 / 1e6);
-    write_attrs(o.name("attributes"), &r.attributes, style);
-    write_events(o.name("events"), &r.events, style);
-    let status = o.name("status");
+    write_str(o.name(b"kind"), r.kind.name());
+    write_u64(o.name(b"start_time_unix_nano"), r.start_ns);
+    write_u64(o.name(b"end_time_unix_nano"), r.end_ns);
+    write_float(o.name(b"duration_ms"), r.end_ns.wrapping_sub(r.start_ns) as f64 / 1e6);
+    write_attrs(o.name(b"attributes"), &r.attributes, style);
+    write_events(o.name(b"events"), &r.events, style);
+    let status = o.name(b"status");
     let mut st = Obj::open(status, style);
-    write_str(st.name("code"), r.status.name());
-    write_str(st.name("message"), &r.status_message);
+    write_str(st.name(b"code"), r.status.name());
+    write_str(st.name(b"message"), &r.status_message);
     st.close();
-    let ts = o.name("tracestate");
+    let ts = o.name(b"tracestate");
     match &r.tracestate {
         Some(t) => write_str(ts, t),
         None => ts.extend_from_slice(b"null"),
     }
-    write_str(o.name("service_name"), service);
-    write_str(o.name("scope"), &r.scope.name);
+    write_str(o.name(b"service_name"), service);
+    write_str(o.name(b"scope"), &r.scope.name);
     if r.dropped_attributes > 0 || r.dropped_events > 0 {
-        write_u64(o.name("dropped_attributes"), r.dropped_attributes.into());
-        write_u64(o.name("dropped_events"), r.dropped_events.into());
+        write_u64(o.name(b"dropped_attributes"), r.dropped_attributes.into());
+        write_u64(o.name(b"dropped_events"), r.dropped_events.into());
     }
     if !r.links.is_empty() {
-        write_links(o.name("links"), &r.links, style);
+        write_links(o.name(b"links"), &r.links, style);
     }
     o.close();
 }
@@ -136,11 +136,11 @@ fn write_events(out: &mut Vec<u8>, events: &[Event], style: Style) {
             style.item(out);
         }
         let mut o = Obj::open(out, style);
-        write_str(o.name("name"), &e.name);
-        write_u64(o.name("timestamp_ns"), e.time_ns);
-        write_attrs(o.name("attributes"), &e.attributes, style);
+        write_str(o.name(b"name"), &e.name);
+        write_u64(o.name(b"timestamp_ns"), e.time_ns);
+        write_attrs(o.name(b"attributes"), &e.attributes, style);
         if e.dropped_attributes > 0 {
-            write_u64(o.name("dropped_attributes"), e.dropped_attributes.into());
+            write_u64(o.name(b"dropped_attributes"), e.dropped_attributes.into());
         }
         o.close();
     }
@@ -155,11 +155,11 @@ fn write_links(out: &mut Vec<u8>, links: &[Link], style: Style) {
             style.item(out);
         }
         let mut o = Obj::open(out, style);
-        write_hex(o.name("trace_id"), l.trace_id, 32);
-        write_hex(o.name("span_id"), l.span_id as u128, 16);
-        write_attrs(o.name("attributes"), &l.attributes, style);
+        write_hex(o.name(b"trace_id"), l.trace_id, 32);
+        write_hex(o.name(b"span_id"), l.span_id as u128, 16);
+        write_attrs(o.name(b"attributes"), &l.attributes, style);
         if l.dropped_attributes > 0 {
-            write_u64(o.name("dropped_attributes"), l.dropped_attributes.into());
+            write_u64(o.name(b"dropped_attributes"), l.dropped_attributes.into());
         }
         o.close();
     }
@@ -369,10 +369,18 @@ pub fn write_str(out: &mut Vec<u8>, s: &str) {
     let (mut plain, mut i) = (0, 0);
     while i < bytes.len() {
         // Eight bytes at a time while none of them needs an escape (the common case: keys, ids, ASCII values).
-        let n = (bytes.len() - i).min(8);
-        let mut chunk = [b'a'; 8];
-        chunk[..n].copy_from_slice(&bytes[i..i + n]);
-        if !may_need_escape(u64::from_le_bytes(chunk)) {
+        let (word, n) = match bytes.get(i..i + 8) {
+            Some(eight) => (u64::from_le_bytes(eight.try_into().unwrap_or([0; 8])), 8),
+            None => {
+                // The tail, padded with a harmless byte (copied by hand: a short copy_from_slice is a memcpy call).
+                let mut chunk = [b'a'; 8];
+                for (c, b) in chunk.iter_mut().zip(&bytes[i..]) {
+                    *c = *b;
+                }
+                (u64::from_le_bytes(chunk), bytes.len() - i)
+            }
+        };
+        if !may_need_escape(word) {
             i += n;
             continue;
         }
