@@ -152,7 +152,7 @@ def test_export_cost(endpoint: str, tmp_path: Path) -> None:
     wall = dict.fromkeys(cases, float("inf"))
     cpu = dict.fromkeys(cases, float("inf"))
     try:
-        for (run, _), n in cases.values():
+        for (run, _), _n in cases.values():
             run(2 * CHUNK)  # warm up: threads, connections
         for _ in range(ROUNDS):
             for key, ((run, _), n) in cases.items():
