@@ -337,3 +337,22 @@ def test_property_otlp_and_json_match_the_python_encoders(
     got = trace_service_pb2.ExportTraceServiceRequest.FromString(batch.encode_otlp())
     assert got == old_otlp(spans, links, {})
     assert batch.encode_json_lines() == "".join(old_json_line(s) for s in spans).encode()
+
+
+def test_otlp_export_needs_neither_protobuf_nor_opentelemetry_proto() -> None:
+    import subprocess
+    import sys
+
+    code = """
+import sys
+for name in ("google", "google.protobuf", "opentelemetry.proto"):
+    sys.modules[name] = None  # importing any of them now raises ImportError
+from victor_observability import DistributedTracer, OTLPSpanExporter
+tracer = DistributedTracer("svc", max_spans=0)
+span = tracer.start_span("op")
+span.end()
+body = OTLPSpanExporter("http://127.0.0.1:9/v1/traces").encode([span.to_span_data()])
+assert body and b"op" in body
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
