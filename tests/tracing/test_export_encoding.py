@@ -356,3 +356,17 @@ assert body and b"op" in body
 """
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
+
+
+def test_floats_of_every_shape_are_written_as_python_repr_writes_them(tracer: DistributedTracer) -> None:
+    import random
+    import struct
+
+    rng = random.Random(17)
+    spans = []
+    for _ in range(100):
+        values = [struct.unpack("<d", rng.getrandbits(64).to_bytes(8, "little"))[0] for _ in range(100)]
+        values += [rng.uniform(-1e6, 1e6), rng.random() / 10 ** rng.randint(0, 30), float(rng.randint(0, 10**17))]
+        span = tracer.start_span("floats", attributes={f"f{i}": v for i, v in enumerate(values)})
+        spans.append(finish(span))
+    assert SpanBatch.of(spans).encode_json_lines() == "".join(old_json_line(s) for s in spans).encode()

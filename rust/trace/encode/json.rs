@@ -6,7 +6,6 @@
 
 use crate::trace::hex::encode_into;
 use crate::trace::span::{AttrValue, Attributes, Event, Link, SpanRecord};
-use std::fmt::Write as _;
 
 /// The separators of `json.dumps`: compact `(",", ":")` (the JSON lines file) or the default `(", ", ": ")`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -265,30 +264,6 @@ fn may_need_escape(w: u64) -> bool {
     (control | high | has_zero(w ^ (ONES * u64::from(b'"'))) | has_zero(w ^ (ONES * u64::from(b'\\')))) != 0
 }
 
-#[derive(Default)]
-struct StackBuf {
-    bytes: [u8; 32],
-    len: usize,
-}
-
-impl StackBuf {
-    fn as_str(&self) -> &str {
-        std::str::from_utf8(&self.bytes[..self.len]).unwrap_or("0e0")
-    }
-}
-
-impl std::fmt::Write for StackBuf {
-    fn write_str(&mut self, s: &str) -> std::fmt::Result {
-        let end = self.len + s.len();
-        if end > self.bytes.len() {
-            return Err(std::fmt::Error);
-        }
-        self.bytes[self.len..end].copy_from_slice(s.as_bytes());
-        self.len = end;
-        Ok(())
-    }
-}
-
 /// Python's `float.__repr__` (and so `json.dumps`): the shortest digits that round-trip, fixed notation for
 /// decimal exponents in [-4, 16), else `d.ddde+XX`; `json` spells the non-finite values NaN and Infinity.
 pub fn write_float(out: &mut Vec<u8>, f: f64) {
@@ -300,25 +275,43 @@ pub fn write_float(out: &mut Vec<u8>, f: f64) {
         out.extend_from_slice(if f > 0.0 { b"Infinity" } else { b"-Infinity" });
         return;
     }
-    // Rust's `{:e}` also prints the shortest round-trip digits: "-1.2345e-7", "0e0". At most 25 bytes.
-    let mut buf = StackBuf::default();
-    let _ = write!(buf, "{f:e}");
-    let sci = buf.as_str();
-    let (mantissa, exp) = sci.split_once('e').unwrap_or((sci, "0"));
-    let (negative, mantissa) = match mantissa.strip_prefix('-') {
-        Some(m) => (true, m),
-        None => (false, mantissa),
+    // ryu prints the shortest round-trip digits, as Python's repr picks them, in one of its own shapes ("1e16",
+    // "1.5e-5", "0.0001", "123.456", "-0.0"): read back the digits and the decimal point's place.
+    let mut buf = ryu::Buffer::new();
+    let text = buf.format_finite(f);
+    let negative = text.starts_with('-');
+    let text = text.trim_start_matches('-');
+    let (mantissa, exp) = match text.split_once(['e', 'E']) {
+        Some((m, e)) => (m, e.parse::<i32>().unwrap_or(0)),
+        None => (text, 0),
     };
-    let mut digits = [0u8; 20];
+    let (int_part, frac_part) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let mut digits = [0u8; 40];
     let mut n = 0;
-    for b in mantissa.bytes().filter(|b| *b != b'.') {
-        digits[n] = b;
-        n += 1;
+    for b in int_part.bytes().chain(frac_part.bytes()) {
+        if n < digits.len() {
+            digits[n] = b;
+            n += 1;
+        }
     }
-    let digits = &digits[..n];
-    let exp: i32 = exp.parse().unwrap_or(0);
+    let mut decpt_all = int_part.len() as i32 + exp;
+    let mut start = 0;
+    while start < n && digits[start] == b'0' {
+        start += 1;
+        decpt_all -= 1;
+    }
+    while n > start && digits[n - 1] == b'0' {
+        n -= 1;
+    }
+    let (digits, decpt_all) = if start == n {
+        (&b"0"[..], 1)
+    } else {
+        (&digits[start..n], decpt_all)
+    };
+    let n = digits.len();
+    let exp = decpt_all - 1;
     // Python's `decpt`: the value is 0.DIGITS times ten to this.
-    let decpt = exp + 1;
+    let decpt = decpt_all;
     if negative {
         out.push(b'-');
     }
@@ -458,6 +451,8 @@ mod tests {
             (1.7976931348623157e308, "1.7976931348623157e+308"),
             (-2.5e-5, "-2.5e-05"),
             (0.001234, "0.001234"),
+            // Exactly ...562.25: a tie at 17 digits, which repr rounds to even.
+            (1658206780088562.2, "1658206780088562.2"),
             (f64::NAN, "NaN"),
             (f64::INFINITY, "Infinity"),
             (f64::NEG_INFINITY, "-Infinity"),
@@ -503,6 +498,33 @@ mod tests {
                 want.push('"');
                 assert_eq!(string(&s), want, "{special:?} at {at}");
             }
+        }
+    }
+
+    #[test]
+    fn floats_round_trip_with_the_shortest_digits() {
+        // Random bit patterns: ours parses back to the same value and has the digits of Rust's own shortest `{:e}`.
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for _ in 0..200_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let f = f64::from_bits(x);
+            if !f.is_finite() {
+                continue;
+            }
+            let ours = float(f);
+            assert_eq!(ours.parse::<f64>().unwrap(), f, "{ours}");
+            let digits = |s: &str| -> String {
+                let m = s.split(['e', 'E']).next().unwrap();
+                m.chars()
+                    .filter(char::is_ascii_digit)
+                    .collect::<String>()
+                    .trim_matches('0')
+                    .to_owned()
+            };
+            // As many digits as the shortest (Rust's `{:e}` rounds a tie up where Python and ryu round to even).
+            assert_eq!(digits(&ours).len(), digits(&format!("{f:e}")).len(), "{f:e}");
         }
     }
 
