@@ -24,7 +24,7 @@ compare("export 1,000 labelled histogram series vs generate_latest()", "export_o
 
 @pytest.fixture(scope="module")
 def collector() -> ProductionMetricsCollector:
-    return ProductionMetricsCollector("victor", collect_system_metrics=False)
+    return ProductionMetricsCollector(prefix="victor", collect_system_metrics=False)
 
 
 def test_record_request_ours(bench, collector) -> None:  # type: ignore[no-untyped-def]

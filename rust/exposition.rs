@@ -104,7 +104,7 @@ pub fn wants_gzip(accept_encoding: &str) -> bool {
         *slot = Some(slot.map_or(e.q, |q: f32| q.max(e.q)));
     }
     let gzip = gzip.or(any).unwrap_or(0.0);
-    gzip > 0.0 && identity.or(any).map_or(true, |identity| gzip >= identity)
+    gzip > 0.0 && identity.or(any).is_none_or(|identity| gzip >= identity)
 }
 
 /// Python's `repr(float)`: shortest round-trip digits, exponent outside 1e-4 <= |v| < 1e16.

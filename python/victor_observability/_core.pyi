@@ -5,6 +5,7 @@ from typing import Any, final
 
 from typing_extensions import disjoint_base
 
+# must match the runtime module's __all__ (PyO3 builds it from the #[pymodule]'s items; stubtest compares them).
 __all__ = [
     "CURRENT_SPAN",
     "DEFAULT_LABEL_VALUE_CAP",
@@ -67,6 +68,10 @@ class RegistryCore:
         """Defines a family; ValueError naming the metric on a bad name, label or bucket layout."""
     def unregister(self, name: str) -> bool: ...
     def names(self) -> list[str]: ...
+    def get(self, name: str, label_value_cap: int = ...) -> FamilyCore | None:
+        """The family registered under `name` (a counter's name without `_total`), if any."""
+    def reset(self) -> None:
+        """Zeroes every series (values only: children held by callers stay valid)."""
     def encode(self, openmetrics: bool = False) -> bytes:
         """Prometheus text 0.0.4, or OpenMetrics 1.0.0 with `# EOF`."""
     def samples(self) -> list[tuple[str, str, str, list[tuple[str, dict[str, str], float]]]]: ...
@@ -120,8 +125,14 @@ class CollectorCore:
     def cancel_request(self) -> None:
         """Undoes begin_request for a request that is not to be recorded (a scrape or a probe)."""
     def record_request(
-        self, endpoint: str, provider: str, success: bool, latency_ms: float, labels: dict[str, Any] | None = None
-    ) -> None: ...
+        self,
+        endpoint: str,
+        provider: str,
+        success: bool,
+        latency_ms: float | None = None,
+        labels: dict[str, Any] | None = None,
+    ) -> None:
+        """One request: total, success or error, latency. A missing `latency_ms` drops the sample (counted)."""
     def begin_request(self) -> None: ...
     def end_request(
         self, endpoint: str, provider: str, success: bool, latency_ms: float, labels: dict[str, Any] | None = None

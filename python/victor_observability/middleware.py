@@ -209,11 +209,15 @@ class MonitoringMiddleware:
         provider: str = "http",
         count_websockets: bool = False,
         known_methods: Iterable[str] | None = None,
+        collect_system_metrics: bool = True,
     ) -> None:
         if status_label not in ("code", "class"):
             raise ValueError(f"status_label must be 'code' or 'class', not {status_label!r}")
         self.app = app
-        self.metrics_collector = metrics_collector if metrics_collector is not None else create_production_collector()
+        if metrics_collector is None:
+            # The pure-Python middleware's switch for the collector it makes itself.
+            metrics_collector = create_production_collector(collect_system_metrics=collect_system_metrics)
+        self.metrics_collector = metrics_collector
         self.tracer = tracer if tracer is not None else get_global_tracer()
         self._excluded = _Excluder(exclude_paths)
         self._status_class = status_label == "class"

@@ -115,6 +115,15 @@ impl Series {
     pub fn label(&self, name: &str) -> Option<&str> {
         self.labels.iter().find(|(n, _)| &**n == name).map(|(_, v)| &**v)
     }
+
+    /// Back to zero, as if just created.
+    pub fn reset(&self) {
+        match &self.value {
+            Value::Counter(c) => c.reset(),
+            Value::Gauge(g) => g.set(0.0),
+            Value::Histogram(h) => h.reset(),
+        }
+    }
 }
 
 /// What a label lookup found; `first_overflow` is true once per family, so the caller can warn.
@@ -371,6 +380,16 @@ impl Family {
             self.lookup(&[]);
         }
     }
+
+    /// Zeroes every series and the percentile recording, keeping the series (callers hold them).
+    pub fn reset(&self) {
+        for s in self.snapshot() {
+            s.reset();
+        }
+        if let Some(h) = &self.hdr {
+            h.reset();
+        }
+    }
 }
 
 #[cfg(test)]
@@ -381,6 +400,27 @@ mod tests {
         let mut spec = FamilySpec::new("c_total", "help", Kind::Counter, labels);
         spec.cap = cap;
         Family::new(spec, None).unwrap()
+    }
+
+    #[test]
+    fn reset_zeroes_values_and_keeps_series() {
+        let c = counter(&["a"], 10);
+        let held = c.lookup(&["x"]).series;
+        held.inc(3.0);
+        let mut spec = FamilySpec::new("h", "help", Kind::Histogram, &[]);
+        spec.buckets = Some(vec![1.0, 10.0]);
+        spec.percentiles = true;
+        let h = Family::new(spec, None).unwrap();
+        let one = h.lookup(&[]).series;
+        one.observe(5.0);
+        c.reset();
+        h.reset();
+        assert_eq!(held.get(), 0.0);
+        assert!(Arc::ptr_eq(&held, &c.lookup(&["x"]).series));
+        assert_eq!(one.get(), 0.0);
+        assert_eq!(h.hdr().unwrap().count(), 0);
+        held.inc(1.0);
+        assert_eq!(c.total(), 1.0);
     }
 
     #[test]

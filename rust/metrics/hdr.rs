@@ -157,6 +157,16 @@ impl HdrRecorder {
         }
         out
     }
+
+    /// Forgets every recorded value (keeps the allocated sub-buckets).
+    pub fn reset(&self) {
+        self.zeros.store(0, Ordering::Relaxed);
+        for slot in self.slots.iter().flat_map(|s| s.get()) {
+            slot.iter().for_each(|c| c.store(0, Ordering::Relaxed));
+        }
+        self.max_bits.store(0, Ordering::Relaxed);
+        self.min_bits.store(f64::INFINITY.to_bits(), Ordering::Relaxed);
+    }
 }
 
 #[cfg(test)]

@@ -104,6 +104,11 @@ impl HistogramValue {
     pub fn sum(&self) -> f64 {
         self.sum.get()
     }
+
+    pub fn reset(&self) {
+        self.counts.iter().for_each(|c| c.store(0, Ordering::Relaxed));
+        self.sum.set(0.0);
+    }
 }
 
 #[cfg(test)]

@@ -112,6 +112,11 @@ impl Registry {
         self.families().into_iter().find(|f| f.name == name)
     }
 
+    /// Zeroes every series of every family (a test fixture's reset; series stay registered).
+    pub fn reset(&self) {
+        self.families().iter().for_each(|f| f.reset());
+    }
+
     /// Counts one dropped sample of `metric`.
     #[cold]
     pub fn count_invalid(&self, metric: &str, why: Invalid) {

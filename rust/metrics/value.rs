@@ -49,6 +49,8 @@ pub enum Invalid {
     NotANumber,
     /// Finite, but it would have made a running sum infinite (see `AtomicF64::add_finite`).
     Overflow,
+    /// Not given at all (the guide's "bad" `record_request("/chat", True, 123.4)`, or None).
+    Missing,
 }
 
 impl Invalid {
@@ -59,6 +61,7 @@ impl Invalid {
             Invalid::Negative => "negative",
             Invalid::NotANumber => "not_a_number",
             Invalid::Overflow => "overflow",
+            Invalid::Missing => "missing_argument",
         }
     }
 }

@@ -119,10 +119,13 @@ impl CollectorCore {
         group: &Group,
         fixed: &[&Bound<'_, PyAny>],
         success: &Bound<'_, PyAny>,
-        duration: &Bound<'_, PyAny>,
+        duration: Option<&Bound<'_, PyAny>>,
         labels: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
-        let d = sample_f64(duration);
+        // None, or no argument at all, is a latency not given: the event counts, the sample is refused as missing.
+        let d = duration
+            .filter(|d| !d.is_none())
+            .map_or(Err(Invalid::Missing), sample_f64);
         let success = truthy(success);
         with_series(py, &self.core, group, self.label_value_cap, fixed, labels, |series| {
             self.core.record_outcome(series, success, d)
@@ -187,14 +190,17 @@ impl CollectorCore {
         self.registry.clone_ref(py)
     }
 
-    #[pyo3(signature = (endpoint, provider, success, latency_ms, labels = None))]
+    /// `latency_ms` may be missing, and `success` is read for its truth, so that a mis-call such as the guide's
+    /// "Bad" `record_request("/chat", True, 123.4)` drops the sample and counts it (reason "missing_argument")
+    /// instead of raising into the caller's request.
+    #[pyo3(signature = (endpoint, provider, success, latency_ms = None, labels = None))]
     fn record_request(
         &self,
         py: Python<'_>,
         endpoint: &Bound<'_, PyAny>,
         provider: &Bound<'_, PyAny>,
         success: &Bound<'_, PyAny>,
-        latency_ms: &Bound<'_, PyAny>,
+        latency_ms: Option<&Bound<'_, PyAny>>,
         labels: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
         self.outcome(
@@ -229,7 +235,14 @@ impl CollectorCore {
         labels: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
         self.core.active_requests.add(-1.0);
-        self.record_request(py, endpoint, provider, success, latency_ms, labels)
+        self.outcome(
+            py,
+            &self.core.requests,
+            &[endpoint, provider],
+            success,
+            Some(latency_ms),
+            labels,
+        )
     }
 
     #[pyo3(signature = (tool_name, success, duration_ms, labels = None))]
@@ -241,7 +254,7 @@ impl CollectorCore {
         duration_ms: &Bound<'_, PyAny>,
         labels: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
-        self.outcome(py, &self.core.tools, &[tool_name], success, duration_ms, labels)
+        self.outcome(py, &self.core.tools, &[tool_name], success, Some(duration_ms), labels)
     }
 
     #[pyo3(signature = (coordinator_name, success, duration_ms, labels = None))]
@@ -258,7 +271,7 @@ impl CollectorCore {
             &self.core.coordinators,
             &[coordinator_name],
             success,
-            duration_ms,
+            Some(duration_ms),
             labels,
         )
     }

@@ -303,6 +303,23 @@ impl RegistryCore {
         self.inner.families().iter().map(|f| f.name.clone()).collect()
     }
 
+    /// The family registered under `name` (a counter's name without `_total`), if any; label values of children
+    /// made from it are capped at `label_value_cap` bytes, as for families defined here.
+    #[pyo3(signature = (name, label_value_cap = DEFAULT_LABEL_VALUE_CAP))]
+    fn get(&self, name: &str, label_value_cap: usize) -> PyResult<Option<FamilyCore>> {
+        check_label_value_cap(name, label_value_cap)?;
+        Ok(self.inner.get(name).map(|inner| FamilyCore {
+            inner,
+            invalid: self.inner.invalid.clone(),
+            label_value_cap,
+        }))
+    }
+
+    /// Zeroes every series (values only: children held by callers stay valid).
+    fn reset(&self) {
+        self.inner.reset()
+    }
+
     /// The exposition as UTF-8 bytes, text 0.0.4 or OpenMetrics 1.0.0.
     #[pyo3(signature = (openmetrics = false))]
     fn encode<'py>(&self, py: Python<'py>, openmetrics: bool) -> Bound<'py, PyBytes> {

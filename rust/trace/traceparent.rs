@@ -4,6 +4,10 @@ use super::hex::{decode, encode_into};
 
 /// The sampled bit of trace-flags.
 pub const FLAG_SAMPLED: u8 = 0x01;
+/// Level 2's random bit: the trace id's right 7 bytes are random (ours always are).
+pub const FLAG_RANDOM: u8 = 0x02;
+/// The flags we understand and pass on; others are dropped, as level 2 asks of unknown flags.
+pub const KNOWN_FLAGS: u8 = FLAG_SAMPLED | FLAG_RANDOM;
 /// Length of a version-00 traceparent: `vv-<32>-<16>-ff`.
 pub const LEN: usize = 55;
 

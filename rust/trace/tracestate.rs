@@ -11,29 +11,18 @@ const LONG_MEMBER: usize = 128;
 
 #[inline]
 fn key_char(c: u8) -> bool {
-    matches!(c, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-' | b'*' | b'/')
+    matches!(c, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-' | b'*' | b'/' | b'@')
 }
 
-/// `simple-key = lcalpha 0*255(lcalpha / DIGIT / "_" / "-" / "*" / "/")`, or
-/// `multi-tenant-key = tenant-id "@" system-id` with a 241-char tenant id (may start with a digit) and a 14-char
-/// system id (starts with lcalpha).
+/// Level 2's `key = ( lcalpha / DIGIT ) 0*255( keychar )` with `keychar = lcalpha / DIGIT / "_" / "-" / "*" / "/"
+/// / "@"`, at most 256 characters in all. `@` is an ordinary key character there (the level 1 tenant@system split
+/// and its 241/14 limits are gone), so `foo@=1`, `t@vvvvvvvvvvvvvvv=1` and a 256-character `t...t@v` are keys.
 pub fn valid_key(key: &[u8]) -> bool {
-    if key.is_empty() || key.len() > 256 {
-        return false;
-    }
-    match key.iter().position(|&c| c == b'@') {
-        None => key[0].is_ascii_lowercase() && key.iter().all(|&c| key_char(c)),
-        Some(at) => {
-            let (tenant, system) = (&key[..at], &key[at + 1..]);
-            !tenant.is_empty()
-                && tenant.len() <= 241
-                && (tenant[0].is_ascii_lowercase() || tenant[0].is_ascii_digit())
-                && tenant.iter().all(|&c| key_char(c))
-                && !system.is_empty()
-                && system.len() <= 14
-                && system[0].is_ascii_lowercase()
-                && system.iter().all(|&c| key_char(c))
+    match key.first() {
+        Some(&first) if key.len() <= 256 && (first.is_ascii_lowercase() || first.is_ascii_digit()) => {
+            key.iter().all(|&c| key_char(c))
         }
+        _ => false,
     }
 }
 
@@ -57,7 +46,8 @@ fn trim_ows(s: &[u8]) -> &[u8] {
 
 /// Validates a tracestate header (several headers joined with `,`) and returns it in canonical form (members
 /// separated by `,` without whitespace). `None` means the whole header is discarded, as the spec allows: an
-/// invalid member, a duplicate key, more than 32 members, or an input longer than any legal header.
+/// invalid member, more than 32 members, or an input longer than any legal header. A key seen again keeps its
+/// first member and drops the later ones (level 2 allows passing the list on or dropping the duplicates).
 /// An empty or all-blank header yields `Some("")`.
 pub fn parse(header: &[u8]) -> Option<String> {
     if header.len() > MAX_INPUT_LEN {
@@ -72,8 +62,11 @@ pub fn parse(header: &[u8]) -> Option<String> {
         }
         let eq = member.iter().position(|&c| c == b'=')?;
         let (key, value) = (&member[..eq], &member[eq + 1..]);
-        if !valid_key(key) || !valid_value(value) || keys.contains(&key) {
+        if !valid_key(key) || !valid_value(value) {
             return None;
+        }
+        if keys.contains(&key) {
+            continue;
         }
         keys.push(key);
         if keys.len() > MAX_MEMBERS {
@@ -125,19 +118,47 @@ mod tests {
     }
 
     #[test]
+    fn level_2_keys() {
+        for good in [
+            "foo@=1".to_owned(),
+            "foo@@bar=1".to_owned(),
+            "foo@bar@baz=1".to_owned(),
+            "1abc=x".to_owned(),
+            format!("t@{}=1", "v".repeat(15)),
+            format!("{}@v=1", "t".repeat(242)),
+            format!("{}@v=1", "t".repeat(254)),
+            format!("{}=1", "z".repeat(256)),
+        ] {
+            assert_eq!(parse(good.as_bytes()).as_deref(), Some(good.as_str()), "{good}");
+        }
+        for bad in [
+            "@foo=1".to_owned(),
+            format!("{}=1", "z".repeat(257)),
+            format!("{}@v=1", "t".repeat(255)),
+        ] {
+            assert_eq!(parse(bad.as_bytes()), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn duplicate_keys_keep_the_first() {
+        assert_eq!(parse(b"foo=1,foo=1").as_deref(), Some("foo=1"));
+        assert_eq!(parse(b"foo=1,bar=2,foo=3").as_deref(), Some("foo=1,bar=2"));
+        // 33 members, 2 of them duplicates: 31 distinct keys, within the limit.
+        let mut members: Vec<String> = (0..31).map(|i| format!("k{i}=v")).collect();
+        members.extend(["k0=w".to_owned(), "k1=w".to_owned()]);
+        assert!(parse(members.join(",").as_bytes()).is_some());
+    }
+
+    #[test]
     fn rejects() {
         for bad in [
             &b"Congo=x"[..],
             b"congo",
             b"congo=",
-            b"congo=a,congo=b",
             b"congo=x=",
             b"congo=x,=y",
-            b"1abc=x",
-            b"a@=x",
             b"@b=x",
-            b"a@1b=x",
-            b"a@bcdefghijklmnop=x",
             b"congo=\x7f",
             b"congo=a,b=c\x01",
         ] {

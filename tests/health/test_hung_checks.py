@@ -34,10 +34,10 @@ async def test_hung_readiness_checks_never_fail_liveness(release: threading.Even
         checker.add_readiness_check(f"dependency_{i}", lambda: hang(release))
     for _ in range(3):
         readiness = await checker.readiness()
-        assert readiness.status is HealthStatus.UNHEALTHY
+        assert readiness.health is HealthStatus.UNHEALTHY
         assert all("timed out" in (r.output or "") for r in readiness.checks.values())
         liveness = await checker.liveness()
-        assert liveness.status is HealthStatus.HEALTHY, liveness.to_dict()
+        assert liveness.health is HealthStatus.HEALTHY, liveness.to_dict()
         assert liveness.http_status == 200
 
 

@@ -200,11 +200,12 @@ async def test_guide_fastapi_endpoint_example_works_as_written() -> None:
             live, ready, start = await asyncio.gather(
                 client.get("/health/live"), client.get("/health/ready"), client.get("/health/startup")
             )
-    for r, names in ((live, {"process", "memory"}), (ready, {"database", "cache"}), (start, {"models", "warmup"})):
+    probes = ((live, {"process", "memory"}, "healthy"), (ready, {"database", "cache"}, "ready"))
+    for r, names, word in (*probes, (start, {"models", "warmup"}, "started")):
         assert r.status_code == 200
         body = r.json()
         assert {"status", "checks", "timestamp", "uptime_seconds", "version", "is_healthy"} <= set(body)
-        assert body["status"] == "healthy" and body["version"] == "1.0.0" and body["is_healthy"] is True, body
+        assert body["status"] == word and body["version"] == "1.0.0" and body["is_healthy"] is True, body
         assert set(body["checks"]) == names
 
 
@@ -230,5 +231,5 @@ async def test_fastapi_router_and_wrapped_app(checker: ProductionHealthChecker, 
     assert router_ready.json()["checks"]["database"] == [{"status": "fail", "componentType": "component"}]
     assert router_live.status_code == 200 and router_live.json()["status"] == "pass"
     assert plain_ready.status_code == 503 and plain_ready.headers["content-type"] == "application/json"
-    assert plain_ready.json() == {"status": "unhealthy", "is_healthy": False}
+    assert plain_ready.json() == {"status": "not_ready", "is_healthy": False}
     assert hello_r.json() == {"hello": "world"}

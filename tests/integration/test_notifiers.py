@@ -257,6 +257,7 @@ async def test_slack_and_webhook_receive_exact_payloads(receiver: Receiver) -> N
             "severity": "critical",
             "status": "firing",
             "message": "Error rate exceeds 5%",
+            "details": {},
             "labels": {"service": "api"},
             "annotations": {},
             "value": None,

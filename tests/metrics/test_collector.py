@@ -237,7 +237,7 @@ def test_bad_extra_labels_are_dropped_and_counted(collector: ProductionMetricsCo
 
 
 def test_series_cap_on_the_record_path(caplog: pytest.LogCaptureFixture) -> None:
-    c = ProductionMetricsCollector("victor", False, series_cap=5)
+    c = ProductionMetricsCollector(prefix="victor", collect_system_metrics=False, series_cap=5)
     for i in range(20):
         c.record_request(f"/scan/{i}", "p", True, 1.0)
         c.record_cache_hit(f"cache{i}")
@@ -305,7 +305,7 @@ def test_metric_category_enum() -> None:
 
 def test_invalid_prefix_is_a_value_error() -> None:
     with pytest.raises(ValueError, match="invalid metric name"):
-        ProductionMetricsCollector("bad-prefix", False)
+        ProductionMetricsCollector(prefix="bad-prefix", collect_system_metrics=False)
 
 
 def test_no_nan_in_summary_when_empty(collector: ProductionMetricsCollector) -> None:

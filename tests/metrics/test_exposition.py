@@ -15,7 +15,7 @@ from victor_observability import Counter, Gauge, Histogram, ProductionMetricsCol
 
 
 def busy_collector() -> ProductionMetricsCollector:
-    c = ProductionMetricsCollector("victor", collect_system_metrics=True)
+    c = ProductionMetricsCollector(prefix="victor", collect_system_metrics=True)
     c.record_request("/chat", "anthropic", True, 123.4, labels={"model": "claude-sonnet-4-5"})
     c.record_request("/chat", "openai", False, 2500.0)
     c.record_tool_execution("read_file", True, 45.2)
@@ -89,7 +89,7 @@ def test_label_values_round_trip_through_both_formats(values: list[str], help_te
 def test_hdr_percentiles_within_a_tenth_of_a_percent_of_numpy() -> None:
     rng = np.random.default_rng(20261127)
     latencies = rng.lognormal(mean=4.0, sigma=1.0, size=1_000_000)
-    c = ProductionMetricsCollector("victor", collect_system_metrics=False)
+    c = ProductionMetricsCollector(prefix="victor", collect_system_metrics=False)
     record = c.record_request
     for ms in latencies.tolist():
         record("/chat", "p", True, ms)
@@ -105,7 +105,7 @@ def test_eight_threads_give_exact_totals() -> None:
     c = Counter("hits_total", "", ["t"], registry=reg)
     g = Gauge("level", "", registry=reg)
     h = Histogram("obs", "", buckets=(0.5,), registry=reg)
-    collector = ProductionMetricsCollector("victor", collect_system_metrics=False)
+    collector = ProductionMetricsCollector(prefix="victor", collect_system_metrics=False)
     n, threads = 100_000, 8
     start = threading.Barrier(threads)
 

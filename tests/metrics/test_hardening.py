@@ -184,7 +184,8 @@ def test_the_cap_is_configurable_and_checked() -> None:
 # -- item 12: non-numbers, None label names, overflowing sums ---------------------------------------------
 
 
-@pytest.mark.parametrize("latency", ["12", None, object(), b"1", [1.0]], ids=["str", "None", "object", "bytes", "list"])
+# None is a latency not given: it counts as "missing_argument", like a call that leaves it out (see compat tests).
+@pytest.mark.parametrize("latency", ["12", object(), b"1", [1.0]], ids=["str", "object", "bytes", "list"])
 def test_a_latency_that_is_not_a_number_has_its_own_reason(
     collector: ProductionMetricsCollector, latency: object
 ) -> None:
@@ -273,3 +274,15 @@ def test_generic_histogram_and_counter_refuse_overflow() -> None:
     assert math.isfinite(got[("bytes_total", ())])
     assert got[("app_invalid_samples_total", (("metric", "size_bytes"), ("reason", "overflow")))] == 1
     assert got[("app_invalid_samples_total", (("metric", "bytes_total"), ("reason", "overflow")))] == 1
+
+
+def test_a_missing_latency_still_counts_the_request(collector: ProductionMetricsCollector) -> None:
+    collector.record_request("/a", "p", True)  # type: ignore[call-arg]
+    collector.record_request("/a", "p", False, None)  # type: ignore[arg-type]
+    collector.record_tool_execution("t", True, None)  # type: ignore[arg-type]
+    text = collector.export_prometheus()
+    assert invalid(text, "victor_request_latency_ms", "missing_argument") == 2
+    assert invalid(text, "victor_tool_duration_ms", "missing_argument") == 1
+    got = samples(text)
+    assert got[("victor_request_total", (("endpoint", "/a"), ("provider", "p")))] == 2
+    assert got[("victor_tool_calls_total", (("tool", "t"),))] == 1

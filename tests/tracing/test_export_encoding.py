@@ -16,6 +16,7 @@ from opentelemetry.proto.common.v1 import common_pb2
 from opentelemetry.proto.resource.v1 import resource_pb2
 from opentelemetry.proto.trace.v1 import trace_pb2
 from victor_observability import (
+    ALWAYS_ON,
     ConsoleSpanExporter,
     DistributedTracer,
     InMemorySpanExporter,
@@ -126,7 +127,8 @@ def old_otlp(
 
 @pytest.fixture(scope="module")
 def tracer() -> Iterator[DistributedTracer]:
-    tracer = DistributedTracer("svc-é", max_spans=0)
+    # Always on: the property test links and parents spans to unsampled contexts, which ParentBased would follow.
+    tracer = DistributedTracer("svc-é", max_spans=0, sampler=ALWAYS_ON)
     yield tracer
     tracer.shutdown(timeout=5.0)
 

@@ -368,7 +368,9 @@ def test_unsampled_span_records_nothing_but_propagates() -> None:
             headers = tracer.inject_context({})
         assert current_span() is root
     assert child.trace_id == root.trace_id
-    assert headers["traceparent"].startswith(f"00-{root.trace_id}-") and headers["traceparent"].endswith("-00")
+    assert headers["traceparent"].startswith(f"00-{root.trace_id}-") and headers["traceparent"].endswith(
+        "-02"
+    )  # random, not sampled
     assert tracer.finished_spans() == []
     assert tracer.stats()["spans_unsampled"] == 2 and tracer.stats()["spans_finished"] == 0
     assert current_span() is None
@@ -469,7 +471,7 @@ def test_export_trace_and_context_helpers(tracer: DistributedTracer) -> None:
             info = tracer.get_trace_context()
     assert ctx is not None and ctx.span_id == leaf.span_id and not ctx.is_remote
     assert info["trace_id"] == root.trace_id and info["span_id"] == leaf.span_id
-    assert info["traceparent"] == f"00-{root.trace_id}-{leaf.span_id}-01"
+    assert info["traceparent"] == f"00-{root.trace_id}-{leaf.span_id}-03"  # sampled, random
     assert info["baggage"] == "tenant=acme"
     exported = tracer.export_trace(root.trace_id)
     assert exported["span_count"] == 2 and exported["service_name"] == "test.tracing"

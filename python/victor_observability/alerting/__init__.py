@@ -13,7 +13,13 @@ from victor_observability.alerting.conditions import (
 )
 from victor_observability.alerting.delivery import DeliveryFailure, DeliveryPolicy
 from victor_observability.alerting.manager import AlertManager, create_alert_manager
-from victor_observability.alerting.notification import Notification, NotificationError, Notifier
+from victor_observability.alerting.notification import (
+    Notification,
+    NotificationChannel,
+    NotificationError,
+    Notifier,
+    SendAlert,
+)
 from victor_observability.alerting.notifiers import AlertmanagerNotifier, LogNotifier, SlackNotifier, WebhookNotifier
 from victor_observability.alerting.rules import (
     Alert,
@@ -39,9 +45,11 @@ __all__ = [
     "LogNotifier",
     "MetricCondition",
     "Notification",
+    "NotificationChannel",
     "NotificationError",
     "Notifier",
     "RuleState",
+    "SendAlert",
     "SlackNotifier",
     "WebhookNotifier",
     "cache_hit_rate_below",

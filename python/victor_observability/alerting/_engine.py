@@ -10,6 +10,7 @@ import re
 import threading
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping
+from datetime import datetime, timezone
 from typing import Any
 
 from victor_observability.alerting._metrics import AlertMetrics
@@ -69,7 +70,7 @@ class RuleEntry:
     @property
     def inline(self) -> bool:
         """Evaluated by a plain call in the hot loop (sync, no timeout, no own interval)."""
-        return not self.is_async and not self.threaded and self.rule.evaluation_interval is None
+        return not self.is_async and not self.threaded and self.rule.evaluation_interval is None and self.rule.enabled
 
     def state(self, round_at: float | None) -> RuleState:
         pending = sum(1 for a in self.alerts.values() if a.status is AlertStatus.PENDING)
@@ -124,6 +125,12 @@ class Engine:
             self.scheduled = [e for e in self.scheduled if e is not entry]
         return entry
 
+    def adopt(self, old: RuleEntry, new: RuleEntry) -> None:
+        """A rule replaced by one of the same name keeps its alerts and cooldowns."""
+        new.alerts, new.last_notice, new.quiet = old.alerts, old.last_notice, old.quiet
+        for alert in new.alerts.values():
+            self.by_id[alert.id] = (new, alert)
+
     async def evaluate(self) -> list[Alert]:
         """One round over every due rule; returns the alerts that started firing in it."""
         now = self.clock()
@@ -161,6 +168,9 @@ class Engine:
     def _start(
         self, entry: RuleEntry, now: float, fired: list[Alert]
     ) -> tuple[RuleEntry, Awaitable[Any], float] | None:
+        if not entry.rule.enabled:
+            self.apply(entry, False, now, fired)  # disabled: as if the condition were false, so its alerts resolve
+            return None
         timeout = entry.rule.timeout or self.condition_timeout
         if entry.threaded:
             if entry.thread_busy:
@@ -314,6 +324,7 @@ class Engine:
     def _fire(self, entry: RuleEntry, key: LabelKey, alert: Alert, now: float, fired: list[Alert]) -> None:
         alert.status = AlertStatus.FIRING
         alert.fired_at = now
+        entry.rule.last_fired = datetime.fromtimestamp(now, timezone.utc)
         fired.append(alert)
         severity = entry.rule.severity.value
         self.metrics.fired(entry.rule.name, severity)

@@ -8,13 +8,13 @@ import logging
 import random as _random
 import time
 import uuid
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequence
+from typing import Any, TypeVar
 
 from victor_observability.alerting._engine import Engine, RuleEntry
 from victor_observability.alerting._metrics import AlertMetrics, NoAlertMetrics, RegistryAlertMetrics
 from victor_observability.alerting.delivery import Channel, DeliveryFailure, DeliveryPolicy, Dispatcher, Sleep
-from victor_observability.alerting.notification import Notification, Notifier
+from victor_observability.alerting.notification import Notification, Notifier, SendAlertAdapter
 from victor_observability.alerting.notifiers import LogNotifier
 from victor_observability.alerting.rules import Alert, AlertRule, AlertStatus, RuleState
 
@@ -71,7 +71,9 @@ class AlertManager:
             clock=clock, sleep=sleep, random=random, on_outcome=self._metrics.notification, max_in_flight=max_in_flight
         )
         self._engine = Engine(clock, condition_timeout, self._notify, self._metrics, history_size)
-        self._queued: list[tuple[tuple[str, ...], Notification]] = []
+        self._queued: list[tuple[Sequence[str], Notification]] = []
+        # Alerts handed to the manager through `_active_alerts[id] = alert` (the reference's fixtures do).
+        self._adopted: dict[str, Alert] = {}
         self._task: asyncio.Task[None] | None = None
         self._stop: asyncio.Event | None = None
 
@@ -81,10 +83,14 @@ class AlertManager:
     # -- rules and channels ------------------------------------------------------------------------------------
 
     def add_rule(self, rule: AlertRule) -> None:
-        """Register a rule; ValueError if a rule of that name exists."""
+        """Register a rule; a rule of the same name is replaced (its alerts carry over), as the reference does."""
         if not isinstance(rule, AlertRule):
             raise ValueError(f"add_rule expects an AlertRule, got {type(rule).__name__}")
+        old = self._engine.remove(rule.name)
         self._engine.add(rule)
+        if old is not None:
+            logger.debug("alert rule %r added again: replacing it", rule.name)
+            self._engine.adopt(old, self._engine.entries[rule.name])
 
     def remove_rule(self, name: str) -> bool:
         """Unregister a rule; its active alerts resolve (and notify). False if there was no such rule."""
@@ -104,16 +110,34 @@ class AlertManager:
         if not isinstance(name, str) or not name:
             raise ValueError("add_notifier: name must be a non-empty string")
         if not callable(getattr(notifier, "send", None)):
-            raise ValueError(f"notifier {name!r} has no send(notification) method")
+            if not callable(getattr(notifier, "send_alert", None)):
+                raise ValueError(f"notifier {name!r} has no send(notification) or send_alert(alert) method")
+            notifier = SendAlertAdapter(notifier)  # a pure-Python-style channel
         if name in self._channels:
-            raise ValueError(f"notifier {name!r} is already registered")
+            logger.debug("notifier %r added again: replacing it", name)
         self._channels[name] = Channel(name, notifier, policy or self._policy)
 
     def remove_notifier(self, name: str) -> bool:
         return self._channels.pop(name, None) is not None
 
     def get_notifiers(self) -> dict[str, Notifier]:
-        return {name: channel.notifier for name, channel in self._channels.items()}
+        return {name: _unwrap(channel.notifier) for name, channel in self._channels.items()}
+
+    # The pure-Python manager's private dicts, which code written for it (and its test fixtures) reads: views by
+    # name onto our state. `_rules` and `_notifiers` are read-only; `_active_alerts` also takes an Alert by id
+    # (adopting it: resolve_alert/acknowledge_alert/get_active_alerts then see it) and `del` by id.
+
+    @property
+    def _rules(self) -> Mapping[str, AlertRule]:
+        return _View(self._engine.entries, lambda entry: entry.rule)
+
+    @property
+    def _notifiers(self) -> Mapping[str, Notifier]:
+        return _View(self._channels, lambda channel: _unwrap(channel.notifier))
+
+    @property
+    def _active_alerts(self) -> MutableMapping[str, Alert]:
+        return _ActiveAlerts(self)
 
     # -- evaluation ----------------------------------------------------------------------------------------------
 
@@ -180,7 +204,7 @@ class AlertManager:
             for entry in self._engine.entries.values()
             for alert in entry.alerts.values()
             if include_pending or alert.status is not AlertStatus.PENDING
-        ]
+        ] + [alert for alert in self._adopted.values() if alert.is_active]
 
     def get_alert(self, alert_id: str) -> Alert | None:
         found = self._engine.by_id.get(alert_id)
@@ -195,7 +219,10 @@ class AlertManager:
         """Resolve an alert by hand (notifies). If its condition still holds it will fire again as a new alert."""
         found = self._engine.by_id.get(alert_id)
         if found is None:
-            return False
+            adopted = self._adopted.pop(alert_id, None)
+            if adopted is not None:
+                adopted.resolve(at=self._clock())
+            return adopted is not None
         entry, alert = found
         self._resolve(entry, tuple(sorted(alert.labels.items())), alert, self._clock())
         return True
@@ -203,6 +230,8 @@ class AlertManager:
     def acknowledge_alert(self, alert_id: str) -> bool:
         """Acknowledge a firing alert: no repeat notifications; its resolution is still notified."""
         found = self._engine.by_id.get(alert_id)
+        if found is None and alert_id in self._adopted:
+            found = (None, self._adopted[alert_id])  # type: ignore[assignment]
         if found is None or found[1].status is not AlertStatus.FIRING:
             return False
         found[1].acknowledge(at=self._clock())
@@ -247,7 +276,7 @@ class AlertManager:
             return
         self._dispatch(entry.rule.notification_channels, note)
 
-    def _dispatch(self, names: tuple[str, ...], note: Notification) -> None:
+    def _dispatch(self, names: Sequence[str], note: Notification) -> None:
         if not names:
             channels = list(self._channels.values()) or [self._default]
             for channel in channels:
@@ -259,6 +288,68 @@ class AlertManager:
                 self._dispatcher.fail(name, note, f"no notifier named {name!r}")
             else:
                 self._dispatcher.dispatch(found, note)
+
+
+V = TypeVar("V")
+
+
+def _unwrap(notifier: Notifier) -> Notifier:
+    return getattr(notifier, "wrapped", notifier) if isinstance(notifier, SendAlertAdapter) else notifier
+
+
+class _View(Mapping[str, V]):
+    """A read-only mapping by name over one of the manager's dicts, each value passed through `get`."""
+
+    def __init__(self, source: Mapping[str, Any], get: Callable[[Any], V]) -> None:
+        self._source = source
+        self._get = get
+
+    def __getitem__(self, key: str) -> V:
+        return self._get(self._source[key])
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(self._source))
+
+    def __len__(self) -> int:
+        return len(self._source)
+
+
+class _ActiveAlerts(MutableMapping[str, Alert]):
+    """Active alerts by id: the engine's (firing, acknowledged) and the ones adopted by assignment."""
+
+    def __init__(self, manager: AlertManager) -> None:
+        self._manager = manager
+
+    def _all(self) -> dict[str, Alert]:
+        manager = self._manager
+        found = {
+            alert.id: alert
+            for entry in manager._engine.entries.values()
+            for alert in entry.alerts.values()
+            if alert.status is not AlertStatus.PENDING
+        }
+        found.update((key, alert) for key, alert in manager._adopted.items() if alert.is_active)
+        return found
+
+    def __getitem__(self, alert_id: str) -> Alert:
+        return self._all()[alert_id]
+
+    def __setitem__(self, alert_id: str, alert: Alert) -> None:
+        if not isinstance(alert, Alert):
+            raise ValueError(f"_active_alerts[{alert_id!r}]: expected an Alert, got {type(alert).__name__}")
+        self._manager._adopted[alert_id] = alert
+
+    def __delitem__(self, alert_id: str) -> None:
+        if self._manager._adopted.pop(alert_id, None) is None:
+            if alert_id not in self._all():
+                raise KeyError(alert_id)
+            self._manager.resolve_alert(alert_id)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._all())
+
+    def __len__(self) -> int:
+        return len(self._all())
 
 
 def create_alert_manager(

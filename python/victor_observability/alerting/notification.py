@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import abc
+import asyncio
+import logging
+import time
+import uuid
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-from victor_observability.alerting.rules import Alert
+from victor_observability.alerting.rules import Alert, AlertStatus
+
+logger = logging.getLogger("victor_observability.alerting")
 
 
 @dataclass(frozen=True)
@@ -65,3 +72,61 @@ class Notifier(Protocol):
     """
 
     async def send(self, notification: Notification) -> None: ...
+
+
+class SendAlert:
+    """Mixin giving a notifier the pure-Python channels' ``async send_alert(alert) -> bool``: one attempt of its own
+    ``send`` (a firing notification, or a resolved one for a resolved alert), bounded by ``send_alert_timeout``;
+    False on any failure (logged without the exception's text, which may hold a URL), never raises."""
+
+    send_alert_timeout: float = 10.0
+
+    async def send(self, notification: Notification) -> None:  # pragma: no cover - provided by the notifier
+        raise NotImplementedError
+
+    async def send_alert(self, alert: Alert) -> bool:
+        kind = "resolved" if alert.status is AlertStatus.RESOLVED else "firing"
+        note = Notification(alert, kind, uuid.uuid4().hex, time.time())
+        try:
+            await asyncio.wait_for(self.send(note), self.send_alert_timeout)
+        except NotificationError as exc:  # secret-free by contract
+            logger.warning("%r: send_alert failed: %s", self, exc)
+            return False
+        except Exception as exc:
+            logger.warning("%r: send_alert failed: %s", self, type(exc).__name__)
+            return False
+        return True
+
+
+class NotificationChannel(abc.ABC):
+    """The pure-Python toolkit's channel base: implement ``async send_alert(alert) -> bool``. The manager delivers
+    through ``send``, which calls it and turns False into a retryable NotificationError.
+
+    >>> class Printer(NotificationChannel):
+    ...     async def send_alert(self, alert: Alert) -> bool:
+    ...         print(alert.rule_name)
+    ...         return True
+    >>> isinstance(Printer(), Notifier)
+    True
+    """
+
+    @abc.abstractmethod
+    async def send_alert(self, alert: Alert) -> bool: ...
+
+    async def send(self, notification: Notification) -> None:
+        if not await self.send_alert(notification.alert):
+            raise NotificationError(f"{type(self).__name__}.send_alert returned False")
+
+
+class SendAlertAdapter:
+    """Wraps an object that only has ``send_alert(alert) -> bool`` (a duck-typed pure-Python channel) as a Notifier."""
+
+    def __init__(self, wrapped: object) -> None:
+        self.wrapped = wrapped
+
+    def __repr__(self) -> str:
+        return f"SendAlertAdapter({type(self.wrapped).__name__})"
+
+    async def send(self, notification: Notification) -> None:
+        if not await self.wrapped.send_alert(notification.alert):  # type: ignore[attr-defined]
+            raise NotificationError(f"{type(self.wrapped).__name__}.send_alert returned False")

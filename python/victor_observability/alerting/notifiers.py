@@ -19,7 +19,7 @@ from victor_observability.alerting._secrets import (
     url_credentials,
     url_secrets,
 )
-from victor_observability.alerting.notification import Notification
+from victor_observability.alerting.notification import Notification, SendAlert
 from victor_observability.alerting.rules import AlertSeverity
 
 logger = logging.getLogger("victor_observability.alerting")
@@ -78,7 +78,7 @@ def rfc3339(seconds: float) -> str:
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-class LogNotifier:
+class LogNotifier(SendAlert):
     """The embedded default channel: one log line per notification on `victor_observability.alerting`.
 
     >>> LogNotifier()
@@ -97,7 +97,7 @@ class LogNotifier:
         self._logger.log(level, "%s labels=%s id=%s", notification.title, alert.labels, alert.id)
 
 
-class SlackNotifier:
+class SlackNotifier(SendAlert):
     """Slack incoming-webhook channel: coloured attachment with rule, message, labels, firing/resolved.
 
     The webhook URL is a credential: it never appears in the repr, logs or errors. HTTP 429 Retry-After is honoured
@@ -179,7 +179,7 @@ class SlackNotifier:
         await post_json("slack", self._url, body, {}, self.timeout, self.secrets())
 
 
-class WebhookNotifier:
+class WebhookNotifier(SendAlert):
     """Generic JSON webhook: the alert as JSON, an Idempotency-Key per notification and, with a secret, an
     `X-Victor-Signature-256: sha256=<hex HMAC-SHA256 of the body>` header (GitHub's scheme).
 
@@ -239,7 +239,7 @@ class WebhookNotifier:
         await post_json("webhook", self._url, body, headers, self.timeout, self.secrets())
 
 
-class AlertmanagerNotifier:
+class AlertmanagerNotifier(SendAlert):
     """Forward alerts to a Prometheus Alertmanager (`POST <url>/api/v2/alerts`) for grouping, silences,
     inhibition and HA. A firing alert is sent with `endsAt = now + ttl`; keep the rule's repeat interval below
     `ttl` so Alertmanager does not time it out. The resolution is sent with `endsAt` = the resolution time.

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import inspect
 import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from enum import Enum
 from typing import Any
 
@@ -66,30 +68,41 @@ def _check_labels(owner: str, kind: str, labels: Mapping[str, str]) -> dict[str,
     return checked
 
 
-@dataclass(frozen=True)
+@dataclass(eq=False)
 class AlertRule:
-    """A named condition with a severity, channels and timing; build it with `AlertRule.builder()`.
+    """A named condition with a severity, channels and timing; build it with `AlertRule.builder()` or construct
+    it with the pure-Python toolkit's fields (`name, description, condition, severity, enabled,
+    notification_channels, cooldown_seconds, threshold, evaluation_interval_seconds, labels, last_fired`).
 
     >>> rule = AlertRule.builder().name("high_error_rate").condition(lambda: False).build()
     >>> rule.severity
     <AlertSeverity.WARNING: 'warning'>
+    >>> rule = AlertRule("disk_full", "Disk is full", lambda: True, AlertSeverity.ERROR, cooldown_seconds=60)
+    >>> rule.should_fire(), rule.fire("disk is full").status, rule.should_fire()
+    (True, <AlertStatus.FIRING: 'firing'>, False)
     """
 
     name: str
+    description: str
     condition: Condition
-    description: str = ""
     severity: AlertSeverity = AlertSeverity.WARNING
-    notification_channels: tuple[str, ...] = ()
-    cooldown: float = 300.0
-    repeat_interval: float | None = None
+    #: Read when the rule is added to a manager (and by `should_fire()`); a disabled rule is never evaluated.
+    enabled: bool = True
+    notification_channels: list[str] = field(default_factory=list)
+    cooldown_seconds: float = 300.0
     threshold: float | None = None
-    comparison: str = ">"
+    #: None (the default) evaluates the rule on every `check_and_alert()`; the reference stores 60.0 but never
+    #: reads it, so a drop-in keeps its every-round evaluation.
+    evaluation_interval_seconds: float | None = None
     labels: Mapping[str, str] = field(default_factory=dict)
-    annotations: Mapping[str, str] = field(default_factory=dict)
-    for_duration: float = 0.0
-    keep_firing_for: float = 0.0
-    evaluation_interval: float | None = None
-    timeout: float | None = None
+    #: When `fire()` (or the manager) last fired the rule; `should_fire()` honours the cooldown from it.
+    last_fired: datetime | None = None
+    repeat_interval: float | None = field(default=None, kw_only=True)
+    comparison: str = field(default=">", kw_only=True)
+    annotations: Mapping[str, str] = field(default_factory=dict, kw_only=True)
+    for_duration: float = field(default=0.0, kw_only=True)
+    keep_firing_for: float = field(default=0.0, kw_only=True)
+    timeout: float | None = field(default=None, kw_only=True)
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
@@ -97,24 +110,23 @@ class AlertRule:
         if not callable(self.condition):
             raise ValueError(f"alert rule {self.name!r}: condition must be callable")
         try:
-            severity = AlertSeverity(self.severity)
+            self.severity = AlertSeverity(self.severity)
         except ValueError:
             raise ValueError(f"alert rule {self.name!r}: unknown severity {self.severity!r}") from None
-        object.__setattr__(self, "severity", severity)
         channels = (
-            (self.notification_channels,)
+            [self.notification_channels]
             if isinstance(self.notification_channels, str)
-            else tuple(self.notification_channels)
+            else list(self.notification_channels)
         )
         for channel in channels:
             if not isinstance(channel, str) or not channel:
                 raise ValueError(f"alert rule {self.name!r}: channel names must be non-empty strings")
-        object.__setattr__(self, "notification_channels", channels)
-        for attr in ("cooldown", "for_duration", "keep_firing_for"):
+        self.notification_channels = channels
+        for attr in ("cooldown_seconds", "for_duration", "keep_firing_for"):
             value = getattr(self, attr)
             if not isinstance(value, (int, float)) or value < 0:
                 raise ValueError(f"alert rule {self.name!r}: {attr} must be a number >= 0, got {value!r}")
-        for attr in ("repeat_interval", "evaluation_interval", "timeout"):
+        for attr in ("repeat_interval", "evaluation_interval_seconds", "timeout"):
             value = getattr(self, attr)
             if value is not None and (not isinstance(value, (int, float)) or value <= 0):
                 raise ValueError(f"alert rule {self.name!r}: {attr} must be a number > 0 or None, got {value!r}")
@@ -122,8 +134,8 @@ class AlertRule:
             raise ValueError(f"alert rule {self.name!r}: comparison must be one of {sorted(_COMPARISONS)}")
         if self.threshold is not None and not isinstance(self.threshold, (int, float)):
             raise ValueError(f"alert rule {self.name!r}: threshold must be a number")
-        object.__setattr__(self, "labels", _check_labels(self.name, "label", self.labels))
-        object.__setattr__(self, "annotations", _check_labels(self.name, "annotation", self.annotations))
+        self.labels = _check_labels(self.name, "label", self.labels)
+        self.annotations = _check_labels(self.name, "annotation", self.annotations)
 
     @staticmethod
     def builder() -> AlertRuleBuilder:
@@ -131,9 +143,19 @@ class AlertRule:
         return AlertRuleBuilder()
 
     @property
+    def cooldown(self) -> float:
+        """Alias of `cooldown_seconds`."""
+        return self.cooldown_seconds
+
+    @property
+    def evaluation_interval(self) -> float | None:
+        """Alias of `evaluation_interval_seconds`."""
+        return self.evaluation_interval_seconds
+
+    @property
     def effective_repeat_interval(self) -> float:
         """Seconds between repeat notifications of a still-active alert (the cooldown unless set)."""
-        return self.cooldown if self.repeat_interval is None else self.repeat_interval
+        return self.cooldown_seconds if self.repeat_interval is None else self.repeat_interval
 
     def exceeds(self, value: float) -> bool:
         """Compare a numeric condition result with the threshold (False when the rule has none)."""
@@ -141,14 +163,55 @@ class AlertRule:
             return False
         return _COMPARISONS[self.comparison](value, self.threshold)
 
+    def should_fire(self) -> bool:
+        """The pure-Python rule's own check: enabled, outside the cooldown since `last_fired`, and the condition
+        holds now (True, a number past the threshold, or a non-empty list of label sets). A condition that raises
+        or is async answers False here; the manager evaluates those properly."""
+        if not self.enabled:
+            return False
+        if self.last_fired is not None:
+            elapsed = (datetime.now(timezone.utc) - self.last_fired).total_seconds()
+            if elapsed < self.cooldown_seconds:
+                return False
+        try:
+            result = self.condition()
+        except Exception:
+            return False
+        if inspect.isawaitable(result):
+            if inspect.iscoroutine(result):
+                result.close()
+            return False
+        if isinstance(result, bool):
+            return result
+        if isinstance(result, (int, float)):
+            return self.exceeds(result) if self.threshold is not None else bool(result)
+        return bool(list(result)) if isinstance(result, Iterable) else bool(result)
+
+    def fire(self, message: str, details: dict[str, Any] | None = None) -> Alert:
+        """Record the firing in `last_fired` and return a firing Alert with `message` and `details`."""
+        now = datetime.now(timezone.utc)
+        self.last_fired = now
+        return Alert(
+            rule_name=self.name,
+            severity=self.severity,
+            message=message,
+            labels=dict(self.labels),
+            annotations=dict(self.annotations),
+            status=AlertStatus.FIRING,
+            fired_at=now.timestamp(),
+            started_at=now.timestamp(),
+            details=dict(details or {}),
+        )
+
     def to_dict(self) -> dict[str, Any]:
         """The rule's definition as plain data (the condition is shown by name only)."""
         return {
             "name": self.name,
             "description": self.description,
             "severity": self.severity.value,
+            "enabled": self.enabled,
             "notification_channels": list(self.notification_channels),
-            "cooldown": self.cooldown,
+            "cooldown_seconds": self.cooldown_seconds,
             "repeat_interval": self.effective_repeat_interval,
             "threshold": self.threshold,
             "comparison": self.comparison,
@@ -156,8 +219,9 @@ class AlertRule:
             "annotations": dict(self.annotations),
             "for_duration": self.for_duration,
             "keep_firing_for": self.keep_firing_for,
-            "evaluation_interval": self.evaluation_interval,
+            "evaluation_interval_seconds": self.evaluation_interval_seconds,
             "timeout": self.timeout,
+            "last_fired": self.last_fired.isoformat() if self.last_fired else None,
             "condition": getattr(self.condition, "__name__", type(self.condition).__name__),
         }
 
@@ -201,7 +265,7 @@ class AlertRuleBuilder:
 
     def cooldown(self, seconds: float) -> AlertRuleBuilder:
         """Minimum seconds between firing notifications for the same alert (also the default repeat interval)."""
-        return self._set("cooldown", seconds)
+        return self._set("cooldown_seconds", seconds)
 
     def repeat_interval(self, seconds: float) -> AlertRuleBuilder:
         """Seconds between repeat notifications while the alert stays active (defaults to the cooldown)."""
@@ -228,18 +292,18 @@ class AlertRuleBuilder:
 
     def evaluation_interval(self, seconds: float) -> AlertRuleBuilder:
         """Evaluate this rule at most once per `seconds` (default: every `check_and_alert()`)."""
-        return self._set("evaluation_interval", seconds)
+        return self._set("evaluation_interval_seconds", seconds)
 
     def timeout(self, seconds: float) -> AlertRuleBuilder:
         """Bound the condition's run time; a sync condition with a timeout runs in its own thread."""
         return self._set("timeout", seconds)
 
     def build(self) -> AlertRule:
-        if "name" not in self._fields:
+        if not self._fields.get("name"):
             raise ValueError("alert rule needs a name: call .name(...)")
-        if "condition" not in self._fields:
+        if not self._fields.get("condition"):
             raise ValueError(f"alert rule {self._fields['name']!r} needs a condition: call .condition(...)")
-        return AlertRule(**self._fields)
+        return AlertRule(**{"description": "", **self._fields})
 
 
 def fingerprint(rule_name: str, labels: Mapping[str, str]) -> str:
@@ -275,6 +339,8 @@ class Alert:
     last_notified_at: float | None = None
     notification_count: int = 0
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    #: Free-form context, as the pure-Python Alert carries it (`AlertRule.fire(message, details)`).
+    details: dict[str, Any] = field(default_factory=dict)
     fingerprint: str = ""
     # When the condition cleared while keep_firing_for holds the alert up.
     cleared_at: float | None = None
@@ -308,6 +374,7 @@ class Alert:
             "severity": self.severity.value,
             "status": self.status.value,
             "message": self.message,
+            "details": dict(self.details),
             "labels": dict(self.labels),
             "annotations": dict(self.annotations),
             "value": self.value,
@@ -321,7 +388,14 @@ class Alert:
 
     def snapshot(self) -> Alert:
         """An independent copy to hand to notifiers (they run later, concurrently)."""
-        copy = Alert(**{**self.__dict__, "labels": dict(self.labels), "annotations": dict(self.annotations)})
+        copy = Alert(
+            **{
+                **self.__dict__,
+                "labels": dict(self.labels),
+                "annotations": dict(self.annotations),
+                "details": dict(self.details),
+            }
+        )
         return copy
 
 

@@ -17,7 +17,7 @@ from email.utils import formatdate, make_msgid
 
 from victor_observability.alerting._secrets import redact
 from victor_observability.alerting._threads import DaemonPool
-from victor_observability.alerting.notification import Notification, NotificationError
+from victor_observability.alerting.notification import Notification, NotificationError, SendAlert
 
 #: Subjects are cut to this many characters (RFC 5322 recommends lines under 78; mail clients show ~100).
 SUBJECT_LIMIT = 160
@@ -103,7 +103,7 @@ class _SMTP_SSL(smtplib.SMTP_SSL):
         return _registered(self, self._abort, host, port, timeout)
 
 
-class EmailNotifier:
+class EmailNotifier(SendAlert):
     """Send alert mail over SMTP (implicit TLS with `use_tls=True`, else STARTTLS unless `starttls=False`).
 
     smtplib blocks, so each send runs on one of this channel's own `max_concurrent_sends` daemon threads, never

@@ -2,7 +2,14 @@
 
 from victor_observability.health.checker import ProductionHealthChecker, create_production_health_checker
 from victor_observability.health.http import HealthApp, create_health_app, create_health_router
-from victor_observability.health.model import CheckResult, Detail, HealthCheckResponse, HealthCheckType, HealthStatus
+from victor_observability.health.model import (
+    CheckResult,
+    Detail,
+    HealthCheckResponse,
+    HealthCheckType,
+    HealthStatus,
+    ProbeStatus,
+)
 
 __all__ = [
     "CheckResult",
@@ -11,6 +18,7 @@ __all__ = [
     "HealthCheckResponse",
     "HealthCheckType",
     "HealthStatus",
+    "ProbeStatus",
     "ProductionHealthChecker",
     "create_health_app",
     "create_health_router",

@@ -19,7 +19,9 @@ from victor_observability.health.model import (
     HealthCheckResponse,
     HealthCheckType,
     HealthStatus,
+    ProbeStatus,
     aggregate,
+    probe_status,
 )
 
 __all__ = [
@@ -29,6 +31,7 @@ __all__ = [
     "HealthCheckType",
     "HealthMetrics",
     "HealthStatus",
+    "ProbeStatus",
     "ProductionHealthChecker",
     "create_production_health_checker",
 ]
@@ -59,7 +62,7 @@ class ProductionHealthChecker:
     >>> checker.add_liveness_check("process", lambda: True)
     >>> checker.add_readiness_check("database", lambda: 42 < 100)
     >>> asyncio.run(checker.readiness()).to_dict()["status"]
-    'healthy'
+    'ready'
     """
 
     def __init__(
@@ -97,6 +100,7 @@ class ProductionHealthChecker:
         }
         self._checks: dict[HealthCheckType, list[Check]] = {kind: [] for kind in HealthCheckType}
         self._started = time.monotonic()
+        self.start_time = time.time()
         self._startup_deadline = self._started + self.startup_timeout
         self._startup_complete = False
         self._startup_timed_out = False
@@ -137,8 +141,12 @@ class ProductionHealthChecker:
             raise ValueError(f"health check name must be a non-empty string, got {name!r}")
         if not callable(check):
             raise ValueError(f"health check {name!r} is not callable: {check!r}")
-        if any(c.name == name for c in self._checks[kind]):
-            raise ValueError(f"health check {name!r} is already registered for {kind.value}")
+        checks = self._checks[kind]
+        replaced = [i for i, c in enumerate(checks) if c.name == name]
+        if replaced:
+            # The pure-Python checker keys checks by name, so registering a name again replaces the check.
+            log.debug("%s check %r registered again: replacing it", kind.value, name)
+            del checks[replaced[0]]
         if timeout is None:
             timeout = self.check_timeout
         _require_positive(f"health check {name!r} timeout", timeout)
@@ -207,6 +215,18 @@ class ProductionHealthChecker:
         """True once startup has succeeded (or `mark_startup_complete()` was called)."""
         return self._startup_complete
 
+    @property
+    def startup_completed(self) -> bool:
+        """The pure-Python checker's name for `is_startup_complete`; assigning True or False marks or resets it."""
+        return self._startup_complete
+
+    @startup_completed.setter
+    def startup_completed(self, done: bool) -> None:
+        if done:
+            self.mark_startup_complete()
+        else:
+            self.reset_startup()
+
     def mark_startup_complete(self) -> None:
         """Declare startup done without waiting for the startup checks."""
         self._startup_complete = True
@@ -215,7 +235,10 @@ class ProductionHealthChecker:
         self._cache.clear()
 
     def reset_startup(self) -> None:
-        """Start over: startup incomplete again, and the `startup_timeout` clock restarts now."""
+        """Start over, as the pure-Python checker does: startup incomplete again, uptime and the `startup_timeout`
+        clock restart now."""
+        self._started = time.monotonic()
+        self.start_time = time.time()
         self._startup_complete = False
         self._startup_timed_out = False
         self._startup_result = None
@@ -335,7 +358,15 @@ class ProductionHealthChecker:
             component_type="system",
             time=time.time(),
         )
-        return self._response(HealthCheckType.STARTUP, HealthStatus.UNHEALTHY, checks)
+        return HealthCheckResponse(
+            ProbeStatus.TIMEOUT,
+            checks,
+            time.time(),
+            self.uptime_seconds,
+            self.service_version,
+            HealthCheckType.STARTUP,
+            self.service_id,
+        )
 
     def _finish(self, kind: HealthCheckType, results: dict[str, CheckResult]) -> HealthCheckResponse:
         critical: dict[str, bool] | None = None
@@ -358,7 +389,13 @@ class ProductionHealthChecker:
         self, kind: HealthCheckType, status: HealthStatus, checks: dict[str, CheckResult]
     ) -> HealthCheckResponse:
         return HealthCheckResponse(
-            status, checks, time.time(), self.uptime_seconds, self.service_version, kind, self.service_id
+            probe_status(kind, status),
+            checks,
+            time.time(),
+            self.uptime_seconds,
+            self.service_version,
+            kind,
+            self.service_id,
         )
 
 

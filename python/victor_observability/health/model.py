@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import math
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Literal
 
@@ -16,6 +17,7 @@ __all__ = [
     "HealthCheckResponse",
     "HealthCheckType",
     "HealthStatus",
+    "ProbeStatus",
 ]
 
 #: How much a rendered response reveals:
@@ -122,6 +124,87 @@ class HealthCheckType(str, enum.Enum):
     STARTUP = "startup"
 
 
+class ProbeStatus(str, enum.Enum):
+    """A probe's overall answer in its own words, as the pure-Python checker spells them: liveness is
+    "healthy"/"unhealthy", readiness "ready"/"not_ready", startup "started"/"starting" ("timeout" once
+    `startup_timeout` has passed); "degraded" (a failing non-critical check) is the same for every probe.
+    Members compare equal to those plain strings; `health` is the underlying `HealthStatus`.
+
+    >>> ProbeStatus.NOT_READY == "not_ready", ProbeStatus.NOT_READY.health, ProbeStatus.NOT_READY.ietf
+    (True, <HealthStatus.UNHEALTHY: 'unhealthy'>, 'fail')
+    >>> ProbeStatus.of(HealthCheckType.READINESS, HealthStatus.HEALTHY)
+    <ProbeStatus.READY: 'ready'>
+    """
+
+    HEALTHY = "healthy"
+    DEGRADED = "degraded"
+    UNHEALTHY = "unhealthy"
+    READY = "ready"
+    NOT_READY = "not_ready"
+    STARTED = "started"
+    STARTING = "starting"
+    TIMEOUT = "timeout"
+
+    @classmethod
+    def _missing_(cls, value: object) -> ProbeStatus | None:
+        # IETF names and HealthStatus members read as liveness words.
+        if isinstance(value, str):
+            health = _FROM_IETF.get(value.lower())
+            return None if health is None else cls(health.value)
+        return None
+
+    @classmethod
+    def of(cls, probe: HealthCheckType | None, health: HealthStatus) -> ProbeStatus:
+        """The word `probe` uses for `health` (liveness words when the probe is unknown)."""
+        return probe_status(probe, health)
+
+    @property
+    def health(self) -> HealthStatus:
+        return _PROBE_HEALTH[self]
+
+    @property
+    def ietf(self) -> str:
+        """pass, warn or fail: the IETF health+json rendering keeps its own words."""
+        return _TO_IETF[_PROBE_HEALTH[self]]
+
+    @property
+    def metric_value(self) -> float:
+        return _METRIC_VALUE[_PROBE_HEALTH[self]]
+
+
+_PROBE_HEALTH = {
+    ProbeStatus.HEALTHY: HealthStatus.HEALTHY,
+    ProbeStatus.DEGRADED: HealthStatus.DEGRADED,
+    ProbeStatus.UNHEALTHY: HealthStatus.UNHEALTHY,
+    ProbeStatus.READY: HealthStatus.HEALTHY,
+    ProbeStatus.NOT_READY: HealthStatus.UNHEALTHY,
+    ProbeStatus.STARTED: HealthStatus.HEALTHY,
+    ProbeStatus.STARTING: HealthStatus.UNHEALTHY,
+    ProbeStatus.TIMEOUT: HealthStatus.UNHEALTHY,
+}
+_HEALTHY, _DEGRADED = HealthStatus.HEALTHY, HealthStatus.DEGRADED
+_READINESS, _STARTUP = HealthCheckType.READINESS, HealthCheckType.STARTUP
+
+
+_PROBE_DEGRADED = ProbeStatus.DEGRADED
+_LIVE_OK, _LIVE_FAIL = ProbeStatus.HEALTHY, ProbeStatus.UNHEALTHY
+_READY, _NOT_READY = ProbeStatus.READY, ProbeStatus.NOT_READY
+_STARTED, _STARTING = ProbeStatus.STARTED, ProbeStatus.STARTING
+
+
+def probe_status(probe: HealthCheckType | None, health: HealthStatus) -> ProbeStatus:
+    """`ProbeStatus.of` by identity tests on module constants: it runs on every probe, and enum hashing and
+    enum attribute lookups are Python calls."""
+    if health is _DEGRADED:
+        return _PROBE_DEGRADED
+    ok = health is _HEALTHY
+    if probe is _READINESS:
+        return _READY if ok else _NOT_READY
+    if probe is _STARTUP:
+        return _STARTED if ok else _STARTING
+    return _LIVE_OK if ok else _LIVE_FAIL
+
+
 def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
@@ -225,27 +308,66 @@ def aggregate(checks: dict[str, CheckResult], critical: dict[str, bool] | None =
     return status
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class HealthCheckResponse:
     """The answer of one probe: overall status, per-check results, when, uptime and service version.
+
+    `status` is a `ProbeStatus` ("ready"/"not_ready" for readiness, ...); it may be given as a `HealthStatus`,
+    read in the probe's words, or as a plain string. `checks` may hold plain dicts (the pure-Python checker's
+    shape) and `timestamp` an ISO 8601 string; both are rendered as given.
 
     >>> r = HealthCheckResponse(HealthStatus.HEALTHY, {}, timestamp=0.0, uptime_seconds=1.0, version="1.0.0")
     >>> r.is_healthy, r.http_status, r.to_dict()["status"]
     (True, 200, 'healthy')
+    >>> HealthCheckResponse("not_ready", {"db": {"status": "not_ready"}}).to_dict()["checks"]
+    {'db': {'status': 'not_ready'}}
     """
 
-    status: HealthStatus
+    status: ProbeStatus
+    # Plain dicts given by a caller are kept and rendered as given; the checker always stores CheckResults.
     checks: dict[str, CheckResult]
-    timestamp: float = field(default_factory=time.time)
-    uptime_seconds: float = 0.0
-    version: str = "1.0.0"
-    probe: HealthCheckType | None = None
-    service_id: str | None = None
+    timestamp: float | str
+    uptime_seconds: float
+    version: str
+    probe: HealthCheckType | None
+    service_id: str | None
+
+    def __init__(
+        self,
+        status: ProbeStatus | HealthStatus | str,
+        checks: dict[str, CheckResult] | dict[str, dict[str, Any]],
+        timestamp: float | str | None = None,
+        uptime_seconds: float = 0.0,
+        version: str = "1.0.0",
+        probe: HealthCheckType | None = None,
+        service_id: str | None = None,
+    ) -> None:
+        if status.__class__ is not ProbeStatus:
+            if isinstance(status, HealthStatus):
+                status = probe_status(probe, status)
+            else:
+                try:
+                    status = ProbeStatus(status)
+                except ValueError:
+                    words = ", ".join(m.value for m in ProbeStatus)
+                    raise ValueError(f"health response status {status!r} is not one of {words}") from None
+        self.status = status
+        self.checks = checks  # type: ignore[assignment]
+        self.timestamp = time.time() if timestamp is None else timestamp
+        self.uptime_seconds = uptime_seconds
+        self.version = version
+        self.probe = probe
+        self.service_id = service_id
+
+    @property
+    def health(self) -> HealthStatus:
+        """The status as healthy, degraded or unhealthy, whatever the probe."""
+        return self.status.health
 
     @property
     def is_healthy(self) -> bool:
-        """True when the service should receive traffic: healthy or degraded-but-serving."""
-        return self.status is not HealthStatus.UNHEALTHY
+        """True when the service should receive traffic: healthy or degraded-but-serving (ready, started)."""
+        return self.status.health is not HealthStatus.UNHEALTHY
 
     @property
     def http_status(self) -> int:
@@ -261,8 +383,8 @@ class HealthCheckResponse:
         check_detail(detail)
         out: dict[str, Any] = {"status": self.status.value}
         if detail != "status":
-            out["checks"] = {name: result.to_dict(detail) for name, result in self.checks.items()}
-            out["timestamp"] = _iso(self.timestamp)
+            out["checks"] = {name: _check_dict(result, detail) for name, result in self.checks.items()}
+            out["timestamp"] = self.timestamp if isinstance(self.timestamp, str) else _iso(self.timestamp)
             out["uptime_seconds"] = round(self.uptime_seconds, 3)
             out["version"] = self.version
             if self.probe is not None:
@@ -284,8 +406,22 @@ class HealthCheckResponse:
                 out["serviceId"] = self.service_id
             if detail == "full" and self.probe is not None:
                 out["description"] = f"{self.probe.value} probe"
-            out["checks"] = {name: [result.to_health_json(detail)] for name, result in self.checks.items()}
+            out["checks"] = {name: [_check_health_json(result, detail)] for name, result in self.checks.items()}
         return out
+
+
+def _check_dict(result: CheckResult | dict[str, Any], detail: Detail) -> dict[str, Any]:
+    return result if isinstance(result, dict) else result.to_dict(detail)
+
+
+def _check_health_json(result: CheckResult | dict[str, Any], detail: Detail) -> dict[str, Any]:
+    if isinstance(result, dict):
+        out = dict(result)
+        if "status" in out:
+            with contextlib.suppress(ValueError):  # a word we do not know stays as given
+                out["status"] = ProbeStatus(out["status"]).ietf
+        return out
+    return result.to_health_json(detail)
 
 
 def check_detail(detail: str) -> None:

@@ -3,6 +3,7 @@
 from victor_observability.metrics.bridge import PrometheusClientBridge, register_with_prometheus_client
 from victor_observability.metrics.collector import (
     MetricCategory,
+    MetricLabel,
     ProductionMetricsCollector,
     create_production_collector,
 )
@@ -27,6 +28,7 @@ __all__ = [
     "Histogram",
     "MetricBase",
     "MetricCategory",
+    "MetricLabel",
     "ProductionMetricsCollector",
     "PrometheusClientBridge",
     "Registry",

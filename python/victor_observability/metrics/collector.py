@@ -8,13 +8,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import math
 import time
 from collections import deque
-from typing import Any
+from typing import Any, cast
 
 from victor_observability import _core
+from victor_observability.metrics._handles import ErrorsByType, MetricHandle, attach
 from victor_observability.metrics.instruments import DEFAULT_LABEL_VALUE_CAP, DEFAULT_SERIES_CAP, Registry
 from victor_observability.metrics.system import BackgroundSampler, SystemReader
 
@@ -29,6 +31,21 @@ class MetricCategory(str, enum.Enum):
     SYSTEM = "system"
     CACHE = "cache"
     ERROR = "error"
+
+
+@dataclasses.dataclass
+class MetricLabel:
+    """A label name and value, as the pure-Python collector's API has them.
+
+    >>> MetricLabel("provider", "anthropic").to_tuple()
+    ('provider', 'anthropic')
+    """
+
+    name: str
+    value: str
+
+    def to_tuple(self) -> tuple[str, str]:
+        return (self.name, self.value)
 
 
 def _finite(v: float | None) -> float | None:
@@ -50,8 +67,61 @@ class ProductionMetricsCollector(_core.CollectorCore):
     (``\\ud800``), counted with ``reason="label_truncated"`` / ``"label_not_utf8"``; the event still counts.
     """
 
+    # The pure-Python collector's metric attributes, handles onto the families the record methods update
+    # (see metrics/_handles.py); set per instance in __init__.
+    request_total: MetricHandle
+    request_success: MetricHandle
+    request_errors: MetricHandle
+    request_latency: MetricHandle
+    active_requests: MetricHandle
+    tool_calls_total: MetricHandle
+    tool_errors_total: MetricHandle
+    tool_duration: MetricHandle
+    tool_active: MetricHandle
+    coordinator_invocations: MetricHandle
+    coordinator_duration: MetricHandle
+    coordinator_errors: MetricHandle
+    tasks_completed: MetricHandle
+    tasks_failed: MetricHandle
+    total_cost: MetricHandle
+    tokens_used: MetricHandle
+    cache_hits: MetricHandle
+    cache_misses: MetricHandle
+    cache_size: MetricHandle
+    cache_evictions: MetricHandle
+    errors_total: MetricHandle
+    errors_by_type: ErrorsByType
+    error_rate: MetricHandle
+    memory_usage: MetricHandle
+    cpu_usage: MetricHandle
+    disk_usage: MetricHandle
+    open_fds: MetricHandle
+    uptime: MetricHandle
+
+    def __new__(
+        cls,
+        registry: None = None,
+        prefix: str = "victor",
+        collect_system_metrics: bool = True,
+        *,
+        series_cap: int = DEFAULT_SERIES_CAP,
+        label_value_cap: int = DEFAULT_LABEL_VALUE_CAP,
+        **_options: Any,
+    ) -> ProductionMetricsCollector:
+        # The pure-Python collector's parameter order (registry first); the Rust core only needs the prefix.
+        if registry is not None:
+            raise ValueError(
+                f"metric prefix {prefix!r}: a ProductionMetricsCollector owns its registry (read it as "
+                "collector.registry, or join another with register_with_prometheus_client); registry= must be None"
+            )
+        return cast(
+            ProductionMetricsCollector,
+            super().__new__(cls, prefix, series_cap=series_cap, label_value_cap=label_value_cap),
+        )
+
     def __init__(
         self,
+        registry: None = None,
         prefix: str = "victor",
         collect_system_metrics: bool = True,
         *,
@@ -62,6 +132,7 @@ class ProductionMetricsCollector(_core.CollectorCore):
     ) -> None:
         self.prefix = prefix
         self.registry = Registry(prefix, _core_registry=self.core_registry)
+        attach(self, self.core_registry, prefix, label_value_cap)
         self.registry.add_collect_hook(self._before_export)
         self._started = time.monotonic()
         self._recent_errors: deque[dict[str, Any]] = deque(maxlen=max_recent_errors)
@@ -72,6 +143,19 @@ class ProductionMetricsCollector(_core.CollectorCore):
             self._reader = SystemReader()
             self.collect_system_metrics()
             self._sampler = BackgroundSampler(self.collect_system_metrics, system_interval).start()
+
+    # -- compatibility aliases ---------------------------------------------------------------------------------
+
+    @property
+    def _registry(self) -> Registry:
+        """The pure-Python collector's private name for its registry (its test fixtures call
+        ``collector._registry.clear()``): ``registry``, whose ``clear()`` zeroes every series."""
+        return self.registry
+
+    @property
+    def _prefix(self) -> str:
+        """The pure-Python collector's private name for ``prefix``."""
+        return self.prefix
 
     # -- policy around the Rust recorders -------------------------------------------------------
 
@@ -196,4 +280,4 @@ def create_production_collector(
     prefix: str = "victor", collect_system_metrics: bool = True, **kwargs: Any
 ) -> ProductionMetricsCollector:
     """The guide's factory: ``collector = create_production_collector()``."""
-    return ProductionMetricsCollector(prefix, collect_system_metrics, **kwargs)
+    return ProductionMetricsCollector(prefix=prefix, collect_system_metrics=collect_system_metrics, **kwargs)

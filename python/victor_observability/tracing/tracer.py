@@ -13,7 +13,6 @@ from __future__ import annotations
 import atexit
 import functools
 import inspect
-import os
 import threading
 import weakref
 from collections.abc import Callable, Iterable, Mapping
@@ -35,6 +34,9 @@ from victor_observability.tracing.sampling import (
     CustomSampler,
     ParentBasedSampler,
     TraceIdRatioSampler,
+    sampler_from_env,
+    sdk_disabled,
+    service_name_from_env,
 )
 
 if TYPE_CHECKING:
@@ -57,6 +59,7 @@ __all__ = [
     "StatusCode",
     "TraceIdRatioSampler",
     "current_span",
+    "get_current_tracer",
     "get_global_tracer",
     "set_global_tracer",
     "trace_async_function",
@@ -147,7 +150,9 @@ class DistributedTracer:
 
     def __init__(
         self,
-        service_name: str,
+        service_name: str | None = None,
+        enabled: bool = True,
+        use_opentelemetry: bool = True,
         *,
         sampler: Sampler | CustomSampler | None = None,
         exporters: Iterable[SpanExporter] = (),
@@ -165,6 +170,19 @@ class DistributedTracer:
     ) -> None:
         from victor_observability.tracing._pipeline import ExportPipeline
 
+        # OpenTelemetry's environment, as its SDKs read it: code wins over OTEL_SERVICE_NAME and
+        # OTEL_TRACES_SAMPLER(_ARG), which fill in what was not given (default sampler: parentbased_always_on);
+        # OTEL_SDK_DISABLED=true turns recording off whatever was given (contexts still propagate).
+        if service_name is None:
+            service_name = service_name_from_env("victor")
+        if sampler is None or sdk_disabled():
+            sampler = sampler_from_env()
+        # The pure-Python tracer's switches: enabled=False records nothing (spans are non-recording, contexts
+        # still propagate); use_opentelemetry is kept for reading only (the OpenTelemetry bridge is tracing/otel.py).
+        self.enabled = bool(enabled)
+        self.use_opentelemetry = bool(use_opentelemetry)
+        if not self.enabled:
+            sampler = ALWAYS_OFF
         for name, value in (("max_spans", max_spans), ("max_queue_size", max_queue_size)):
             if value < 0:
                 raise ValueError(f"tracer {service_name!r}: {name} must be >= 0, not {value}")
@@ -396,39 +414,55 @@ def get_global_tracer() -> DistributedTracer:
     if tracer is None:
         with _global_lock:
             if _global_tracer is None:
-                _global_tracer = DistributedTracer(os.environ.get("OTEL_SERVICE_NAME") or "victor")
+                _global_tracer = DistributedTracer()
             tracer = _global_tracer
     return tracer
 
 
+def get_current_tracer() -> DistributedTracer:
+    """The pure-Python toolkit's name for `get_global_tracer()`."""
+    return get_global_tracer()
+
+
 @overload
-def trace_function(name: F, attributes: None = None, *, tracer: DistributedTracer | None = None) -> F: ...
+def trace_function(
+    name: F, attributes: None = None, *, tracer: DistributedTracer | None = None, kind: SpanKind | str = ...
+) -> F: ...
 @overload
 def trace_function(
     name: str | None = None,
-    attributes: Mapping[str, Any] | None = None,
+    attributes: Mapping[str, Any] | SpanKind | str | None = None,
     *,
     tracer: DistributedTracer | None = None,
+    kind: SpanKind | str = ...,
 ) -> Callable[[F], F]: ...
 def trace_function(
     name: str | F | None = None,
-    attributes: Mapping[str, Any] | None = None,
+    attributes: Mapping[str, Any] | SpanKind | str | None = None,
     *,
     tracer: DistributedTracer | None = None,
+    kind: SpanKind | str = "internal",
 ) -> F | Callable[[F], F]:
     """Traces every call of a plain or async function (detected) in a span named `name` (default: the
     function's qualified name); exceptions are recorded and re-raised. Uses `tracer`, else the global tracer
-    at call time. Signature and metadata are kept.
+    at call time. Signature and metadata are kept. A span kind as the second argument is read as `kind`, the
+    pure-Python decorator's `trace_function(span_name, kind)`.
 
     >>> @trace_function("my_function", attributes={"component": "demo"})
     ... def my_function(arg1: int, arg2: int) -> int:
     ...     return arg1 + arg2
     >>> my_function(1, 2)
     3
+    >>> @trace_function("fetch", SpanKind.CLIENT)
+    ... def fetch() -> str:
+    ...     return "ok"
     """
+    if isinstance(attributes, str):  # SpanKind is a str enum
+        kind, attributes = attributes, None
     if callable(name):
-        return trace_function(None, attributes, tracer=tracer)(name)
+        return trace_function(None, attributes, tracer=tracer, kind=kind)(name)
     attrs = dict(attributes) if attributes else None
+    span_kind = SpanKind(kind).value
 
     def decorate(fn: F) -> F:
         span_name: str = name if isinstance(name, str) and name else str(getattr(fn, "__qualname__", fn))
@@ -436,14 +470,16 @@ def trace_function(
 
             @functools.wraps(fn)
             async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-                with (tracer if tracer is not None else get_global_tracer()).start_span(span_name, attributes=attrs):
+                t = tracer if tracer is not None else get_global_tracer()
+                with t.start_span(span_name, kind=span_kind, attributes=attrs):
                     return await fn(*args, **kwargs)
 
             return async_wrapper  # type: ignore[return-value]
 
         @functools.wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            with (tracer if tracer is not None else get_global_tracer()).start_span(span_name, attributes=attrs):
+            t = tracer if tracer is not None else get_global_tracer()
+            with t.start_span(span_name, kind=span_kind, attributes=attrs):
                 return fn(*args, **kwargs)
 
         return wrapper  # type: ignore[return-value]

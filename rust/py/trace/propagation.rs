@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 pub(crate) fn header_bytes<'a>(v: &'a Bound<'_, PyAny>) -> Option<Cow<'a, [u8]>> {
     if let Ok(s) = v.cast::<PyString>() {
-        return s.to_str().ok().map(|s| Cow::Owned(s.as_bytes().to_vec()));
+        return s.to_str().ok().map(|s| Cow::Borrowed(s.as_bytes()));
     }
     if let Ok(b) = v.cast::<PyBytes>() {
         return Some(Cow::Borrowed(b.as_bytes()));
@@ -66,11 +66,21 @@ pub(crate) fn extract(py: Python<'_>, headers: &Bound<'_, PyAny>) -> PyResult<Op
         if let Some(tp) = d.get_item(intern!(py, "traceparent"))? {
             found.traceparents = 1;
             found.traceparent = header_bytes(&tp).map(|v| v.into_owned());
+            let mut hits = 1;
             if let Some(ts) = d.get_item(intern!(py, "tracestate"))? {
                 found.tracestate = header_bytes(&ts).map(|v| v.into_owned());
+                hits += 1;
             }
             if let Some(bg) = d.get_item(intern!(py, "baggage"))? {
                 found.baggage = header_bytes(&bg).map(|v| v.into_owned());
+                hits += 1;
+            }
+            if hits < 3 && d.len() > hits {
+                // Header names are case-insensitive: `TraceState` or `Baggage` may be among the other keys.
+                found = Found::default();
+                for (k, v) in d.iter() {
+                    found.scan_pair(&k, &v);
+                }
             }
         } else {
             for (k, v) in d.iter() {
@@ -114,7 +124,7 @@ pub(crate) fn extract(py: Python<'_>, headers: &Bound<'_, PyAny>) -> PyResult<Op
         ctx: Ctx {
             trace_id: tp.trace_id,
             span_id: tp.span_id,
-            flags: tp.flags & traceparent::FLAG_SAMPLED,
+            flags: tp.flags & traceparent::KNOWN_FLAGS,
             remote: true,
             tracestate,
             baggage,

@@ -8,7 +8,6 @@ use super::shared::{parent_of, Shared};
 use crate::trace::baggage::Baggage;
 use crate::trace::hex::{span_id_hex, trace_id_hex};
 use crate::trace::span::{self as core_span, AttrValue, Attributes, Event, Kind, Link, Scope, SpanRecord, StatusCode};
-use crate::trace::traceparent;
 use parking_lot::Mutex;
 use pyo3::exceptions::PyTypeError;
 use pyo3::intern;
@@ -44,6 +43,8 @@ pub struct Span {
     pub(crate) span_id: u64,
     pub(crate) parent_span_id: u64,
     pub(crate) parent_remote: bool,
+    /// Sampled, plus the random bit when the trace id is ours or the parent said it is random.
+    pub(crate) flags: u8,
     pub(crate) tracestate: Option<Arc<str>>,
     pub(crate) kind: Kind,
     pub(crate) start_ns: u64,
@@ -61,7 +62,7 @@ impl Span {
         Ctx {
             trace_id: self.trace_id,
             span_id: self.span_id,
-            flags: traceparent::FLAG_SAMPLED,
+            flags: self.flags,
             remote: false,
             tracestate: self.tracestate.clone(),
             baggage: self.state.lock().baggage.clone(),
@@ -211,7 +212,7 @@ impl Span {
                 span_id: self.span_id,
                 parent_span_id: self.parent_span_id,
                 parent_remote: self.parent_remote,
-                flags: traceparent::FLAG_SAMPLED,
+                flags: self.flags,
                 tracestate: self.tracestate.clone(),
                 name: std::mem::take(&mut st.name),
                 kind: self.kind,

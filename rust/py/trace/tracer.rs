@@ -169,12 +169,16 @@ impl TracerCore {
             remote: p.remote,
         });
         let span_id = ids::span_id();
+        // Our trace ids are random; a continued trace is random only if its parent says so.
+        let random = parent
+            .as_ref()
+            .map_or(traceparent::FLAG_RANDOM, |p| p.flags & traceparent::FLAG_RANDOM);
         if !shared.sample(py, trace_id, info, name) {
             shared.unsampled.fetch_add(1, Ordering::Relaxed);
             let ctx = Ctx {
                 trace_id,
                 span_id,
-                flags: 0,
+                flags: random,
                 remote: false,
                 tracestate: parent.as_ref().and_then(|p| p.tracestate.clone()),
                 baggage: parent.and_then(|p| p.baggage),
@@ -229,6 +233,7 @@ impl TracerCore {
             span_id,
             parent_span_id,
             parent_remote,
+            flags: traceparent::FLAG_SAMPLED | random,
             tracestate,
             kind,
             start_ns: start_time.unwrap_or_else(now_ns),
@@ -257,7 +262,7 @@ impl TracerCore {
             },
         };
         let Some(ctx) = ctx else { return Ok(headers) };
-        let tp = traceparent::format(ctx.trace_id, ctx.span_id, ctx.flags & traceparent::FLAG_SAMPLED);
+        let tp = traceparent::format(ctx.trace_id, ctx.span_id, ctx.flags & traceparent::KNOWN_FLAGS);
         // Only ASCII hex digits and dashes were written.
         let tp = std::str::from_utf8(&tp).unwrap_or_default();
         let ts = ctx
