@@ -276,6 +276,8 @@ mod tests {
             dropped_attributes: 0,
             events: vec![],
             dropped_events: 0,
+            links: vec![],
+            dropped_links: 0,
             status: StatusCode::Unset,
             status_message: String::new(),
             scope: Arc::new(Scope::default()),

@@ -1,6 +1,7 @@
 //! Trace and span ids, W3C traceparent/tracestate/baggage, span records and their bounded buffer (issue 3).
 pub mod baggage;
 pub mod buffer;
+pub mod encode;
 pub mod hex;
 pub mod ids;
 pub mod sampler;

@@ -79,6 +79,18 @@ pub struct Event {
     pub dropped_attributes: u32,
 }
 
+/// A reference to another span (a batch job's inputs, a message's producer), with attributes of its own.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Link {
+    pub trace_id: u128,
+    pub span_id: u64,
+    pub flags: u8,
+    pub remote: bool,
+    pub tracestate: Option<Arc<str>>,
+    pub attributes: Attributes,
+    pub dropped_attributes: u32,
+}
+
 /// Span kinds in OpenTelemetry's order; the OTLP enum value is this plus one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
@@ -171,6 +183,8 @@ pub struct SpanRecord {
     pub dropped_attributes: u32,
     pub events: Vec<Event>,
     pub dropped_events: u32,
+    pub links: Vec<Link>,
+    pub dropped_links: u32,
     pub status: StatusCode,
     pub status_message: String,
     pub scope: Arc<Scope>,

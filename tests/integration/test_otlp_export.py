@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import threading
 from collections.abc import Iterator
@@ -27,13 +28,17 @@ class Receiver:
         self.requests: list[ExportTraceServiceRequest] = []
         self.content_types: list[str] = []
         self.hits = 0
+        self.peers: list[tuple[str, int]] = []  # the client address of each request
         self.release = threading.Event()
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keeps connections alive, as collectors do
+
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 receiver.hits += 1
+                receiver.peers.append(self.client_address)
                 receiver.content_types.append(self.headers["Content-Type"])
                 if self.path != "/v1/traces":
                     return self._answer(404)
@@ -203,6 +208,32 @@ def test_unavailable_receiver_is_retried_until_it_recovers(
     assert sorted(span.name for _, _, span in receiver.spans()) == [f"op-{i}" for i in range(4)]
     stats = tracer.stats()
     assert stats["exported_spans"] == 4 and stats["export_retries"] == 1 and stats["export_failed_spans"] == 0
+
+
+def test_connection_is_kept_alive_and_a_forked_child_opens_its_own(
+    receiver: Receiver, tracers: list[DistributedTracer]
+) -> None:
+    tracer = otlp_tracer(tracers, receiver.endpoint)
+    for name in ("parent-1", "parent-2"):
+        tracer.start_span(name).end()
+        assert tracer.force_flush(timeout=10.0)
+    pid = os.fork()
+    if pid == 0:  # the child: export one span on its own, then report through the exit code
+        code = 1
+        try:
+            tracer.start_span("child").end()
+            code = 0 if tracer.force_flush(timeout=10.0) and tracer.stats()["exported_spans"] == 1 else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    tracer.start_span("parent-3").end()
+    assert tracer.force_flush(timeout=10.0)
+    names = [span.name for _, _, span in receiver.spans()]
+    assert names == ["parent-1", "parent-2", "child", "parent-3"]
+    parent_1, parent_2, child, parent_3 = receiver.peers
+    assert parent_1 == parent_2 == parent_3, "one kept-alive connection"
+    assert child != parent_1, "the child must not write on the parent's socket"
 
 
 def test_the_two_service_demo_exports_each_service_under_its_own_name(receiver: Receiver, tmp_path: Any) -> None:

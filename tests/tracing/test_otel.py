@@ -133,3 +133,27 @@ def test_sampling_decisions_apply_to_api_spans() -> None:
     with off.start_as_current_span("unsampled") as span:
         assert not span.is_recording() and not span.get_span_context().trace_flags.sampled
         assert otel_trace.get_current_span().get_span_context().span_id == span.get_span_context().span_id
+
+
+def test_links_from_opentelemetry_are_recorded() -> None:
+    tracer = DistributedTracer("svc")
+    otel = VictorTracerProvider(tracer).get_tracer("lib")
+    producer = otel_trace.SpanContext(
+        0x4BF92F3577B34DA6A3CE929D0E0E4736, 0x00F067AA0BA902B7, is_remote=True, trace_flags=otel_trace.TraceFlags(1)
+    )
+    span = otel.start_span("consume", links=[otel_trace.Link(producer, {"messaging.batch": 3})])
+    with tracer.start_span("other") as other:
+        span.add_link(otel_trace.SpanContext(int(other.trace_id, 16), int(other.span_id, 16), is_remote=False))
+    span.add_link(otel_trace.INVALID_SPAN_CONTEXT)  # ignored, as the SDK ignores it
+    span.end()
+    data = tracer.get_trace(f"{span.get_span_context().trace_id:032x}")[0]
+    assert data.links == [
+        {
+            "trace_id": "4bf92f3577b34da6a3ce929d0e0e4736",
+            "span_id": "00f067aa0ba902b7",
+            "attributes": {"messaging.batch": 3},
+        },
+        {"trace_id": other.trace_id, "span_id": other.span_id, "attributes": {}},
+    ]
+    assert data.to_dict()["links"] == data.links
+    tracer.shutdown()

@@ -1,6 +1,8 @@
 """Distributed tracing: the tracer, spans, W3C propagation, sampling, exporters (JSON lines, console, OTLP), httpx."""
 
+from victor_observability._core import SpanBatch
 from victor_observability.tracing.exporters import (
+    BatchSpanExporter,
     ConsoleSpanExporter,
     InMemorySpanExporter,
     JsonLinesSpanExporter,
@@ -43,6 +45,7 @@ __all__ = [
     "ALWAYS_ON",
     "AnySpan",
     "AsyncTracedTransport",
+    "BatchSpanExporter",
     "ConsoleSpanExporter",
     "CustomSampler",
     "DistributedTracer",
@@ -53,6 +56,7 @@ __all__ = [
     "ParentBasedSampler",
     "Sampler",
     "Span",
+    "SpanBatch",
     "SpanContext",
     "SpanData",
     "SpanExporter",

@@ -18,7 +18,7 @@ import weakref
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from victor_observability._core import SpanData
+from victor_observability._core import SpanBatch, SpanData
 
 if TYPE_CHECKING:
     from victor_observability._core import TracerCore
@@ -77,14 +77,14 @@ class _Lane:
 
     def __init__(self, exporter: SpanExporter, *, capacity: int, timeout: float, max_retries: int) -> None:
         self.exporter = exporter
-        self._queue: collections.deque[list[SpanData]] = collections.deque()
+        self._queue: collections.deque[SpanBatch] = collections.deque()
         self._capacity = max(1, capacity)
         self._timeout = timeout
         self._max_retries = max(0, max_retries)
         self._cond = threading.Condition()
         self._active = False
         # The batch being exported: settled exactly once, by _export or (stuck at shutdown) by abandon().
-        self._current: list[SpanData] | None = None
+        self._current: SpanBatch | None = None
         self._stopped = False
         self._warned = False
         self.exported = 0
@@ -97,7 +97,7 @@ class _Lane:
         self._thread = threading.Thread(target=self._run, name=f"victor-export-{name}", daemon=True)
         self._thread.start()
 
-    def offer(self, batch: list[SpanData]) -> None:
+    def offer(self, batch: SpanBatch) -> None:
         with self._cond:
             if self._stopped or len(self._queue) >= self._capacity:
                 self.dropped += len(batch)
@@ -156,7 +156,7 @@ class _Lane:
                         self._current = None
                     self._cond.notify_all()
 
-    def _settle(self, batch: list[SpanData], exported: bool) -> None:
+    def _settle(self, batch: SpanBatch, exported: bool) -> None:
         with self._cond:
             if self._current is not batch:
                 return  # abandoned at shutdown: already counted as dropped
@@ -166,10 +166,10 @@ class _Lane:
             else:
                 self.failed += len(batch)
 
-    def _export(self, batch: list[SpanData]) -> None:
+    def _export(self, batch: SpanBatch) -> None:
         delay = 0.05
         for attempt in range(self._max_retries + 1):
-            outcome, value = self._caller.call(lambda: self.exporter.export(batch), self._timeout)
+            outcome, value = self._caller.call(lambda: _deliver(self.exporter, batch), self._timeout)
             if outcome == "ok" and value is not False:
                 self._settle(batch, exported=True)
                 return
@@ -351,6 +351,15 @@ def _restart(ref: weakref.ReferenceType[ExportPipeline]) -> None:
     pipeline = ref()
     if pipeline is not None:
         pipeline._after_fork()
+
+
+def _deliver(exporter: SpanExporter, batch: SpanBatch) -> bool | None:
+    # Exporters that write bytes take the batch and encode it in Rust with the GIL released (BatchSpanExporter);
+    # only the others cost a SpanData per span.
+    export_batch = getattr(exporter, "export_batch", None)
+    if callable(export_batch):
+        return export_batch(batch)  # type: ignore[no-any-return]
+    return exporter.export(batch.spans())
 
 
 def spans_as_dicts(spans: Sequence[SpanData]) -> list[dict[str, Any]]:

@@ -72,8 +72,9 @@ class BridgeSpan(otel_trace.Span):
         self.victor_span.add_event(name, dict(attributes) if attributes else None, timestamp)
 
     def add_link(self, context: OtelSpanContext, attributes: Mapping[str, Any] | None = None) -> None:
-        # Links are not recorded (yet); accepting them keeps instrumented libraries working.
-        return None
+        victor = _victor_context(context)
+        if victor is not None:
+            self.victor_span.add_link(victor, dict(attributes) if attributes else None)
 
     def update_name(self, name: str) -> None:
         self.victor_span.update_name(name)
@@ -113,18 +114,21 @@ def _victor_of(span: object) -> AnySpan | None:
         return span.victor_span
     if span is None or span is INVALID_SPAN or not isinstance(span, otel_trace.Span):
         return None
-    ctx = span.get_span_context()
+    context = _victor_context(span.get_span_context())
+    return None if context is None else NonRecordingSpan.from_context(context)
+
+
+def _victor_context(ctx: OtelSpanContext) -> SpanContext | None:
     if not ctx.is_valid:
         return None
     header = ctx.trace_state.to_header() if ctx.trace_state else ""
-    context = SpanContext(
+    return SpanContext(
         format(ctx.trace_id, "032x"),
         format(ctx.span_id, "016x"),
         sampled=ctx.trace_flags.sampled,
         is_remote=ctx.is_remote,
         tracestate=header or None,
     )
-    return NonRecordingSpan.from_context(context)
 
 
 class _BridgeToken:
@@ -200,7 +204,10 @@ class BridgeTracer(otel_trace.Tracer):
             if parent is None:
                 parent = False
         attrs = dict(attributes) if attributes else None
-        return BridgeSpan(self._core.start_span(name, parent, _kind(kind), attrs, start_time))
+        span = BridgeSpan(self._core.start_span(name, parent, _kind(kind), attrs, start_time))
+        for link in links or ():
+            span.add_link(link.context, link.attributes)
+        return span
 
     # OpenTelemetry declares a private "agnostic" context manager type here; a plain one behaves the same.
     @contextlib.contextmanager

@@ -2,7 +2,7 @@
 
 use super::convert::attrs_to_py;
 use super::shared::Shared;
-use super::span::events_to_py;
+use super::span::{events_to_py, links_to_py};
 use crate::trace::hex::{span_id_hex, trace_id_hex};
 use crate::trace::span::SpanRecord;
 use pyo3::prelude::*;
@@ -100,6 +100,15 @@ impl SpanData {
     pub(crate) fn dropped_events(&self) -> u32 {
         self.record.dropped_events
     }
+    /// The spans this one links to: dicts of trace_id, span_id, attributes (and dropped_attributes if any).
+    #[getter]
+    pub(crate) fn links<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        links_to_py(py, &self.record.links)
+    }
+    #[getter]
+    pub(crate) fn dropped_links(&self) -> u32 {
+        self.record.dropped_links
+    }
     #[getter]
     pub(crate) fn status(&self) -> &'static str {
         self.record.status.name()
@@ -144,6 +153,10 @@ impl SpanData {
         if self.record.dropped_attributes > 0 || self.record.dropped_events > 0 {
             d.set_item("dropped_attributes", self.record.dropped_attributes)?;
             d.set_item("dropped_events", self.record.dropped_events)?;
+        }
+        // Only when there are links, so the lines of spans without them stay what they always were.
+        if !self.record.links.is_empty() {
+            d.set_item("links", self.links(py)?)?;
         }
         Ok(d)
     }

@@ -88,6 +88,8 @@ impl NonRecordingSpan {
         timestamp: Option<&Bound<'_, PyAny>>,
     ) {
     }
+    #[pyo3(signature = (context, attributes=None))]
+    pub(crate) fn add_link(&self, context: &Bound<'_, PyAny>, attributes: Option<&Bound<'_, PyAny>>) {}
     #[pyo3(signature = (exception, attributes=None))]
     pub(crate) fn record_exception(&self, exception: &Bound<'_, PyAny>, attributes: Option<&Bound<'_, PyAny>>) {}
     pub(crate) fn set_error(&self, exception: &Bound<'_, PyAny>) {}

@@ -4,11 +4,12 @@ use super::context::{Ctx, SpanContext};
 use super::convert::{as_dict, attrs_to_py, baggage_to_py, status_from_py};
 use super::current::{reset_current, set_current};
 use super::data::SpanData;
-use super::shared::Shared;
+use super::shared::{parent_of, Shared};
 use crate::trace::baggage::Baggage;
 use crate::trace::hex::{span_id_hex, trace_id_hex};
-use crate::trace::span::{self as core_span, AttrValue, Attributes, Event, Kind, Scope, SpanRecord, StatusCode};
+use crate::trace::span::{self as core_span, AttrValue, Attributes, Event, Kind, Link, Scope, SpanRecord, StatusCode};
 use parking_lot::Mutex;
+use pyo3::exceptions::PyTypeError;
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -23,6 +24,8 @@ pub(crate) struct SpanState {
     pub(crate) dropped_attributes: u32,
     pub(crate) events: Vec<Event>,
     pub(crate) dropped_events: u32,
+    pub(crate) links: Vec<Link>,
+    pub(crate) dropped_links: u32,
     pub(crate) status: StatusCode,
     pub(crate) status_message: String,
     pub(crate) baggage: Option<Arc<Baggage>>,
@@ -118,6 +121,37 @@ impl Span {
         Ok(())
     }
 
+    pub(crate) fn link(&self, py: Python<'_>, ctx: &Ctx, attributes: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
+        let mut attrs = Attributes::new();
+        let mut dropped = 0;
+        if let Some(a) = attributes.filter(|a| !a.is_none()) {
+            for (k, v) in as_dict(a)?.iter() {
+                if let Some((k, v)) = self.shared.convert(py, &k, &v) {
+                    core_span::set_attribute(&mut attrs, &mut dropped, self.shared.limits.max_event_attributes, k, v);
+                }
+            }
+        }
+        let mut st = self.state.lock();
+        if st.record.is_some() {
+            return Ok(());
+        }
+        // OpenTelemetry's default link limit and per-link attribute limit match its event limits.
+        if st.links.len() < self.shared.limits.max_events {
+            st.links.push(Link {
+                trace_id: ctx.trace_id,
+                span_id: ctx.span_id,
+                flags: ctx.flags,
+                remote: ctx.remote,
+                tracestate: ctx.tracestate.clone(),
+                attributes: attrs,
+                dropped_attributes: dropped,
+            });
+        } else {
+            st.dropped_links = st.dropped_links.saturating_add(1);
+        }
+        Ok(())
+    }
+
     /// Now, on the span's own clock: the start's wall time plus monotonic elapsed time, so durations never go
     /// negative when the wall clock steps.
     pub(crate) fn now(&self) -> u64 {
@@ -188,6 +222,8 @@ impl Span {
                 dropped_attributes: st.dropped_attributes,
                 events: std::mem::take(&mut st.events),
                 dropped_events: st.dropped_events,
+                links: std::mem::take(&mut st.links),
+                dropped_links: st.dropped_links,
                 status: st.status,
                 status_message: std::mem::take(&mut st.status_message),
                 scope: self.scope.clone(),
@@ -318,6 +354,22 @@ impl Span {
         timestamp: Option<u64>,
     ) -> PyResult<()> {
         self.event(py, name, attributes, timestamp)
+    }
+
+    /// Links this span to another span's context (a Span, NonRecordingSpan or SpanContext), with attributes.
+    #[pyo3(signature = (context, attributes=None))]
+    pub(crate) fn add_link(
+        &self,
+        py: Python<'_>,
+        context: &Bound<'_, PyAny>,
+        attributes: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
+        match parent_of(context)? {
+            Some(ctx) => self.link(py, &ctx, attributes),
+            None => Err(PyTypeError::new_err(
+                "add_link needs a Span, NonRecordingSpan or SpanContext",
+            )),
+        }
     }
 
     /// Adds an `exception` event (type, message, stack trace) without changing the status.
@@ -508,6 +560,22 @@ pub(crate) fn events_to_py<'py>(py: Python<'py>, events: &[Event]) -> PyResult<B
         d.set_item("attributes", attrs_to_py(py, &e.attributes)?)?;
         if e.dropped_attributes > 0 {
             d.set_item("dropped_attributes", e.dropped_attributes)?;
+        }
+        out.append(d)?;
+    }
+    Ok(out)
+}
+
+// must match rust/trace/encode/json.rs: write_links
+pub(crate) fn links_to_py<'py>(py: Python<'py>, links: &[Link]) -> PyResult<Bound<'py, PyList>> {
+    let out = PyList::empty(py);
+    for l in links {
+        let d = PyDict::new(py);
+        d.set_item("trace_id", trace_id_hex(l.trace_id))?;
+        d.set_item("span_id", span_id_hex(l.span_id))?;
+        d.set_item("attributes", attrs_to_py(py, &l.attributes)?)?;
+        if l.dropped_attributes > 0 {
+            d.set_item("dropped_attributes", l.dropped_attributes)?;
         }
         out.append(d)?;
     }

@@ -4,6 +4,7 @@ use super::context::{Ctx, SpanContext};
 use super::convert::{as_dict, kind_from_py, now_ns};
 use super::current::get_current;
 use super::data::SpanData;
+use super::export::SpanBatch;
 use super::non_recording::NonRecordingSpan;
 use super::propagation::extract;
 use super::sampler::Sampler;
@@ -198,6 +199,8 @@ impl TracerCore {
             dropped_attributes: 0,
             events: Vec::new(),
             dropped_events: 0,
+            links: Vec::new(),
+            dropped_links: 0,
             status: StatusCode::Unset,
             status_message: String::new(),
             baggage: None,
@@ -320,17 +323,12 @@ impl TracerCore {
         self.shared.store.set_exporting(on);
     }
 
-    /// Takes up to `max` finished spans from the export queue.
-    pub(crate) fn drain(&self, max: usize) -> Vec<SpanData> {
-        self.shared
-            .store
-            .drain(max)
-            .into_iter()
-            .map(|r| SpanData {
-                record: r,
-                shared: self.shared.clone(),
-            })
-            .collect()
+    /// Takes up to `max` finished spans from the export queue, as one batch (no Python object per span).
+    pub(crate) fn drain(&self, max: usize) -> SpanBatch {
+        SpanBatch {
+            records: self.shared.store.drain(max),
+            shared: self.shared.clone(),
+        }
     }
 
     pub(crate) fn queue_len(&self) -> usize {

@@ -1,0 +1,169 @@
+//! SpanBatch: one drained batch of finished spans, encoded to OTLP or JSON lines in one call without the GIL.
+
+use super::convert::to_attr;
+use super::data::SpanData;
+use super::shared::Shared;
+use crate::trace::encode::{json, otlp};
+use crate::trace::span::{AttrValue, Attributes, SpanRecord};
+use pyo3::exceptions::{PyIndexError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyIterator, PyList, PyMapping};
+use std::cell::RefCell;
+use std::sync::Arc;
+
+/// The spans one export takes from the queue. Exporters that write bytes call `encode_otlp()` or
+/// `encode_json_lines()` (Rust, GIL released, no Python object per span); the others read it as a sequence of
+/// SpanData, made on demand.
+#[pyclass(frozen, module = "victor_observability.tracing")]
+pub struct SpanBatch {
+    pub(crate) records: Vec<Arc<SpanRecord>>,
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl SpanBatch {
+    fn data(&self, record: &Arc<SpanRecord>) -> SpanData {
+        SpanData {
+            record: record.clone(),
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+#[pymethods]
+impl SpanBatch {
+    /// A batch of SpanData from elsewhere (an exporter called directly); all of one service, not empty.
+    #[staticmethod]
+    pub(crate) fn of(spans: &Bound<'_, PyAny>) -> PyResult<SpanBatch> {
+        let mut records = Vec::new();
+        let mut shared: Option<Arc<Shared>> = None;
+        for item in spans.try_iter()? {
+            let item = item?;
+            let data = item.cast::<SpanData>()?.get();
+            match &shared {
+                None => shared = Some(data.shared.clone()),
+                Some(s) if s.service_name != data.shared.service_name => {
+                    return Err(PyValueError::new_err(
+                        "SpanBatch.of: the spans must all be of one service",
+                    ));
+                }
+                Some(_) => {}
+            }
+            records.push(data.record.clone());
+        }
+        match shared {
+            Some(shared) => Ok(SpanBatch { records, shared }),
+            None => Err(PyValueError::new_err("SpanBatch.of: no spans")),
+        }
+    }
+
+    pub(crate) fn __len__(&self) -> usize {
+        self.records.len()
+    }
+
+    pub(crate) fn __getitem__(&self, index: isize) -> PyResult<SpanData> {
+        let n = self.records.len() as isize;
+        let i = if index < 0 { index + n } else { index };
+        if !(0..n).contains(&i) {
+            return Err(PyIndexError::new_err("SpanBatch index out of range"));
+        }
+        Ok(self.data(&self.records[i as usize]))
+    }
+
+    pub(crate) fn __iter__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyIterator>> {
+        self.spans(py)?.try_iter()
+    }
+
+    /// The spans as SpanData, in the order they finished.
+    pub(crate) fn spans<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        PyList::new(py, self.records.iter().map(|r| self.data(r)))
+    }
+
+    #[getter]
+    pub(crate) fn service_name(&self) -> &str {
+        &self.shared.service_name
+    }
+
+    /// One JSON object per span and line, exactly `json.dumps(span.to_dict())` plus `"\n"` (ASCII; compact
+    /// separators, or json's defaults with `compact=False`).
+    #[pyo3(signature = (compact=true))]
+    pub(crate) fn encode_json_lines<'py>(&self, py: Python<'py>, compact: bool) -> Bound<'py, PyBytes> {
+        let style = if compact {
+            json::Style::COMPACT
+        } else {
+            json::Style::DEFAULT
+        };
+        let (records, service) = (&self.records, self.shared.service_name.as_str());
+        encode_into_bytes(py, |out| json::write_lines(out, records, service, style))
+    }
+
+    /// The body of an OTLP/HTTP protobuf export: an ExportTraceServiceRequest whose resource carries
+    /// service.name, the telemetry.sdk.* attributes and then `resource_attributes` (which may override them).
+    #[pyo3(signature = (resource_attributes=None))]
+    pub(crate) fn encode_otlp<'py>(
+        &self,
+        py: Python<'py>,
+        resource_attributes: Option<&Bound<'py, PyMapping>>,
+    ) -> PyResult<Bound<'py, PyBytes>> {
+        let mut resource: Attributes = vec![
+            ("service.name".into(), AttrValue::Str(self.shared.service_name.clone())),
+            (
+                "telemetry.sdk.name".into(),
+                AttrValue::Str("victor-observability".into()),
+            ),
+            ("telemetry.sdk.language".into(), AttrValue::Str("python".into())),
+            (
+                "telemetry.sdk.version".into(),
+                AttrValue::Str(env!("CARGO_PKG_VERSION").into()),
+            ),
+        ];
+        if let Some(extra) = resource_attributes {
+            for item in extra.items()?.iter() {
+                let (k, v): (Bound<'_, PyAny>, Bound<'_, PyAny>) = item.extract()?;
+                let key = k.str()?.to_str()?.to_owned();
+                // Anything outside the attribute rules (None, mixed lists) is sent as its str(), not dropped.
+                let value = match to_attr(&v) {
+                    Some(a) => a,
+                    None => AttrValue::Str(v.str()?.to_str()?.to_owned()),
+                };
+                match resource.iter_mut().find(|(rk, _)| *rk == key) {
+                    Some(slot) => slot.1 = value,
+                    None => resource.push((key, value)),
+                }
+            }
+        }
+        let records = &self.records;
+        Ok(encode_into_bytes(py, |out| {
+            otlp::encode_request(out, records, &resource)
+        }))
+    }
+
+    pub(crate) fn __repr__(&self) -> String {
+        format!("SpanBatch({} spans)", self.records.len())
+    }
+}
+
+thread_local! {
+    /// The export thread's encoding buffer, kept between batches: a fresh one per batch cost more in page faults
+    /// and regrowth than the encoding itself. Plain memory, no lock: nothing for a fork to find held.
+    static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Bytes past this are not kept between batches (one huge batch must not pin its buffer for good).
+const SCRATCH_KEEP: usize = 4 << 20;
+
+/// Runs `encode` with the GIL released into this thread's scratch buffer, then copies the result into `bytes`.
+fn encode_into_bytes<'py>(py: Python<'py>, encode: impl FnOnce(&mut Vec<u8>) + Send) -> Bound<'py, PyBytes> {
+    SCRATCH.with(|scratch| {
+        let mut buf = std::mem::take(&mut *scratch.borrow_mut());
+        buf.clear();
+        let buf = py.detach(move || {
+            encode(&mut buf);
+            buf
+        });
+        let bytes = PyBytes::new(py, &buf);
+        if buf.capacity() <= SCRATCH_KEEP {
+            *scratch.borrow_mut() = buf;
+        }
+        bytes
+    })
+}
