@@ -14,22 +14,97 @@ pub enum Format {
 pub const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 pub const OPENMETRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-/// Picks the format a scraper asked for in its Accept header (OpenMetrics when offered, as
-/// prometheus-client's `choose_encoder` does).
-pub fn negotiate(accept: &str) -> Format {
-    let wants_om = accept.split(',').any(|part| {
+/// One element of an Accept or Accept-Encoding list (RFC 9110 section 12.4.2): the value, its
+/// parameters other than q, and its weight. Names compare case-insensitively.
+struct Element<'a> {
+    value: &'a str,
+    params: Vec<(&'a str, &'a str)>,
+    q: f32,
+}
+
+/// The elements of a header list; one with an unreadable weight is skipped, as it cannot be honoured.
+fn elements(header: &str) -> impl Iterator<Item = Element<'_>> {
+    header.split(',').filter_map(|part| {
         let mut fields = part.split(';').map(str::trim);
-        if fields.next() != Some("application/openmetrics-text") {
-            return false;
+        let value = fields.next().filter(|v| !v.is_empty())?;
+        let mut params = Vec::new();
+        let mut q = 1.0;
+        for f in fields {
+            let (k, v) = f.split_once('=').unwrap_or((f, ""));
+            let (k, v) = (k.trim(), v.trim().trim_matches('"'));
+            if k.eq_ignore_ascii_case("q") {
+                q = v.parse::<f32>().ok().filter(|q| (0.0..=1.0).contains(q))?;
+            } else if !k.is_empty() {
+                params.push((k, v));
+            }
         }
-        // A version other than 1.0.0 we do not speak; no version means the latest we have.
-        fields.all(|f| !f.starts_with("version=") || f == "version=1.0.0")
-    });
-    if wants_om {
-        Format::OpenMetrics
-    } else {
-        Format::Text
+        Some(Element { value, params, q })
+    })
+}
+
+/// The weight an Accept header gives `type/subtype` at `version`: that of the most specific range
+/// matching it (with parameters > `type/subtype` > `type/*` > `*/*`), with its specificity; None
+/// when nothing matches. A range naming another `version` does not match.
+fn media_quality(accept: &str, ty: &str, subtype: &str, version: &str) -> Option<(u8, f32)> {
+    let mut best: Option<(u8, f32)> = None;
+    for e in elements(accept) {
+        let (t, s) = e.value.split_once('/').unwrap_or((e.value, ""));
+        let (t, s) = (t.trim(), s.trim());
+        let specificity = match (t, s) {
+            ("*", "*") => 0,
+            (t, "*") if t.eq_ignore_ascii_case(ty) => 1,
+            (t, s) if t.eq_ignore_ascii_case(ty) && s.eq_ignore_ascii_case(subtype) => {
+                2 + u8::from(!e.params.is_empty())
+            }
+            _ => continue,
+        };
+        let other_version = e
+            .params
+            .iter()
+            .any(|(k, v)| k.eq_ignore_ascii_case("version") && *v != version);
+        if other_version {
+            continue;
+        }
+        best = match best {
+            Some((sp, q)) if sp > specificity || (sp == specificity && q >= e.q) => Some((sp, q)),
+            _ => Some((specificity, e.q)),
+        };
     }
+    best
+}
+
+/// Picks the format a scraper asked for in its Accept header, weighing q-values as RFC 9110 says.
+/// OpenMetrics when it weighs more than the text format, or as much and named (as
+/// prometheus-client's `choose_encoder` picks it whenever it is named); the text format otherwise,
+/// also when the header accepts neither (a scrape is better answered than refused with 406).
+pub fn negotiate(accept: &str) -> Format {
+    let om = media_quality(accept, "application", "openmetrics-text", "1.0.0");
+    let text = media_quality(accept, "text", "plain", "0.0.4").map_or(0.0, |(_, q)| q);
+    match om {
+        Some((sp, q)) if q > 0.0 && (q > text || (q == text && sp >= 2)) => Format::OpenMetrics,
+        _ => Format::Text,
+    }
+}
+
+/// Whether to gzip for this Accept-Encoding (RFC 9110 section 12.5.3): gzip must be acceptable
+/// (q > 0, by name or through `*`) and, when the header weighs `identity` (by name or through `*`),
+/// weigh at least as much. Unweighed, no coding is merely acceptable: `br, gzip;q=0.8` gets gzip.
+pub fn wants_gzip(accept_encoding: &str) -> bool {
+    let (mut gzip, mut identity, mut any) = (None, None, None);
+    for e in elements(accept_encoding) {
+        let slot = if e.value.eq_ignore_ascii_case("gzip") || e.value.eq_ignore_ascii_case("x-gzip") {
+            &mut gzip
+        } else if e.value.eq_ignore_ascii_case("identity") {
+            &mut identity
+        } else if e.value == "*" {
+            &mut any
+        } else {
+            continue;
+        };
+        *slot = Some(slot.map_or(e.q, |q: f32| q.max(e.q)));
+    }
+    let gzip = gzip.or(any).unwrap_or(0.0);
+    gzip > 0.0 && identity.or(any).map_or(true, |identity| gzip >= identity)
 }
 
 /// Python's `repr(float)`: shortest round-trip digits, exponent outside 1e-4 <= |v| < 1e16.
@@ -344,6 +419,47 @@ mod tests {
         assert_eq!(negotiate("application/openmetrics-text; version=0.0.1"), Format::Text);
         assert_eq!(negotiate("text/plain"), Format::Text);
         assert_eq!(negotiate(""), Format::Text);
+    }
+
+    #[test]
+    fn negotiation_weighs_q_values_and_ignores_case() {
+        use Format::*;
+        assert_eq!(negotiate("application/openmetrics-text;q=0"), Text);
+        assert_eq!(negotiate("application/openmetrics-text;q=0, */*"), Text);
+        assert_eq!(negotiate("APPLICATION/OpenMetrics-Text; Version=1.0.0"), OpenMetrics);
+        assert_eq!(negotiate("application/openmetrics-text;q=0.2, text/plain;q=0.9"), Text);
+        assert_eq!(
+            negotiate("text/plain;q=0.1, application/openmetrics-text;Q=0.5"),
+            OpenMetrics
+        );
+        assert_eq!(negotiate("*/*"), Text);
+        // Only OpenMetrics is acceptable here.
+        assert_eq!(negotiate("application/*"), OpenMetrics);
+        assert_eq!(negotiate("application/*;q=0.9, text/plain;q=0.5"), OpenMetrics);
+        // A more specific range overrides a general one, whatever their order.
+        assert_eq!(negotiate("application/openmetrics-text;q=0, application/*"), Text);
+        assert_eq!(negotiate("application/openmetrics-text;q=abc"), Text);
+        // What Prometheus 3 sends.
+        let prom3 = "application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;q=0.5,\
+                     application/openmetrics-text;version=0.0.1;q=0.4,text/plain;version=1.0.0;escaping=allow-utf-8;q=0.3,\
+                     text/plain;version=0.0.4;q=0.2,*/*;q=0.1";
+        assert_eq!(negotiate(prom3), OpenMetrics);
+    }
+
+    #[test]
+    fn gzip_only_when_accepted_and_wanted() {
+        assert!(wants_gzip("gzip"));
+        assert!(wants_gzip("GZip, deflate, br"));
+        assert!(wants_gzip("*"));
+        assert!(wants_gzip("identity;q=0.5, gzip"));
+        assert!(wants_gzip("br, gzip;q=0.8"));
+        assert!(!wants_gzip(""));
+        assert!(!wants_gzip("identity"));
+        assert!(!wants_gzip("gzip;q=0"));
+        assert!(!wants_gzip("gzip;q=0, *"));
+        assert!(!wants_gzip("deflate, br"));
+        assert!(!wants_gzip("gzip;q=0.5, identity"));
+        assert!(!wants_gzip("*;q=0"));
     }
 
     #[test]

@@ -8,6 +8,9 @@ use crate::metrics::registry::Registry;
 use crate::metrics::value::{check_non_negative, Invalid};
 use std::sync::Arc;
 
+/// A value from the record path: a float, or why it is not one (e.g. a str where a number belongs).
+pub type Sample = std::result::Result<f64, Invalid>;
+
 /// Request latency buckets in milliseconds, as the pure-Python collector exports them.
 pub const LATENCY_BUCKETS_MS: [f64; 10] = [10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0];
 
@@ -181,9 +184,10 @@ impl CollectorCore {
     }
 
     /// Counts an outcome (total, then success or error) and observes a duration on a group's
-    /// resolved series. A bad duration is dropped and counted; the outcome still counts.
+    /// resolved series. A bad duration (or none that is a number) is dropped and counted; the
+    /// outcome still counts.
     #[inline]
-    pub fn record_outcome(&self, series: &[Arc<Series>], success: bool, duration: f64) {
+    pub fn record_outcome(&self, series: &[Arc<Series>], success: bool, duration: Sample) {
         series[0].inc_int(1);
         // Layouts: [total, success, errors, duration] (requests) or [total, errors, duration].
         match (series.len(), success) {
@@ -193,34 +197,38 @@ impl CollectorCore {
             (_, true) => {}
         }
         let last = &series[series.len() - 1];
-        match check_non_negative(duration) {
-            Ok(v) => last.observe(v),
+        match duration.and_then(check_non_negative) {
+            Ok(v) if last.observe(v) => {}
+            Ok(_) => self.registry.count_invalid(&last.family_name, Invalid::Overflow),
             Err(why) => self.registry.count_invalid(&last.family_name, why),
         }
     }
 
-    pub fn record_task_completion(&self, success: bool, cost: f64) {
+    pub fn record_task_completion(&self, success: bool, cost: Sample) {
         if success {
             &self.tasks_completed
         } else {
             &self.tasks_failed
         }
         .inc_int(1);
-        match check_non_negative(cost) {
-            Ok(v) => self.total_cost.add(v),
-            Err(why) => self
-                .registry
-                .count_invalid(&format!("{}total_cost_usd", self.prefix), why),
-        }
+        // A running total like a histogram's sum: an addend that would make it infinite is refused.
+        let why = match cost.and_then(check_non_negative) {
+            Ok(v) if (self.total_cost.get() + v).is_finite() => return self.total_cost.add(v),
+            Ok(_) => Invalid::Overflow,
+            Err(why) => why,
+        };
+        self.registry
+            .count_invalid(&format!("{}total_cost_usd", self.prefix), why)
     }
 
-    pub fn record_tokens(&self, n: f64) {
-        match check_non_negative(n) {
-            Ok(v) => self.tokens.inc(v),
-            Err(why) => self
-                .registry
-                .count_invalid(&format!("{}tokens_used_total", self.prefix), why),
-        }
+    pub fn record_tokens(&self, n: Sample) {
+        let why = match n.and_then(check_non_negative) {
+            Ok(v) if self.tokens.inc(v) => return,
+            Ok(_) => Invalid::Overflow,
+            Err(why) => why,
+        };
+        self.registry
+            .count_invalid(&format!("{}tokens_used_total", self.prefix), why)
     }
 
     pub fn cache_hit_rate(&self) -> f64 {
@@ -259,8 +267,8 @@ mod tests {
     fn record_request_touches_every_request_family() {
         let c = CollectorCore::new("victor", 100).unwrap();
         let r = c.requests.resolve(&["/chat", "anthropic", "model", "m1"]).series;
-        c.record_outcome(&r, true, 123.4);
-        c.record_outcome(&r, false, 20.0);
+        c.record_outcome(&r, true, Ok(123.4));
+        c.record_outcome(&r, false, Ok(20.0));
         let text = encode(&c.registry.families(), Format::Text);
         assert!(text.contains("victor_request_total{endpoint=\"/chat\",model=\"m1\",provider=\"anthropic\"} 2.0\n"));
         assert!(
@@ -275,8 +283,8 @@ mod tests {
     fn tool_success_is_not_an_error() {
         let c = CollectorCore::new("victor", 100).unwrap();
         let r = c.tools.resolve(&["read_file"]).series;
-        c.record_outcome(&r, true, 1.0);
-        c.record_outcome(&r, false, 1.0);
+        c.record_outcome(&r, true, Ok(1.0));
+        c.record_outcome(&r, false, Ok(1.0));
         assert_eq!(c.tools.families[0].total(), 2.0);
         assert_eq!(c.tools.families[1].total(), 1.0);
         assert_eq!(c.tools.families[2].total(), 2.0);
@@ -285,7 +293,7 @@ mod tests {
     #[test]
     fn bad_latency_is_dropped_and_counted() {
         let c = CollectorCore::new("victor", 100).unwrap();
-        c.record_outcome(&c.requests.resolve(&["/a", "p"]).series, true, f64::NAN);
+        c.record_outcome(&c.requests.resolve(&["/a", "p"]).series, true, Ok(f64::NAN));
         assert_eq!(c.requests.families[0].total(), 1.0);
         assert_eq!(c.requests.families[3].total(), 0.0);
         assert_eq!(
@@ -296,6 +304,26 @@ mod tests {
                 .get(),
             1.0
         );
+    }
+
+    #[test]
+    fn sums_that_would_overflow_are_refused_and_counted() {
+        let c = CollectorCore::new("victor", 100).unwrap();
+        let r = c.requests.resolve(&["/a", "p"]).series;
+        c.record_outcome(&r, true, Ok(1e308));
+        c.record_outcome(&r, true, Ok(1e308));
+        c.record_outcome(&r, true, Err(Invalid::NotANumber));
+        assert_eq!(c.requests.families[0].total(), 3.0);
+        assert_eq!(c.requests.families[3].total(), 1.0);
+        let text = encode(&c.registry.families(), Format::Text);
+        assert!(text.contains("victor_request_latency_ms_sum{endpoint=\"/a\",provider=\"p\"} 1e+308\n"));
+        for reason in ["overflow", "not_a_number"] {
+            let key = ["victor_request_latency_ms", reason];
+            assert_eq!(c.registry.invalid.lookup(&key).series.get(), 1.0, "{reason}");
+        }
+        c.record_tokens(Ok(1e308));
+        c.record_tokens(Ok(1e308));
+        assert_eq!(c.tokens.get(), 1e308);
     }
 
     #[test]

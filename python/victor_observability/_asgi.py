@@ -12,6 +12,18 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
+#: Scope key under which MonitoringMiddleware leaves the request it is recording; an app that serves scrapes
+#: or probes calls `unmonitor(scope)` so that they stay out of the request metrics wherever it is mounted.
+UNMONITORED_KEY = "victor_observability.exchange"
+
+
+def unmonitor(scope: Scope) -> None:
+    """Takes this request out of the request metrics of a MonitoringMiddleware in front (a no-op without one)."""
+    exchange = scope.get(UNMONITORED_KEY)
+    if exchange is not None:
+        exchange.unmonitor()
+
+
 async def send_response(
     send: Send, status: int, headers: Sequence[tuple[bytes, bytes]], body: bytes, *, head: bool = False
 ) -> None:

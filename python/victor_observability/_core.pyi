@@ -6,6 +6,7 @@ from typing_extensions import disjoint_base
 
 __all__ = [
     "CURRENT_SPAN",
+    "DEFAULT_LABEL_VALUE_CAP",
     "DEFAULT_SERIES_CAP",
     "OPENMETRICS_CONTENT_TYPE",
     "TEXT_CONTENT_TYPE",
@@ -30,15 +31,20 @@ __all__ = [
     "current_span",
     "detach_span",
     "negotiate",
+    "wants_gzip",
 ]
 
 __version__: str
 TEXT_CONTENT_TYPE: str
 OPENMETRICS_CONTENT_TYPE: str
 DEFAULT_SERIES_CAP: int
+DEFAULT_LABEL_VALUE_CAP: int
 
 def negotiate(accept: str) -> tuple[bool, str]:
-    """(is_openmetrics, content_type) for a scraper's Accept header."""
+    """(is_openmetrics, content_type) for a scraper's Accept header, q-values weighed (RFC 9110)."""
+
+def wants_gzip(accept_encoding: str) -> bool:
+    """Whether a scrape with this Accept-Encoding gets gzip: acceptable and not outweighed by identity."""
 
 @final
 class RegistryCore:
@@ -54,6 +60,7 @@ class RegistryCore:
         buckets: list[float] | None = None,
         percentiles: bool = False,
         cap: int = ...,
+        label_value_cap: int = ...,
     ) -> FamilyCore:
         """Defines a family; ValueError naming the metric on a bad name, label or bucket layout."""
     def unregister(self, name: str) -> bool: ...
@@ -92,7 +99,8 @@ class GaugeChild:
 
 @final
 class HistogramChild:
-    def observe(self, value: float) -> None: ...
+    def observe(self, value: float) -> None:
+        """A value that would make the sum infinite is dropped and counted (reason "overflow")."""
     def get(self) -> float:
         """The number of observations."""
     def sum(self) -> float: ...
@@ -101,9 +109,13 @@ class HistogramChild:
 class CollectorCore:
     """The Rust half of ProductionMetricsCollector; record methods never raise for bad values."""
 
-    def __new__(cls, prefix: str = "victor", *args: Any, series_cap: int = ..., **kwargs: Any) -> CollectorCore: ...
+    def __new__(
+        cls, prefix: str = "victor", *args: Any, series_cap: int = ..., label_value_cap: int = ..., **kwargs: Any
+    ) -> CollectorCore: ...
     @property
     def core_registry(self) -> RegistryCore: ...
+    def cancel_request(self) -> None:
+        """Undoes begin_request for a request that is not to be recorded (a scrape or a probe)."""
     def record_request(
         self, endpoint: str, provider: str, success: bool, latency_ms: float, labels: dict[str, Any] | None = None
     ) -> None: ...

@@ -8,11 +8,13 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
-from victor_observability._asgi import Message, Receive, Scope, Send
+from victor_observability._asgi import UNMONITORED_KEY, Message, Receive, Scope, Send
 from victor_observability.metrics.collector import ProductionMetricsCollector, create_production_collector
 from victor_observability.tracing.tracer import DistributedTracer, SpanKind, attach_span, detach_span, get_global_tracer
 
@@ -25,8 +27,24 @@ UNMATCHED_ROUTE = "__unmatched__"
 #: The status label of a request whose client went away before the response was complete (nginx's code).
 CLIENT_CLOSED = 499
 DEFAULT_EXCLUDED_PATHS = ("/metrics", "/health/*")
+#: OpenTelemetry's HTTP conventions: the methods of RFC 9110 and PATCH are kept as sent (case-sensitive), any
+#: other becomes "_OTHER", so clients cannot mint series or span names with made-up methods. The env variable
+#: OTEL_INSTRUMENTATION_HTTP_KNOWN_METHODS (comma-separated) replaces the list, as the conventions require.
+DEFAULT_KNOWN_METHODS = frozenset(("CONNECT", "DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT", "TRACE"))
+OTHER_METHOD = "_OTHER"
 _MAX_REQUEST_ID = 128
 _MAX_USER_AGENT = 512
+# Real extension methods (PROPFIND, VERSION-CONTROL) are short; the span keeps this much of a made-up one.
+_MAX_METHOD_ORIGINAL = 64
+
+
+def _known_methods(known: Iterable[str] | None) -> frozenset[str]:
+    if known is not None:
+        return frozenset(known)
+    env = os.environ.get("OTEL_INSTRUMENTATION_HTTP_KNOWN_METHODS")
+    if env is None:
+        return DEFAULT_KNOWN_METHODS
+    return frozenset(m.strip() for m in env.split(",") if m.strip())
 
 
 def _route_of(scope: Scope) -> str:
@@ -50,11 +68,13 @@ def _clean_request_id(raw: bytes) -> str | None:
 
 
 class _Excluder:
-    """Exact paths and `prefix/*` patterns, matched without regexes."""
+    """Exact paths and `prefix/*` patterns, matched without regexes. An exact `/metrics` also matches
+    `/metrics/`, the path an app mounted at `/metrics` (Starlette's `app.mount`) answers."""
 
     def __init__(self, patterns: Iterable[str]) -> None:
         patterns = list(patterns)
-        self.exact = frozenset(p for p in patterns if not p.endswith("*"))
+        exact = [p for p in patterns if not p.endswith("*")]
+        self.exact = frozenset([*exact, *(p + "/" for p in exact if not p.endswith("/"))])
         self.prefixes = tuple(p[:-1] for p in patterns if p.endswith("*"))
 
     def __call__(self, path: str) -> bool:
@@ -80,6 +100,7 @@ class _Exchange:
         "status",
         "t0",
         "t_end",
+        "unmonitored",
         "user_agent",
     )
 
@@ -104,10 +125,18 @@ class _Exchange:
         )
         self.receive, self.send, self.extra_headers = receive, send, extra_headers
         self.status = 500
-        self.started = self.completed = self.disconnected = self.done = False
+        self.started = self.completed = self.disconnected = self.done = self.unmonitored = False
         self.t0 = time.perf_counter()
         self.t_end = 0.0
         self.remaining = -1
+
+    def unmonitor(self) -> None:
+        """A scrape or probe (the app said so through `_asgi.unmonitor`): out of the request metrics,
+        and out of the in-flight gauge at once, so the scrape it serves does not count itself."""
+        cancel = self.middleware._cancel
+        if not self.unmonitored and not self.done and cancel is not _nothing:
+            self.unmonitored = True
+            cancel()
 
     def complete(self, error: BaseException | None) -> None:
         """Records the request, once: before the last chunk goes out, so that a client holding the
@@ -158,7 +187,9 @@ class MonitoringMiddleware:
     Per request, one call into the core records the count, success or error, and latency labelled
     ``endpoint`` (the route template), ``provider`` (``"http"``), ``method`` and ``status`` (the code,
     or its class such as ``"5xx"`` with ``status_label="class"``). Excluded paths (default ``/metrics``
-    and ``/health/*``), websocket and lifespan scopes pass through untouched.
+    and ``/health/*``; an exact path covers its trailing-slash form too), websocket and lifespan scopes pass
+    through untouched; the metrics and health apps take their requests out wherever they are mounted. Methods
+    other than OpenTelemetry's known ones are labelled ``_OTHER``.
 
     >>> from victor_observability import create_production_collector
     >>> async def app(scope, receive, send): ...
@@ -177,6 +208,7 @@ class MonitoringMiddleware:
         trace_id_header: str = "X-Trace-ID",
         provider: str = "http",
         count_websockets: bool = False,
+        known_methods: Iterable[str] | None = None,
     ) -> None:
         if status_label not in ("code", "class"):
             raise ValueError(f"status_label must be 'code' or 'class', not {status_label!r}")
@@ -192,6 +224,9 @@ class MonitoringMiddleware:
         # Bound once: attribute lookups per request add up.
         self._begin = self.metrics_collector.begin_request
         self._end = self.metrics_collector.end_request
+        # getattr: a stand-in collector without it still works (its scrapes are counted as requests).
+        self._cancel: Callable[[], None] = getattr(self.metrics_collector, "cancel_request", _nothing)
+        self._known_methods = _known_methods(known_methods)
         self._label_sets: dict[tuple[str, int], dict[str, str]] = {}
         #: Requests served but not recorded because recording raised (logged once).
         self.record_failures = 0
@@ -227,7 +262,7 @@ class MonitoringMiddleware:
                 await app(scope, receive, send)
             return
         if self._excluded(scope.get("path", "")):
-            await app(scope, receive, send)
+            await _follow_slash_redirect(app, scope, receive, send)
             return
         # The request path is inline here, not a helper coroutine: one frame less on every await.
         headers = scope.get("headers") or []
@@ -240,11 +275,17 @@ class MonitoringMiddleware:
                 user_agent = value[:_MAX_USER_AGENT]
         method = scope.get("method", "GET")
         tracer = self.tracer
-        span = tracer.start_span(method, parent=tracer.extract_context(headers), kind=SpanKind.SERVER)
+        if method in self._known_methods:
+            span = tracer.start_span(method, parent=tracer.extract_context(headers), kind=SpanKind.SERVER)
+        else:
+            span = self._other_method_span(method, headers)
+            method = OTHER_METHOD
         # Without an incoming id, the server span's id serves: unique per request, and it finds the trace.
         rid = request_id.encode("ascii") if request_id is not None else span.span_id.encode("ascii")
         extra = [(self._rid_name, rid), (self._tid_name, span.trace_id.encode("ascii"))]
         exchange = _Exchange(self, scope, span, method, user_agent, receive, send, extra)
+        # The /metrics and health apps find it here to take scrapes and probes out (see _asgi.unmonitor).
+        scope[UNMONITORED_KEY] = exchange
         self._begin()
         error: BaseException | None = None
         # The span is current in the handler (what `tracer.use_span` does, without its wrapper object).
@@ -257,6 +298,14 @@ class MonitoringMiddleware:
         finally:
             detach_span(token)
             exchange.complete(error)
+
+    def _other_method_span(self, method: Any, headers: Any) -> Any:
+        """The span of a request with a method OpenTelemetry does not know: named "HTTP" as the conventions
+        say, the method as sent kept (cut short) in `http.request.method_original`."""
+        tracer = self.tracer
+        span = tracer.start_span("HTTP", parent=tracer.extract_context(headers), kind=SpanKind.SERVER)
+        span.set_attribute("http.request.method_original", str(method)[:_MAX_METHOD_ORIGINAL])
+        return span
 
     def _finish(self, exchange: _Exchange, error: BaseException | None) -> None:
         t_end = exchange.t_end if exchange.completed else time.perf_counter()
@@ -271,7 +320,8 @@ class MonitoringMiddleware:
         route = _route_of(scope)
         success = status < 500 and (error is None or status == CLIENT_CLOSED)
         latency_ms = (t_end - exchange.t0) * 1000.0
-        self._end(route, self.provider, success, latency_ms, self._labels(exchange.method, status))
+        if not exchange.unmonitored:
+            self._end(route, self.provider, success, latency_ms, self._labels(exchange.method, status))
         span = exchange.span
         if error is not None and status != CLIENT_CLOSED:
             span.set_error(error)
@@ -323,8 +373,13 @@ class MonitoringMiddleware:
         user_agent = request.headers.get("user-agent", "").encode("latin-1", "replace")[:_MAX_USER_AGENT]
         method = scope.get("method", "GET")
         tracer = self.tracer
-        span = tracer.start_span(method, parent=tracer.extract_context(headers), kind=SpanKind.SERVER)
+        if method in self._known_methods:
+            span = tracer.start_span(method, parent=tracer.extract_context(headers), kind=SpanKind.SERVER)
+        else:
+            span = self._other_method_span(method, headers)
+            method = OTHER_METHOD
         exchange = _Exchange(self, scope, span, method, user_agent, _never_receive, _never_send, [])
+        scope[UNMONITORED_KEY] = exchange
         self._begin()
         token = attach_span(span)
         try:
@@ -360,6 +415,38 @@ class _MonitoredResponse:
             raise
         finally:
             exchange.complete(error)
+
+
+async def _follow_slash_redirect(app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
+    """Passes an excluded request (a scrape, a probe) through; when the app only redirects `/metrics` to
+    `/metrics/` (Starlette does for `app.mount("/metrics", ...)`), answers `/metrics/` in its place, so
+    the README's mount serves scrapers that do not follow redirects."""
+    path = scope.get("path", "")
+    if scope.get("type") != "http" or path.endswith("/") or scope.get("method") not in ("GET", "HEAD"):
+        await app(scope, receive, send)
+        return
+    redirected = False
+
+    async def send_unless_redirect(message: Message) -> None:
+        nonlocal redirected
+        if message["type"] == "http.response.start" and message.get("status") in (307, 308):
+            location = next((v for k, v in message.get("headers", ()) if k == b"location"), b"")
+            if urlsplit(location.decode("latin-1")).path.endswith(path + "/"):
+                redirected = True
+        if not redirected:
+            await send(message)
+
+    await app(scope, receive, send_unless_redirect)
+    if redirected:
+        inner = dict(scope)
+        inner["path"] = path + "/"
+        if isinstance(scope.get("raw_path"), bytes):
+            inner["raw_path"] = scope["raw_path"] + b"/"
+        await app(inner, receive, send)
+
+
+def _nothing() -> None:
+    return None
 
 
 async def _never_receive() -> Message:

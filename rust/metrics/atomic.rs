@@ -34,6 +34,28 @@ impl AtomicF64 {
             }
         }
     }
+
+    /// Adds `delta` unless that would take a finite value to infinity (two 1e308s): an infinite sum
+    /// stays infinite for the life of the process, so the one absurd addend is refused instead.
+    /// Returns whether it was added.
+    #[inline]
+    pub fn add_finite(&self, delta: f64) -> bool {
+        let mut cur = self.0.load(Ordering::Relaxed);
+        loop {
+            let old = f64::from_bits(cur);
+            let new = old + delta;
+            if !new.is_finite() && old.is_finite() && delta.is_finite() {
+                return false;
+            }
+            match self
+                .0
+                .compare_exchange_weak(cur, new.to_bits(), Ordering::Relaxed, Ordering::Relaxed)
+            {
+                Ok(_) => return true,
+                Err(actual) => cur = actual,
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -52,5 +74,13 @@ mod tests {
             .collect();
         handles.into_iter().for_each(|h| h.join().unwrap());
         assert_eq!(a.get(), 40_000.0);
+    }
+
+    #[test]
+    fn add_finite_refuses_an_overflow() {
+        let a = AtomicF64::new(0.0);
+        assert!(a.add_finite(1e308));
+        assert!(!a.add_finite(1e308));
+        assert_eq!(a.get(), 1e308);
     }
 }

@@ -49,13 +49,17 @@ pub struct Series {
 }
 
 impl Series {
-    /// Counter increment; the caller has checked `v` is finite and non-negative.
+    /// Counter increment; the caller has checked `v` is finite and non-negative. False when
+    /// refused because the total would overflow to infinity.
     #[inline]
-    pub fn inc(&self, v: f64) {
+    pub fn inc(&self, v: f64) -> bool {
         match &self.value {
             Value::Counter(c) => c.inc(v),
-            Value::Gauge(g) => g.add(v),
-            Value::Histogram(_) => {}
+            Value::Gauge(g) => {
+                g.add(v);
+                true
+            }
+            Value::Histogram(_) => true,
         }
     }
 
@@ -83,16 +87,20 @@ impl Series {
     }
 
     /// Histogram observation; also feeds the family's percentile recorder when it has one.
+    /// False when refused because the sum would overflow to infinity.
     #[inline]
-    pub fn observe(&self, v: f64) {
+    pub fn observe(&self, v: f64) -> bool {
         if let Value::Histogram(h) = &self.value {
-            h.observe(v);
+            if !h.observe(v) {
+                return false;
+            }
             if let Some(hdr) = &self.hdr {
                 if v >= 0.0 && v.is_finite() {
                     hdr.record(v);
                 }
             }
         }
+        true
     }
 
     /// Counter or gauge value; a histogram's count.

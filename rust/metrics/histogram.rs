@@ -70,10 +70,15 @@ impl HistogramValue {
         }
     }
 
+    /// Counts `v` in its bucket and the sum; false, counting nothing, when `v` would make a
+    /// finite sum infinite (the caller counts it as invalid).
     #[inline]
-    pub fn observe(&self, v: f64) {
+    pub fn observe(&self, v: f64) -> bool {
+        if !self.sum.add_finite(v) {
+            return false;
+        }
         self.counts[self.bounds.index(v)].fetch_add(1, Ordering::Relaxed);
-        self.sum.add(v);
+        true
     }
 
     pub fn bounds(&self) -> &[f64] {

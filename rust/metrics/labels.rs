@@ -1,7 +1,62 @@
 //! Label sets to values: one hash of the label values finds a series seen before, with no allocation.
 
 use hashbrown::HashTable;
+use std::borrow::Cow;
 use std::hash::{BuildHasher, Hasher};
+
+/// Bytes a label value may take by default: memory and scrape size stay within series cap x this.
+pub const DEFAULT_LABEL_VALUE_CAP: usize = 256;
+/// Ends a label value cut to its cap, so the cut is visible in the exposition.
+pub const TRUNCATION_MARKER: &str = "\u{2026}";
+
+/// A label value within `cap` bytes: as it is when it fits (no allocation), else cut on a UTF-8
+/// boundary and ended with `TRUNCATION_MARKER` (the whole is at most `cap` bytes).
+#[inline]
+pub fn fit_label_value(value: &str, cap: usize) -> Cow<'_, str> {
+    if value.len() <= cap {
+        return Cow::Borrowed(value);
+    }
+    truncate(value, cap)
+}
+
+#[cold]
+fn truncate(value: &str, cap: usize) -> Cow<'_, str> {
+    let mut end = cap.saturating_sub(TRUNCATION_MARKER.len());
+    while !value.is_char_boundary(end) {
+        end -= 1;
+    }
+    Cow::Owned(format!("{}{TRUNCATION_MARKER}", &value[..end]))
+}
+
+/// UTF-8 from the "surrogatepass" encoding of a string that holds lone surrogates (Python's
+/// `os.fsdecode` makes them of undecodable bytes): each surrogate becomes `\udXXX`, as Python's
+/// "backslashreplace" writes it, so different values stay different series.
+pub fn escape_surrogates(wtf8: &[u8]) -> String {
+    let mut out = String::with_capacity(wtf8.len() + 8);
+    let mut rest = wtf8;
+    while !rest.is_empty() {
+        match std::str::from_utf8(rest) {
+            Ok(s) => {
+                out.push_str(s);
+                break;
+            }
+            Err(e) => {
+                let (good, bad) = rest.split_at(e.valid_up_to());
+                out.push_str(std::str::from_utf8(good).expect("checked by from_utf8"));
+                // A surrogate is 0xED 0xA0..=0xBF 0x80..=0xBF; anything else invalid is replaced.
+                if let [0xED, b1 @ 0xA0..=0xBF, b2 @ 0x80..=0xBF, ..] = *bad {
+                    let cp = 0xD000 | (u32::from(b1 & 0x3F) << 6) | u32::from(b2 & 0x3F);
+                    out.push_str(&format!("\\u{cp:04x}"));
+                    rest = &bad[3..];
+                } else {
+                    out.push(char::REPLACEMENT_CHARACTER);
+                    rest = &bad[e.error_len().unwrap_or(bad.len())..];
+                }
+            }
+        }
+    }
+    out
+}
 
 /// The label values of one series, in the family's order (extra label pairs after, sorted by name).
 pub type LabelKey = Box<[Box<str>]>;
@@ -91,5 +146,28 @@ mod tests {
         assert_eq!(m.get(h, &["ab", ""]), Some(&1));
         assert_eq!(m.values().copied().collect::<Vec<_>>(), vec![0, 1, 2]);
         assert_ne!(m.hash(&["ab", ""]), m.hash(&["a", "b"]));
+    }
+
+    #[test]
+    fn long_values_are_cut_on_a_char_boundary_with_a_marker() {
+        assert!(matches!(fit_label_value("short", 256), Cow::Borrowed("short")));
+        let long = "x".repeat(1_000_000);
+        let cut = fit_label_value(&long, 256);
+        assert_eq!(cut.len(), 256);
+        assert!(cut.ends_with(TRUNCATION_MARKER));
+        // "é" is two bytes: a cut inside one steps back to the character before it.
+        let accents = "é".repeat(200);
+        let cut = fit_label_value(&accents, 16);
+        assert_eq!(cut, format!("{}{TRUNCATION_MARKER}", "é".repeat(6)));
+        assert!(cut.len() <= 16);
+    }
+
+    #[test]
+    fn surrogates_are_escaped_and_stay_distinct() {
+        // "/chat\ud800" and "\udcff" as Python's "surrogatepass" encodes them.
+        assert_eq!(escape_surrogates(b"/chat\xed\xa0\x80"), "/chat\\ud800");
+        assert_eq!(escape_surrogates(b"\xed\xb3\xbfx"), "\\udcffx");
+        assert_eq!(escape_surrogates(b"ok"), "ok");
+        assert_eq!(escape_surrogates(b"a\xffb"), "a\u{fffd}b");
     }
 }

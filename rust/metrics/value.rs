@@ -17,13 +17,15 @@ impl CounterValue {
         self.ints.fetch_add(n, Ordering::Relaxed);
     }
 
-    /// Adds a finite, non-negative amount (callers check; see `check_increment`).
+    /// Adds a finite, non-negative amount (callers check; see `check_non_negative`); false when
+    /// refused because the total would overflow to infinity.
     #[inline]
-    pub fn inc(&self, v: f64) {
+    pub fn inc(&self, v: f64) -> bool {
         if v.fract() == 0.0 && v < 9.0e15 {
             self.inc_int(v as u64);
+            true
         } else {
-            self.floats.add(v);
+            self.floats.add_finite(v)
         }
     }
 
@@ -43,6 +45,10 @@ pub enum Invalid {
     Nan,
     Infinite,
     Negative,
+    /// Not a number at all (a str, None, an object): not the same mistake as a NaN.
+    NotANumber,
+    /// Finite, but it would have made a running sum infinite (see `AtomicF64::add_finite`).
+    Overflow,
 }
 
 impl Invalid {
@@ -51,6 +57,8 @@ impl Invalid {
             Invalid::Nan => "nan",
             Invalid::Infinite => "infinite",
             Invalid::Negative => "negative",
+            Invalid::NotANumber => "not_a_number",
+            Invalid::Overflow => "overflow",
         }
     }
 }

@@ -1,14 +1,19 @@
 //! Python binding of the production collector's core: `CollectorCore`, which `ProductionMetricsCollector`
 //! subclasses, so its record methods are these (one crossing per user operation).
 
-use super::metrics::{label_str, sample_f64, warn_overflow, RegistryCore};
+use super::metrics::{
+    check_label_value_cap, count_label_fixes, label_str, label_text, sample_f64, warn_overflow, LabelFixes,
+    RegistryCore,
+};
 use crate::metrics::collector::Group;
 use crate::metrics::family::{Series, DEFAULT_SERIES_CAP};
+use crate::metrics::labels::DEFAULT_LABEL_VALUE_CAP;
 use crate::metrics::value::{check_non_negative, Invalid};
 use crate::schema::CollectorCore as Core;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString, PyTuple};
 use smallvec::SmallVec;
+use std::borrow::Cow;
 use std::sync::Arc;
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -16,36 +21,61 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
 }
 
 /// Runs `f` on a group's series for fixed label values plus an optional dict of extra labels,
-/// warning once per family that overflows. Never raises for bad label names: they are dropped
-/// and counted.
+/// warning once per family that overflows. Never raises for bad labels: names that are not str
+/// or not valid are dropped, values that are not UTF-8 or too long are escaped or cut, and each
+/// is counted.
 #[inline]
+#[allow(clippy::too_many_arguments)]
 fn with_series<R>(
     py: Python<'_>,
     core: &Core,
     group: &Group,
+    cap: usize,
     fixed: &[&Bound<'_, PyAny>],
     labels: Option<&Bound<'_, PyAny>>,
     f: impl FnOnce(&[Arc<Series>]) -> R,
 ) -> PyResult<R> {
-    // Pushes rather than collect::<PyResult<SmallVec>>: this is the hot path, and it shows.
+    let mut fixes = LabelFixes::default();
+    // Pushes rather than collect: this is the hot path, and it shows.
     let mut strs: SmallVec<[Bound<'_, PyString>; 6]> = SmallVec::new();
     for v in fixed {
-        strs.push(label_str(v)?);
+        strs.push(label_str(v, &mut fixes));
     }
     match labels.map(|l| l.cast::<PyDict>()) {
         None => {}
         Some(Ok(d)) => {
             for (k, v) in d.iter() {
-                strs.push(label_str(&k)?);
-                strs.push(label_str(&v)?);
+                // A name that is not a str (None, 1) is not a label name: `None="v"` would be a lie.
+                match k.cast::<PyString>() {
+                    Ok(k) => strs.push(k.clone()),
+                    Err(_) => {
+                        core.registry.count_invalid_reason(&group.name(), "invalid_label");
+                        continue;
+                    }
+                }
+                strs.push(label_str(&v, &mut fixes));
             }
         }
         Some(Err(_)) if labels.is_some_and(|l| l.is_none()) => {}
         Some(Err(_)) => core.registry.count_invalid_reason(&group.name(), "invalid_labels"),
     }
+    // Values that are UTF-8 and short enough (all of them, nearly always) are borrowed as they are;
+    // the first that is not sends every value through `label_text`.
+    let fixed_texts: SmallVec<[Cow<'_, str>; 6]>;
     let mut parts: SmallVec<[&str; 6]> = SmallVec::new();
     for s in &strs {
-        parts.push(s.to_str()?);
+        match s.to_str() {
+            Ok(v) if v.len() <= cap => parts.push(v),
+            _ => break,
+        }
+    }
+    if parts.len() != strs.len() {
+        fixed_texts = strs.iter().map(|s| label_text(s, cap, &mut fixes)).collect();
+        parts.clear();
+        parts.extend(fixed_texts.iter().map(|t| &**t));
+    }
+    if fixes.any() {
+        count_label_fixes(&core.registry.invalid, &group.name(), fixes);
     }
     let mut f = Some(f);
     if parts.len() > fixed.len() {
@@ -77,6 +107,8 @@ fn with_series<R>(
 pub struct CollectorCore {
     core: Core,
     registry: Py<RegistryCore>,
+    /// Bytes a label value may take (see `fit_label_value`).
+    label_value_cap: usize,
 }
 
 impl CollectorCore {
@@ -91,29 +123,49 @@ impl CollectorCore {
         labels: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
         let d = sample_f64(duration);
-        with_series(py, &self.core, group, fixed, labels, |series| {
+        with_series(py, &self.core, group, self.label_value_cap, fixed, labels, |series| {
             self.core.record_outcome(series, success, d)
         })
     }
 
     fn cache(&self, py: Python<'_>, cache_name: &Bound<'_, PyAny>, which: usize) -> PyResult<()> {
-        with_series(py, &self.core, &self.core.caches, &[cache_name], None, |series| {
-            series[which].inc_int(1)
-        })
+        let caches = &self.core.caches;
+        with_series(
+            py,
+            &self.core,
+            caches,
+            self.label_value_cap,
+            &[cache_name],
+            None,
+            |series| series[which].inc_int(1),
+        )
+    }
+
+    /// One label value of a single-label family outside the groups, fixed and counted as in `with_series`.
+    fn single_label(&self, metric: &str, value: &Bound<'_, PyAny>) -> String {
+        let mut fixes = LabelFixes::default();
+        let s = label_str(value, &mut fixes);
+        let text = label_text(&s, self.label_value_cap, &mut fixes).into_owned();
+        if fixes.any() {
+            count_label_fixes(&self.core.registry.invalid, metric, fixes);
+        }
+        text
     }
 }
 
 #[pymethods]
 impl CollectorCore {
     #[new]
-    #[pyo3(signature = (prefix = "victor", *_args, series_cap = DEFAULT_SERIES_CAP, **_kwargs))]
+    #[pyo3(signature = (prefix = "victor", *_args, series_cap = DEFAULT_SERIES_CAP, label_value_cap = DEFAULT_LABEL_VALUE_CAP, **_kwargs))]
     fn new(
         py: Python<'_>,
         prefix: &str,
         _args: &Bound<'_, PyTuple>,
         series_cap: usize,
+        label_value_cap: usize,
         _kwargs: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Self> {
+        check_label_value_cap(prefix, label_value_cap)?;
         let core = Core::new(prefix, series_cap)?;
         let registry = Py::new(
             py,
@@ -121,7 +173,11 @@ impl CollectorCore {
                 inner: core.registry.clone(),
             },
         )?;
-        Ok(CollectorCore { core, registry })
+        Ok(CollectorCore {
+            core,
+            registry,
+            label_value_cap,
+        })
     }
 
     /// The registry holding the collector's families; define more metrics on it.
@@ -153,6 +209,11 @@ impl CollectorCore {
     /// Marks a request in flight (`<prefix>_active_requests` + 1); `end_request` records and undoes it.
     fn begin_request(&self) {
         self.core.active_requests.add(1.0);
+    }
+
+    /// Undoes `begin_request` for a request that is not to be recorded (a scrape or a probe).
+    fn cancel_request(&self) {
+        self.core.active_requests.add(-1.0);
     }
 
     /// `record_request` and `<prefix>_active_requests` - 1 in one call (the middleware's end of request).
@@ -214,7 +275,7 @@ impl CollectorCore {
     #[pyo3(signature = (success, cost_usd = None))]
     fn record_task_completion(&self, success: bool, cost_usd: Option<&Bound<'_, PyAny>>) {
         self.core
-            .record_task_completion(success, cost_usd.map_or(0.0, sample_f64));
+            .record_task_completion(success, cost_usd.map_or(Ok(0.0), sample_f64));
     }
 
     fn record_token_usage(&self, token_count: &Bound<'_, PyAny>) {
@@ -234,11 +295,10 @@ impl CollectorCore {
     }
 
     fn set_cache_size(&self, py: Python<'_>, cache_name: &Bound<'_, PyAny>, size: &Bound<'_, PyAny>) -> PyResult<()> {
-        let name = label_str(cache_name)?;
-        let size = sample_f64(size);
-        match check_non_negative(size) {
+        let name = self.single_label(&self.core.cache_size.exposed_name(), cache_name);
+        match sample_f64(size).and_then(check_non_negative) {
             Ok(v) => {
-                let found = self.core.cache_size.lookup(&[name.to_str()?]);
+                let found = self.core.cache_size.lookup(&[&name]);
                 if found.first_overflow {
                     warn_overflow(py, std::slice::from_ref(&self.core.cache_size.name));
                 }
@@ -251,8 +311,8 @@ impl CollectorCore {
 
     /// Counts one error in `<prefix>_errors_total{type=...}` (the message is kept by the Python side).
     fn _count_error(&self, py: Python<'_>, error_type: &Bound<'_, PyAny>) -> PyResult<()> {
-        let t = label_str(error_type)?;
-        let found = self.core.errors.lookup(&[t.to_str()?]);
+        let t = self.single_label(&self.core.errors.exposed_name(), error_type);
+        let found = self.core.errors.lookup(&[&t]);
         if found.first_overflow {
             warn_overflow(py, &[self.core.errors.exposed_name()]);
         }

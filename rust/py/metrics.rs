@@ -2,12 +2,16 @@
 
 use crate::exposition::{self, Format};
 use crate::metrics::family::{Family, FamilySpec, Kind, Series, Value, DEFAULT_SERIES_CAP};
+use crate::metrics::labels::{escape_surrogates, fit_label_value, DEFAULT_LABEL_VALUE_CAP, TRUNCATION_MARKER};
+use crate::metrics::value::Invalid;
 use crate::metrics::Registry;
 use pyo3::exceptions::PyValueError;
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 use smallvec::SmallVec;
+use std::borrow::Cow;
 use std::sync::Arc;
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -17,9 +21,11 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<GaugeChild>()?;
     m.add_class::<HistogramChild>()?;
     m.add_function(wrap_pyfunction!(negotiate, m)?)?;
+    m.add_function(wrap_pyfunction!(wants_gzip, m)?)?;
     m.add("TEXT_CONTENT_TYPE", exposition::TEXT_CONTENT_TYPE)?;
     m.add("OPENMETRICS_CONTENT_TYPE", exposition::OPENMETRICS_CONTENT_TYPE)?;
     m.add("DEFAULT_SERIES_CAP", DEFAULT_SERIES_CAP)?;
+    m.add("DEFAULT_LABEL_VALUE_CAP", DEFAULT_LABEL_VALUE_CAP)?;
     Ok(())
 }
 
@@ -53,19 +59,107 @@ pub(crate) fn warn_overflow(py: Python<'_>, families: &[String]) {
     }
 }
 
-/// A label value as a Python str: str objects as they are, anything else through `str()`.
+/// A label value as a Python str: str objects as they are, anything else through `str()`; an
+/// object whose `str()` raises becomes `__unprintable__` (flagged), so recording never raises.
 #[inline]
-pub(crate) fn label_str<'py>(obj: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyString>> {
+pub(crate) fn label_str<'py>(obj: &Bound<'py, PyAny>, fixes: &mut LabelFixes) -> Bound<'py, PyString> {
     match obj.cast::<PyString>() {
-        Ok(s) => Ok(s.clone()),
-        Err(_) => obj.str(),
+        Ok(s) => s.clone(),
+        Err(_) => obj.str().unwrap_or_else(|_| {
+            fixes.0 |= LabelFixes::UNPRINTABLE;
+            intern!(obj.py(), "__unprintable__").clone()
+        }),
     }
+}
+
+/// What had to be done to label values before they could be stored; each is counted once per event
+/// in `<prefix>_invalid_samples_total{metric,reason}`, and the event itself still counts.
+#[derive(Default, Clone, Copy)]
+pub(crate) struct LabelFixes(u8);
+
+impl LabelFixes {
+    const NOT_UTF8: u8 = 1;
+    const TOO_LONG: u8 = 2;
+    const UNPRINTABLE: u8 = 4;
+
+    #[inline]
+    pub(crate) fn any(self) -> bool {
+        self.0 != 0
+    }
+
+    /// The `reason` label of each fix made.
+    pub(crate) fn reasons(self) -> impl Iterator<Item = &'static str> {
+        [
+            (Self::NOT_UTF8, "label_not_utf8"),
+            (Self::TOO_LONG, "label_truncated"),
+            (Self::UNPRINTABLE, "label_unprintable"),
+        ]
+        .into_iter()
+        .filter(move |(bit, _)| self.0 & bit != 0)
+        .map(|(_, r)| r)
+    }
+}
+
+/// A label value as UTF-8 of at most `cap` bytes: borrowed from the str when it already is (the hot
+/// path), else lone surrogates escaped (`\ud800`, as Python's "backslashreplace" writes them) and
+/// long values cut with a marker. Never raises: the record path must not.
+#[inline]
+pub(crate) fn label_text<'a>(s: &'a Bound<'_, PyString>, cap: usize, fixes: &mut LabelFixes) -> Cow<'a, str> {
+    match s.to_str() {
+        Ok(v) if v.len() <= cap => Cow::Borrowed(v),
+        Ok(v) => {
+            fixes.0 |= LabelFixes::TOO_LONG;
+            fit_label_value(v, cap)
+        }
+        Err(_) => {
+            fixes.0 |= LabelFixes::NOT_UTF8;
+            let escaped = escaped_label(s);
+            if escaped.len() > cap {
+                fixes.0 |= LabelFixes::TOO_LONG;
+            }
+            Cow::Owned(fit_label_value(&escaped, cap).into_owned())
+        }
+    }
+}
+
+#[cold]
+fn escaped_label(s: &Bound<'_, PyString>) -> String {
+    let py = s.py();
+    match s.call_method1(
+        intern!(py, "encode"),
+        (intern!(py, "utf-8"), intern!(py, "surrogatepass")),
+    ) {
+        Ok(b) => match b.cast::<PyBytes>() {
+            Ok(b) => escape_surrogates(b.as_bytes()),
+            Err(_) => char::REPLACEMENT_CHARACTER.to_string(),
+        },
+        Err(_) => char::REPLACEMENT_CHARACTER.to_string(),
+    }
+}
+
+/// Counts the label fixes of one event against `metric`.
+#[cold]
+pub(crate) fn count_label_fixes(invalid: &Family, metric: &str, fixes: LabelFixes) {
+    for reason in fixes.reasons() {
+        invalid.lookup(&[metric, reason]).series.inc_int(1);
+    }
+}
+
+/// Refuses a label value cap too small to hold anything but the marker.
+pub(crate) fn check_label_value_cap(metric: &str, cap: usize) -> PyResult<()> {
+    let least = TRUNCATION_MARKER.len() + 5;
+    if cap < least {
+        return Err(PyValueError::new_err(format!(
+            "metric {metric:?}: label_value_cap must be at least {least} bytes, got {cap}"
+        )));
+    }
+    Ok(())
 }
 
 /// A number from the record path: anything else is refused as a sample, never raised.
 #[inline]
-pub(crate) fn sample_f64(obj: &Bound<'_, PyAny>) -> f64 {
-    obj.extract::<f64>().unwrap_or(f64::NAN)
+pub(crate) fn sample_f64(obj: &Bound<'_, PyAny>) -> Result<f64, Invalid> {
+    obj.extract::<f64>().map_err(|_| Invalid::NotANumber)
 }
 
 fn format_of(openmetrics: bool) -> Format {
@@ -83,6 +177,12 @@ fn negotiate(accept: &str) -> (bool, &'static str) {
         Format::OpenMetrics => (true, exposition::OPENMETRICS_CONTENT_TYPE),
         Format::Text => (false, exposition::TEXT_CONTENT_TYPE),
     }
+}
+
+/// Whether a scrape with this Accept-Encoding header gets gzip (RFC 9110 q-values).
+#[pyfunction]
+fn wants_gzip(accept_encoding: &str) -> bool {
+    exposition::wants_gzip(accept_encoding)
 }
 
 fn encode_bytes<'py>(py: Python<'py>, families: Vec<Arc<Family>>, openmetrics: bool) -> Bound<'py, PyBytes> {
@@ -147,7 +247,7 @@ impl RegistryCore {
     }
 
     /// Defines and registers a family; `kind` is "counter", "gauge" or "histogram".
-    #[pyo3(signature = (kind, name, help, labelnames, buckets = None, percentiles = false, cap = DEFAULT_SERIES_CAP))]
+    #[pyo3(signature = (kind, name, help, labelnames, buckets = None, percentiles = false, cap = DEFAULT_SERIES_CAP, label_value_cap = DEFAULT_LABEL_VALUE_CAP))]
     #[allow(clippy::too_many_arguments)]
     fn family(
         &self,
@@ -158,7 +258,9 @@ impl RegistryCore {
         buckets: Option<Vec<f64>>,
         percentiles: bool,
         cap: usize,
+        label_value_cap: usize,
     ) -> PyResult<FamilyCore> {
+        check_label_value_cap(name, label_value_cap)?;
         let kind = match kind {
             "counter" => Kind::Counter,
             "gauge" => Kind::Gauge,
@@ -181,6 +283,8 @@ impl RegistryCore {
         };
         Ok(FamilyCore {
             inner: self.inner.create(spec)?,
+            invalid: self.inner.invalid.clone(),
+            label_value_cap,
         })
     }
 
@@ -207,14 +311,26 @@ impl RegistryCore {
 #[pyclass(frozen, module = "victor_observability._core")]
 pub struct FamilyCore {
     inner: Arc<Family>,
+    /// The registry's `<prefix>_invalid_samples_total`, where label fixes and refused samples count.
+    invalid: Arc<Family>,
+    label_value_cap: usize,
 }
 
-fn child(py: Python<'_>, family: &Arc<Family>, series: Arc<Series>) -> PyResult<Py<PyAny>> {
+fn child(py: Python<'_>, family: &Arc<Family>, invalid: &Arc<Family>, series: Arc<Series>) -> PyResult<Py<PyAny>> {
     let f = family.clone();
+    let invalid = invalid.clone();
     Ok(match family.kind {
-        Kind::Counter => Py::new(py, CounterChild { series, family: f })?.into_any(),
+        Kind::Counter => Py::new(
+            py,
+            CounterChild {
+                series,
+                family: f,
+                invalid,
+            },
+        )?
+        .into_any(),
         Kind::Gauge => Py::new(py, GaugeChild { series })?.into_any(),
-        Kind::Histogram => Py::new(py, HistogramChild { series })?.into_any(),
+        Kind::Histogram => Py::new(py, HistogramChild { series, invalid })?.into_any(),
     })
 }
 
@@ -239,13 +355,21 @@ impl FamilyCore {
     #[pyo3(signature = (*values))]
     fn labels(&self, py: Python<'_>, values: &Bound<'_, PyTuple>) -> PyResult<Py<PyAny>> {
         self.inner.check_arity(values.len())?;
-        let strs: SmallVec<[Bound<'_, PyString>; 8]> = values.iter().map(|v| label_str(&v)).collect::<PyResult<_>>()?;
-        let parts: SmallVec<[&str; 8]> = strs.iter().map(|s| s.to_str()).collect::<PyResult<_>>()?;
+        let mut fixes = LabelFixes::default();
+        let strs: SmallVec<[Bound<'_, PyString>; 8]> = values.iter().map(|v| label_str(&v, &mut fixes)).collect();
+        let texts: SmallVec<[Cow<'_, str>; 8]> = strs
+            .iter()
+            .map(|s| label_text(s, self.label_value_cap, &mut fixes))
+            .collect();
+        let parts: SmallVec<[&str; 8]> = texts.iter().map(|t| &**t).collect();
+        if fixes.any() {
+            count_label_fixes(&self.invalid, &self.inner.exposed_name(), fixes);
+        }
         let found = self.inner.lookup(&parts);
         if found.first_overflow {
             warn_overflow(py, &[self.inner.exposed_name()]);
         }
-        child(py, &self.inner, found.series)
+        child(py, &self.inner, &self.invalid, found.series)
     }
 
     /// p-quantiles from the family's HDR recording (histograms made with `percentiles=True`).
@@ -274,6 +398,7 @@ impl FamilyCore {
 pub struct CounterChild {
     series: Arc<Series>,
     family: Arc<Family>,
+    invalid: Arc<Family>,
 }
 
 #[pymethods]
@@ -281,7 +406,9 @@ impl CounterChild {
     #[pyo3(signature = (amount = 1.0))]
     fn inc(&self, amount: f64) -> PyResult<()> {
         if amount >= 0.0 && amount.is_finite() {
-            self.series.inc(amount);
+            if !self.series.inc(amount) {
+                count_refused(&self.invalid, &self.series, Invalid::Overflow);
+            }
             Ok(())
         } else {
             Err(PyValueError::new_err(format!(
@@ -327,12 +454,23 @@ impl GaugeChild {
 #[pyclass(frozen, module = "victor_observability.metrics")]
 pub struct HistogramChild {
     series: Arc<Series>,
+    invalid: Arc<Family>,
+}
+
+/// Counts a sample a series refused (see `Series::observe`).
+#[cold]
+fn count_refused(invalid: &Family, series: &Series, why: Invalid) {
+    invalid.lookup(&[&series.family_name, why.as_str()]).series.inc_int(1);
 }
 
 #[pymethods]
 impl HistogramChild {
+    /// Observes `value`; one that would make the sum infinite is dropped and counted
+    /// (`reason="overflow"`), so one absurd value cannot leave `_sum` at +Inf for good.
     fn observe(&self, value: f64) {
-        self.series.observe(value)
+        if !self.series.observe(value) {
+            count_refused(&self.invalid, &self.series, Invalid::Overflow);
+        }
     }
 
     /// The number of observations.

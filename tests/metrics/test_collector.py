@@ -198,7 +198,7 @@ def test_export_json_has_every_series_and_survives_dumps(collector: ProductionMe
 
 
 @pytest.mark.parametrize(
-    ("bad", "reason"), [(float("nan"), "nan"), (float("inf"), "infinite"), (-5.0, "negative"), ("fast", "nan")]
+    ("bad", "reason"), [(float("nan"), "nan"), (float("inf"), "infinite"), (-5.0, "negative"), ("fast", "not_a_number")]
 )
 def test_bad_values_are_dropped_and_counted_never_raised(
     collector: ProductionMetricsCollector, bad: object, reason: str

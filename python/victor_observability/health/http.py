@@ -7,7 +7,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Literal
 
-from victor_observability._asgi import Receive, Scope, Send, send_response
+from victor_observability._asgi import Receive, Scope, Send, send_response, unmonitor
 from victor_observability.health.model import Detail, HealthCheckResponse, HealthCheckType, check_detail
 
 if TYPE_CHECKING:
@@ -90,6 +90,8 @@ class HealthApp:
                 path = path[len(root) :]
             kind = self._routes.get(path.rstrip("/") if len(path) > 1 else path)
             if kind is not None:
+                # Probes stay out of a MonitoringMiddleware's request metrics wherever they are served.
+                unmonitor(scope)
                 await self._serve(kind, scope, send)
                 return
         if self.app is not None:
@@ -167,17 +169,21 @@ def create_health_router(
     >>> api.include_router(create_health_router(create_production_health_checker()))
     """
     from fastapi import APIRouter
+    from starlette.requests import Request
     from starlette.responses import Response
 
     clean = _validate(detail, body_format, prefix)
     router = APIRouter(prefix=clean)
 
-    def endpoint(kind: HealthCheckType) -> Callable[[], Awaitable[Response]]:
-        async def probe() -> Response:
+    def endpoint(kind: HealthCheckType) -> Callable[[Request], Awaitable[Response]]:
+        async def probe(request: Request) -> Response:
+            unmonitor(request.scope)
             status, body, media = await _answer(checker, kind, detail, body_format)
             return Response(body, status_code=status, media_type=media, headers={"cache-control": "no-store"})
 
         probe.__name__ = f"health_{kind.value}"
+        # The class itself, not the postponed string: FastAPI resolves names in this module's globals.
+        probe.__annotations__["request"] = Request
         return probe
 
     for suffix, kind in _ROUTES.items():

@@ -8,6 +8,7 @@ from victor_observability.metrics.collector import (
 )
 from victor_observability.metrics.http import make_metrics_app, start_http_server
 from victor_observability.metrics.instruments import (
+    DEFAULT_LABEL_VALUE_CAP,
     DEFAULT_SERIES_CAP,
     REGISTRY,
     Counter,
@@ -18,6 +19,7 @@ from victor_observability.metrics.instruments import (
 )
 
 __all__ = [
+    "DEFAULT_LABEL_VALUE_CAP",
     "DEFAULT_SERIES_CAP",
     "REGISTRY",
     "Counter",

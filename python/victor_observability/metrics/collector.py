@@ -15,7 +15,7 @@ from collections import deque
 from typing import Any
 
 from victor_observability import _core
-from victor_observability.metrics.instruments import DEFAULT_SERIES_CAP, Registry
+from victor_observability.metrics.instruments import DEFAULT_LABEL_VALUE_CAP, DEFAULT_SERIES_CAP, Registry
 from victor_observability.metrics.system import BackgroundSampler, SystemReader
 
 
@@ -45,7 +45,9 @@ class ProductionMetricsCollector(_core.CollectorCore):
     The record methods (``record_request``, ``record_tool_execution``, ``record_cache_hit``, ...)
     are the Rust core's own: bad values (NaN, infinities, negative durations, costs or counts)
     are dropped and counted in ``<prefix>_invalid_samples_total{metric,reason}``, never raised.
-    Label sets past ``series_cap`` per family fold into one ``__overflow__`` series.
+    Label sets past ``series_cap`` per family fold into one ``__overflow__`` series. Label values
+    longer than ``label_value_cap`` bytes are cut (ending in ``…``) and lone surrogates escaped
+    (``\\ud800``), counted with ``reason="label_truncated"`` / ``"label_not_utf8"``; the event still counts.
     """
 
     def __init__(
@@ -54,6 +56,7 @@ class ProductionMetricsCollector(_core.CollectorCore):
         collect_system_metrics: bool = True,
         *,
         series_cap: int = DEFAULT_SERIES_CAP,
+        label_value_cap: int = DEFAULT_LABEL_VALUE_CAP,
         system_interval: float = 30.0,
         max_recent_errors: int = 100,
     ) -> None:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol
 
-from victor_observability._asgi import ASGIApp, Receive, Scope, Send, send_response
+from victor_observability import _core
+from victor_observability._asgi import ASGIApp, Receive, Scope, Send, send_response, unmonitor
 from victor_observability.metrics.instruments import REGISTRY, Registry
 
 
@@ -24,10 +26,11 @@ def _registry_of(source: Registry | HasRegistry | None) -> Registry:
 
 
 def render(registry: Registry, accept: str, accept_encoding: str) -> tuple[bytes, list[tuple[str, str]]]:
-    """Body and headers for a scrape: the format its Accept asks for, gzipped when it accepts gzip."""
+    """Body and headers for a scrape: the format its Accept asks for, gzipped when its Accept-Encoding
+    wants gzip (both weighed by q-value, as RFC 9110 says)."""
     body, content_type = registry.generate(accept)
-    headers = [("Content-Type", content_type)]
-    if "gzip" in accept_encoding.lower():
+    headers = [("Content-Type", content_type), ("Vary", "Accept, Accept-Encoding")]
+    if _core.wants_gzip(accept_encoding):
         body = gzip.compress(body, compresslevel=1)
         headers.append(("Content-Encoding", "gzip"))
     headers.append(("Content-Length", str(len(body))))
@@ -37,6 +40,9 @@ def render(registry: Registry, accept: str, accept_encoding: str) -> tuple[bytes
 def make_metrics_app(source: Registry | HasRegistry | None = None) -> ASGIApp:
     """An ASGI app that answers every HTTP request with the registry's exposition.
 
+    Scrapes stay out of a MonitoringMiddleware's request metrics wherever the app is mounted. The
+    exposition is encoded and compressed on a worker thread: a large one would stall the event loop.
+
     >>> from victor_observability import create_production_collector
     >>> app = make_metrics_app(create_production_collector(collect_system_metrics=False))
     """
@@ -45,8 +51,12 @@ def make_metrics_app(source: Registry | HasRegistry | None = None) -> ASGIApp:
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return
+        unmonitor(scope)
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
-        body, out = render(registry, headers.get("accept", ""), headers.get("accept-encoding", ""))
+        loop = asyncio.get_running_loop()
+        body, out = await loop.run_in_executor(
+            None, render, registry, headers.get("accept", ""), headers.get("accept-encoding", "")
+        )
         encoded = [(k.lower().encode(), v.encode()) for k, v in out]
         await send_response(send, 200, encoded, body, head=scope.get("method") == "HEAD")
 
@@ -62,7 +72,11 @@ class _Handler(BaseHTTPRequestHandler):
         for k, v in headers:
             self.send_header(k, v)
         self.end_headers()
-        self.wfile.write(body)
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    # HEAD answers as GET does, Content-Length included, without the body (RFC 9110 section 9.3.2).
+    do_HEAD = do_GET
 
     def log_message(self, format: str, *args: Any) -> None:
         # Scrapes every few seconds would flood stderr.

@@ -26,6 +26,9 @@ from victor_observability import _core
 log = logging.getLogger("victor_observability.metrics")
 
 DEFAULT_SERIES_CAP: int = _core.DEFAULT_SERIES_CAP
+#: Bytes a label value may take; longer ones are cut (ending in "…") and counted, so a family's
+#: memory and scrape size stay within series_cap x label_value_cap.
+DEFAULT_LABEL_VALUE_CAP: int = _core.DEFAULT_LABEL_VALUE_CAP
 INF = float("inf")
 # prometheus-client's default buckets (seconds), so a switched Histogram exposes the same series.
 DEFAULT_BUCKETS: tuple[float, ...] = (
@@ -144,12 +147,15 @@ class MetricBase(Generic[C]):
         registry: Registry | None = REGISTRY,
         *,
         series_cap: int = DEFAULT_SERIES_CAP,
+        label_value_cap: int = DEFAULT_LABEL_VALUE_CAP,
         _buckets: Sequence[float] | None = None,
     ) -> None:
-        self._labelnames = tuple(labelnames)
         full = _full_name(name, namespace, subsystem, unit)
-        if isinstance(self._labelnames, str) or not all(isinstance(n, str) for n in self._labelnames):
-            raise ValueError(f"metric {full!r}: labelnames must be a sequence of str")
+        if isinstance(labelnames, str) or not isinstance(labelnames, Iterable):
+            raise ValueError(f"metric {full!r}: labelnames must be a sequence of str, not {labelnames!r}")
+        self._labelnames = tuple(labelnames)
+        if not all(isinstance(n, str) for n in self._labelnames):
+            raise ValueError(f"metric {full!r}: labelnames must be a sequence of str, not {self._labelnames!r}")
         target = registry if registry is not None else Registry()
         self._registry = target
         self._family = target._core.family(
@@ -160,6 +166,7 @@ class MetricBase(Generic[C]):
             None if _buckets is None else [float(b) for b in _buckets],
             False,
             series_cap,
+            label_value_cap,
         )
         self._series_cap = series_cap
         self._display_name = full
@@ -182,7 +189,12 @@ class MetricBase(Generic[C]):
             if set(kwvalues) != set(self._labelnames):
                 raise ValueError(f"metric {self.name!r}: expected labels {self._labelnames}, got {tuple(kwvalues)}")
             values = tuple(kwvalues[n] for n in self._labelnames)
-        child = self._children.get(values)
+        try:
+            child = self._children.get(values)
+        except TypeError:
+            # An unhashable value (a list) is labelled by its str(), like any other object; it is not cached.
+            uncached: C = self._family.labels(*values)
+            return uncached
         if child is None:
             child = self._family.labels(*values)
             # Past the cap the family folds new label sets; do not let this cache grow without bound.
@@ -355,6 +367,7 @@ class Histogram(MetricBase[_core.HistogramChild]):
         buckets: Sequence[float] = DEFAULT_BUCKETS,
         *,
         series_cap: int = DEFAULT_SERIES_CAP,
+        label_value_cap: int = DEFAULT_LABEL_VALUE_CAP,
     ) -> None:
         super().__init__(
             name,
@@ -365,6 +378,7 @@ class Histogram(MetricBase[_core.HistogramChild]):
             unit,
             registry,
             series_cap=series_cap,
+            label_value_cap=label_value_cap,
             _buckets=buckets,
         )
 

@@ -435,7 +435,9 @@ impl Span {
                 put("user_agent.original", AttrValue::Str(ua.to_owned()));
             }
             if let Some(r) = route {
-                st.name = format!("{method} {r}");
+                // OpenTelemetry's HTTP conventions name a span of an unknown method "HTTP {route}".
+                let shown = if method == "_OTHER" { "HTTP" } else { method };
+                st.name = format!("{shown} {r}");
             }
             // An error status set already (an exception recorded) keeps its message.
             if status >= 500 && st.status != StatusCode::Error {
