@@ -1,5 +1,6 @@
 """Type stubs of the Rust extension `victor_observability._core` (private: import the package instead)."""
 
+from collections.abc import Mapping
 from typing import Any, final
 
 from typing_extensions import disjoint_base
@@ -99,8 +100,10 @@ class GaugeChild:
 
 @final
 class HistogramChild:
-    def observe(self, value: float) -> None:
-        """A value that would make the sum infinite is dropped and counted (reason "overflow")."""
+    def observe(self, value: float, exemplar: Mapping[str, str] | None = None) -> None:
+        """A value that would make the sum infinite is dropped and counted (reason "overflow"). Its bucket keeps
+        `exemplar` (at most 128 characters; else dropped, counted "invalid_exemplar") or the current sampled
+        span's trace_id and span_id as its exemplar."""
     def get(self) -> float:
         """The number of observations."""
     def sum(self) -> float: ...
@@ -121,7 +124,13 @@ class CollectorCore:
     ) -> None: ...
     def begin_request(self) -> None: ...
     def end_request(
-        self, endpoint: str, provider: str, success: bool, latency_ms: float, labels: dict[str, Any] | None = None
+        self,
+        endpoint: str,
+        provider: str,
+        success: bool,
+        latency_ms: float,
+        labels: dict[str, Any] | None = None,
+        span: object | None = None,
     ) -> None: ...
     def record_tool_execution(
         self, tool_name: str, success: bool, duration_ms: float, labels: dict[str, Any] | None = None

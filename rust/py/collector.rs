@@ -5,7 +5,9 @@ use super::metrics::{
     check_label_value_cap, count_label_fixes, label_str, label_text, sample_f64, warn_overflow, LabelFixes,
     RegistryCore,
 };
+use super::trace::{current_sampled_ids, sampled_ids};
 use crate::metrics::collector::Group;
+use crate::metrics::exemplar::{now_seconds, ExemplarLabels};
 use crate::metrics::family::{Series, DEFAULT_SERIES_CAP};
 use crate::metrics::labels::DEFAULT_LABEL_VALUE_CAP;
 use crate::metrics::value::{check_non_negative, Invalid};
@@ -113,6 +115,7 @@ pub struct CollectorCore {
 
 impl CollectorCore {
     #[inline]
+    #[allow(clippy::too_many_arguments)]
     fn outcome(
         &self,
         py: Python<'_>,
@@ -121,10 +124,18 @@ impl CollectorCore {
         success: bool,
         duration: &Bound<'_, PyAny>,
         labels: Option<&Bound<'_, PyAny>>,
+        span: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
         let d = sample_f64(duration);
+        // The exemplar: the span given, else the current one; only a sampled span has a trace to link to.
+        let ids = match span {
+            Some(s) if !s.is_none() => sampled_ids(s),
+            _ => current_sampled_ids(py),
+        };
         with_series(py, &self.core, group, self.label_value_cap, fixed, labels, |series| {
-            self.core.record_outcome(series, success, d)
+            if let (Some((s, v)), Some((trace_id, span_id))) = (self.core.record_outcome(series, success, d), ids) {
+                s.set_exemplar(v, ExemplarLabels::Span { trace_id, span_id }, now_seconds());
+            }
         })
     }
 
@@ -203,6 +214,7 @@ impl CollectorCore {
             success,
             latency_ms,
             labels,
+            None,
         )
     }
 
@@ -216,8 +228,10 @@ impl CollectorCore {
         self.core.active_requests.add(-1.0);
     }
 
-    /// `record_request` and `<prefix>_active_requests` - 1 in one call (the middleware's end of request).
-    #[pyo3(signature = (endpoint, provider, success, latency_ms, labels = None))]
+    /// `record_request` and `<prefix>_active_requests` - 1 in one call (the middleware's end of request). The
+    /// latency's exemplar is `span` (the request's server span) when it is sampled, else the current span's.
+    #[pyo3(signature = (endpoint, provider, success, latency_ms, labels = None, span = None))]
+    #[allow(clippy::too_many_arguments)]
     fn end_request(
         &self,
         py: Python<'_>,
@@ -226,9 +240,18 @@ impl CollectorCore {
         success: bool,
         latency_ms: &Bound<'_, PyAny>,
         labels: Option<&Bound<'_, PyAny>>,
+        span: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
         self.core.active_requests.add(-1.0);
-        self.record_request(py, endpoint, provider, success, latency_ms, labels)
+        self.outcome(
+            py,
+            &self.core.requests,
+            &[endpoint, provider],
+            success,
+            latency_ms,
+            labels,
+            span,
+        )
     }
 
     #[pyo3(signature = (tool_name, success, duration_ms, labels = None))]
@@ -240,7 +263,7 @@ impl CollectorCore {
         duration_ms: &Bound<'_, PyAny>,
         labels: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
-        self.outcome(py, &self.core.tools, &[tool_name], success, duration_ms, labels)
+        self.outcome(py, &self.core.tools, &[tool_name], success, duration_ms, labels, None)
     }
 
     #[pyo3(signature = (coordinator_name, success, duration_ms, labels = None))]
@@ -259,6 +282,7 @@ impl CollectorCore {
             success,
             duration_ms,
             labels,
+            None,
         )
     }
 
