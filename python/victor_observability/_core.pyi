@@ -462,6 +462,11 @@ class TracerCore:
 
     def extract_context(self, headers: _Headers) -> SpanContext | None:
         """The incoming context, or None when traceparent is missing, repeated or invalid (never raises)."""
+    def begin_server(
+        self, headers: object, method: str, request_id_header: bytes, trace_id_header: bytes
+    ) -> tuple[Span | NonRecordingSpan, object, list[tuple[bytes, bytes]], str | None]:
+        """The middleware's start of a request: the SERVER span under the incoming context, made current;
+        returns (span, token for detach_span, response headers to add, user agent or None)."""
 
     def wait(self, timeout: float) -> bool: ...
     def wake(self) -> None: ...
