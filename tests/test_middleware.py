@@ -15,8 +15,10 @@ import pytest
 import uvicorn
 from fastapi import FastAPI, HTTPException
 from fastapi.responses import JSONResponse, StreamingResponse
+from prometheus_client.openmetrics.parser import text_string_to_metric_families as om_parse
 from prometheus_client.parser import text_string_to_metric_families
 from victor_observability import (
+    InMemorySpanExporter,
     MonitoringMiddleware,
     ProductionMetricsCollector,
     create_monitoring_middleware,
@@ -262,6 +264,35 @@ def test_new_trace_without_traceparent_and_bad_headers_are_survived(served: Serv
     assert r1.headers["x-request-id"] != r2.headers["x-request-id"]
     huge = httpx.get(f"{served.url}/items/2", headers={f"x-h{i}": "v" * 1000 for i in range(40)})
     assert huge.status_code == 200
+
+
+def test_latency_exemplar_is_the_server_span_exported_for_that_request(served: Served) -> None:
+    exported = InMemorySpanExporter()
+    served.tracer.add_exporter(exported)
+    # /slow lands alone in its bucket (50 ms <= latency <= 100 ms, far above the others), so its exemplar is its own.
+    slow = httpx.get(f"{served.url}/slow", headers={"User-Agent": "exemplar-test"})
+    fast = [httpx.get(f"{served.url}/items/{i}") for i in range(5)]
+    assert served.tracer.force_flush()
+    om = served.collector.export_prometheus(openmetrics=True)
+    found = {
+        s.labels["endpoint"]: s.exemplar
+        for f in om_parse(om)
+        if f.name == "victor_request_latency_ms"
+        for s in f.samples
+        if s.exemplar is not None
+    }
+    assert set(found) == {"/slow", "/items/{item_id}"}
+    servers = {(s.trace_id, s.span_id): s for s in exported.get_finished_spans() if s.kind == "server"}
+    ex = found["/slow"]
+    assert ex.labels["trace_id"] == slow.headers["x-trace-id"]
+    span = servers[(ex.labels["trace_id"], ex.labels["span_id"])]
+    assert span.name == "GET /slow"
+    assert ex.value >= 50.0
+    ex = found["/items/{item_id}"]
+    assert ex.labels["trace_id"] in {r.headers["x-trace-id"] for r in fast}
+    assert servers[(ex.labels["trace_id"], ex.labels["span_id"])].name == "GET /items/{item_id}"
+    # The text format 0.0.4 has no exemplars.
+    assert " # {" not in served.collector.export_prometheus()
 
 
 def test_errors_mark_the_span(served: Served) -> None:
