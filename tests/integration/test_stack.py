@@ -371,3 +371,20 @@ def test_latency_exemplars_are_traces_in_the_demos_span_file(stack: Stack) -> No
         if span.get("kind") == "server"
     }
     assert trace_ids <= servers
+
+
+def test_latency_panels_show_exemplars_linked_to_the_trace_data_source() -> None:
+    dashboard = json.loads(DASHBOARD.read_text())
+    variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+    assert variables["traces"]["type"] == "datasource" and variables["traces"]["query"] in {"tempo", "jaeger"}
+    latency = [p for p in dashboard["panels"] if "histogram_quantile" in json.dumps(p.get("targets", []))]
+    assert {p["title"] for p in latency} >= {"Request latency", "Tool duration p95", "Coordinator duration p95"}
+    for panel in latency:
+        assert all(t.get("exemplar") is True for t in panel["targets"]), panel["title"]
+        (link,) = panel["fieldConfig"]["defaults"]["links"]
+        assert "${traces}" in link["url"] and "${__data.fields.trace_id}" in link["url"], panel["title"]
+    sources = yaml.safe_load((CONFIG / "grafana" / "datasources.yml").read_text())["datasources"]
+    by_uid = {s["uid"]: s for s in sources}
+    (destination,) = by_uid["prometheus"]["jsonData"]["exemplarTraceIdDestinations"]
+    assert destination["name"] == "trace_id"  # the label our exemplars carry
+    assert by_uid[destination["datasourceUid"]]["type"] in {"tempo", "jaeger"}
