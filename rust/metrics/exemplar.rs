@@ -82,9 +82,27 @@ pub fn check_labels(pairs: Vec<(String, String)>) -> Result<ExemplarLabels, &'st
     Ok(ExemplarLabels::Custom(pairs.into()))
 }
 
-/// Seconds since the Unix epoch, now.
+/// Seconds since the Unix epoch, now, to the clock tick (a few milliseconds): the coarse clock costs a quarter of
+/// the precise one, which the exemplar's budget (1.3x the plain record) feels, and a scrape interval is seconds.
+#[cfg(target_os = "linux")]
 #[inline]
 pub fn now_seconds() -> f64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `ts` is a valid timespec to write; CLOCK_REALTIME_COARSE exists on every Linux since 2.6.32.
+    if unsafe { libc::clock_gettime(libc::CLOCK_REALTIME_COARSE, &mut ts) } == 0 {
+        ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
+    } else {
+        precise_now()
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+#[inline]
+pub fn now_seconds() -> f64 {
+    precise_now()
+}
+
+fn precise_now() -> f64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64())
@@ -100,6 +118,11 @@ mod tests {
             value: 1.0,
             timestamp: 2.0,
         }
+    }
+
+    #[test]
+    fn the_coarse_clock_is_the_wall_clock() {
+        assert!((now_seconds() - precise_now()).abs() < 1.0);
     }
 
     #[test]
