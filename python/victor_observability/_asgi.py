@@ -1,4 +1,4 @@
-"""ASGI plumbing shared by every ASGI app here (/metrics, the probes, the middleware): type aliases, one response."""
+"""ASGI plumbing shared by the /metrics, probe and middleware apps: type aliases, one response, the unmonitor hook."""
 
 from __future__ import annotations
 

@@ -88,7 +88,8 @@ class FamilyCore:
 @final
 class CounterChild:
     def inc(self, amount: float = 1.0) -> None:
-        """ValueError on a negative or non-finite amount."""
+        """ValueError on a negative or non-finite amount; one that would make the total infinite is dropped
+        and counted (reason "overflow")."""
     def get(self) -> float: ...
 
 @final

@@ -2,7 +2,7 @@
 //! subclasses, so its record methods are these (one crossing per user operation).
 
 use super::metrics::{
-    check_label_value_cap, count_label_fixes, label_str, label_text, sample_f64, warn_overflow, LabelFixes,
+    check_label_value_cap, count_label_fixes, label_str, label_text, sample_f64, truthy, warn_overflow, LabelFixes,
     RegistryCore,
 };
 use super::trace::{current_sampled_ids, sampled_ids};
@@ -121,12 +121,13 @@ impl CollectorCore {
         py: Python<'_>,
         group: &Group,
         fixed: &[&Bound<'_, PyAny>],
-        success: bool,
+        success: &Bound<'_, PyAny>,
         duration: &Bound<'_, PyAny>,
         labels: Option<&Bound<'_, PyAny>>,
         span: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
         let d = sample_f64(duration);
+        let success = truthy(success);
         // The exemplar: the span given, else the current one; only a sampled span has a trace to link to.
         let ids = match span {
             Some(s) if !s.is_none() => sampled_ids(s),
@@ -203,7 +204,7 @@ impl CollectorCore {
         py: Python<'_>,
         endpoint: &Bound<'_, PyAny>,
         provider: &Bound<'_, PyAny>,
-        success: bool,
+        success: &Bound<'_, PyAny>,
         latency_ms: &Bound<'_, PyAny>,
         labels: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
@@ -237,7 +238,7 @@ impl CollectorCore {
         py: Python<'_>,
         endpoint: &Bound<'_, PyAny>,
         provider: &Bound<'_, PyAny>,
-        success: bool,
+        success: &Bound<'_, PyAny>,
         latency_ms: &Bound<'_, PyAny>,
         labels: Option<&Bound<'_, PyAny>>,
         span: Option<&Bound<'_, PyAny>>,
@@ -259,7 +260,7 @@ impl CollectorCore {
         &self,
         py: Python<'_>,
         tool_name: &Bound<'_, PyAny>,
-        success: bool,
+        success: &Bound<'_, PyAny>,
         duration_ms: &Bound<'_, PyAny>,
         labels: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
@@ -271,7 +272,7 @@ impl CollectorCore {
         &self,
         py: Python<'_>,
         coordinator_name: &Bound<'_, PyAny>,
-        success: bool,
+        success: &Bound<'_, PyAny>,
         duration_ms: &Bound<'_, PyAny>,
         labels: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
@@ -297,9 +298,9 @@ impl CollectorCore {
     }
 
     #[pyo3(signature = (success, cost_usd = None))]
-    fn record_task_completion(&self, success: bool, cost_usd: Option<&Bound<'_, PyAny>>) {
+    fn record_task_completion(&self, success: &Bound<'_, PyAny>, cost_usd: Option<&Bound<'_, PyAny>>) {
         self.core
-            .record_task_completion(success, cost_usd.map_or(Ok(0.0), sample_f64));
+            .record_task_completion(truthy(success), cost_usd.map_or(Ok(0.0), sample_f64));
     }
 
     fn record_token_usage(&self, token_count: &Bound<'_, PyAny>) {

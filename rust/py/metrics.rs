@@ -158,6 +158,13 @@ pub(crate) fn check_label_value_cap(metric: &str, cap: usize) -> PyResult<()> {
     Ok(())
 }
 
+/// An outcome flag from the record path: Python truth (1, None, a str work as they read), never raised;
+/// an object whose `__bool__` raises reads as a failure.
+#[inline]
+pub(crate) fn truthy(obj: &Bound<'_, PyAny>) -> bool {
+    obj.is_truthy().unwrap_or(false)
+}
+
 /// A number from the record path: anything else is refused as a sample, never raised.
 #[inline]
 pub(crate) fn sample_f64(obj: &Bound<'_, PyAny>) -> Result<f64, Invalid> {

@@ -19,6 +19,7 @@ from victor_observability import (
     MonitoringMiddleware,
     create_health_app,
     create_health_router,
+    create_monitoring_middleware,
     create_production_collector,
     create_production_health_checker,
     make_metrics_app,
@@ -205,3 +206,54 @@ def test_made_up_methods_are_one_label_value(quickstart: Quickstart) -> None:
     other_spans = [s for s in spans if s.attributes["http.request.method"] == "_OTHER"]
     assert len(other_spans) == len(methods)
     assert {s.name for s in other_spans} == {"HTTP /items/{item_id}"}
+
+
+class Served:
+    """Any ASGI app under uvicorn in a thread."""
+
+    def __init__(self, app: object) -> None:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="critical", lifespan="off")  # type: ignore[arg-type]
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while not self.server.started:
+            assert time.monotonic() < deadline, "uvicorn did not start"
+            time.sleep(0.02)
+        self.url = f"http://127.0.0.1:{port}"
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+
+
+def test_decorator_form_and_known_methods_override(monkeypatch: pytest.MonkeyPatch) -> None:
+    collector = create_production_collector(collect_system_metrics=False)
+    tracer = DistributedTracer("victor.api")
+    app = FastAPI()
+    # The conventions' override: a full replacement of the list, read when the middleware is made.
+    monkeypatch.setenv("OTEL_INSTRUMENTATION_HTTP_KNOWN_METHODS", "GET,PROPFIND")
+    middleware = create_monitoring_middleware(metrics_collector=collector, tracer=tracer)
+
+    @app.middleware("http")
+    async def monitoring(request, call_next):  # type: ignore[no-untyped-def]
+        return await middleware.handle_request(request, call_next)
+
+    @app.api_route("/dav", methods=["GET", "PROPFIND", "POST", "FROB"])
+    async def dav() -> dict[str, bool]:
+        return {"ok": True}
+
+    served = Served(app)
+    try:
+        with httpx.Client(base_url=served.url) as client:
+            for method in ("GET", "PROPFIND", "POST", "FROB"):
+                assert client.request(method, "/dav").status_code == 200, method
+    finally:
+        served.stop()
+        tracer.shutdown()
+    got = samples(collector.export_prometheus())
+    methods = {dict(labels)["method"]: v for (n, labels), v in got.items() if n == "victor_request_total"}
+    assert methods == {"GET": 1, "PROPFIND": 1, "_OTHER": 2}

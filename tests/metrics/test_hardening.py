@@ -205,6 +205,23 @@ def test_non_numbers_elsewhere_have_the_same_reason(collector: ProductionMetrics
         assert invalid(text, metric, "not_a_number") == 1, metric
 
 
+def test_an_outcome_that_is_not_a_bool_reads_as_python_truth(collector: ProductionMetricsCollector) -> None:
+    class Broken:
+        def __bool__(self) -> bool:
+            raise RuntimeError("no")
+
+    for success in (1, None, "yes", 0, Broken()):
+        collector.record_request("/a", "p", success, 1.0)  # type: ignore[arg-type]
+        collector.record_tool_execution("t", success, 1.0)  # type: ignore[arg-type]
+        collector.record_task_completion(success, 0.5)  # type: ignore[arg-type]
+    got = samples(collector.export_prometheus())
+    key = (("endpoint", "/a"), ("provider", "p"))
+    assert got[("victor_request_total", key)] == 5
+    assert got[("victor_request_success_total", key)] == 2
+    assert got[("victor_tool_errors_total", (("tool", "t"),))] == 3
+    assert got[("victor_tasks_completed_total", ())] == 2
+
+
 def test_an_extra_label_named_none_is_dropped_and_counted(collector: ProductionMetricsCollector) -> None:
     collector.record_request("/a", "p", True, 1.0, labels={None: "v", "model": "m"})  # type: ignore[dict-item]
     text = collector.export_prometheus()

@@ -132,7 +132,11 @@ def _full_name(name: str, namespace: str, subsystem: str, unit: str) -> str:
 
 
 class MetricBase(Generic[C]):
-    """What Counter, Gauge and Histogram share: definition, validation and cached children."""
+    """What Counter, Gauge and Histogram share: definition, validation and cached children.
+
+    ``labels(...)`` never raises for a label value: lone surrogates are escaped (``\\ud800``), values over
+    ``label_value_cap`` bytes cut (ending in ``…``), and each counted in ``<prefix>_invalid_samples_total``.
+    """
 
     _kind: ClassVar[str]
 
