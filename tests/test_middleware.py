@@ -376,3 +376,30 @@ async def test_a_failure_to_record_never_breaks_the_response(caplog: pytest.LogC
     assert [m["type"] for m in sent] == ["http.response.start", "http.response.body"] * 2
     assert mw.record_failures == 2
     assert sum("could not record" in r.message for r in caplog.records) == 1
+
+
+async def test_a_response_is_recorded_when_its_declared_length_is_sent() -> None:
+    collector = create_production_collector(collect_system_metrics=False)
+    counted_before_last_chunk: list[float] = []
+
+    async def app(scope, receive, send):  # type: ignore[no-untyped-def]
+        declared = [(b"content-length", b"4")] if scope["path"] == "/declared" else []
+        await send({"type": "http.response.start", "status": 200, "headers": declared})
+        await send({"type": "http.response.body", "body": b"ab", "more_body": True})
+        await send({"type": "http.response.body", "body": b"cd", "more_body": True})
+        counted_before_last_chunk.append(collector.get_summary()["requests"]["total"])
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    async def receive() -> dict[str, object]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message):  # type: ignore[no-untyped-def]
+        pass
+
+    mw = MonitoringMiddleware(app, metrics_collector=collector, tracer=DistributedTracer("x"))
+    for path in ("/declared", "/undeclared", "/declared"):
+        await mw({"type": "http", "method": "GET", "path": path, "headers": []}, receive, send)
+    # The client holding its 4 declared bytes finds the request counted before the empty final chunk; without a
+    # declared length only the last chunk completes it.
+    assert counted_before_last_chunk == [1, 1, 3]
+    assert collector.get_summary()["requests"]["total"] == 3

@@ -16,7 +16,14 @@ from urllib.parse import urlsplit
 
 from victor_observability._asgi import UNMONITORED_KEY, Message, Receive, Scope, Send
 from victor_observability.metrics.collector import ProductionMetricsCollector, create_production_collector
-from victor_observability.tracing.tracer import DistributedTracer, SpanKind, attach_span, detach_span, get_global_tracer
+from victor_observability.tracing.tracer import (
+    DistributedTracer,
+    NonRecordingSpan,
+    SpanKind,
+    attach_span,
+    detach_span,
+    get_global_tracer,
+)
 
 log = logging.getLogger("victor_observability.middleware")
 _now = time.perf_counter
@@ -90,7 +97,8 @@ class _Exchange:
     status = 500
     started = completed = disconnected = done = unmonitored = False
     t_end = 0.0
-    remaining = -1
+    remaining: int | None = None
+    headers: Any = ()
 
     def __init__(
         self,
@@ -114,6 +122,13 @@ class _Exchange:
         self.extra_headers = extra_headers
         self.t0 = _now()
 
+    def _declared_length(self) -> int:
+        """The response's Content-Length (ASGI header names are lowercase); -1 without one, so it is never reached."""
+        for name, value in self.headers:
+            if name == b"content-length" and value.isdigit():
+                return int(value)
+        return -(1 << 62)
+
     def unmonitor(self) -> None:
         """A scrape or probe (the app said so through `_asgi.unmonitor`): out of the request metrics,
         and out of the in-flight gauge at once, so the scrape it serves does not count itself."""
@@ -135,23 +150,27 @@ class _Exchange:
 
     async def wrapped_send(self, message: Message) -> None:
         kind = message["type"]
-        if kind == "http.response.start":
-            self.status = int(message["status"])
-            self.started = True
-            headers = message.get("headers", ())
-            for name, value in headers:
-                # ASGI header names are lowercase.
-                if name == b"content-length" and value.isdigit():
-                    self.remaining = int(value)
-            message["headers"] = [*headers, *self.extra_headers]
-        elif kind == "http.response.body":
-            self.remaining -= len(message.get("body", b""))
+        if kind == "http.response.body":
             # The response is complete at its last chunk, or at its declared length (a client that has
-            # Content-Length bytes is done, whether or not an empty final chunk follows).
-            if not message.get("more_body", False) or self.remaining == 0:
+            # Content-Length bytes is done, whether or not an empty final chunk follows). The length is read
+            # only for a response that comes in several chunks: most come in one.
+            if message.get("more_body", False):
+                remaining = self.remaining
+                if remaining is None:
+                    remaining = self._declared_length()
+                remaining = self.remaining = remaining - len(message.get("body", b""))
+                done = remaining == 0
+            else:
+                done = True
+            if done:
                 self.completed = True
                 self.t_end = _now()
                 self.complete(None)
+        elif kind == "http.response.start":
+            self.status = int(message["status"])
+            self.started = True
+            headers = self.headers = message.get("headers", ())
+            message["headers"] = [*headers, *self.extra_headers]
         try:
             await self.send(message)
         except OSError:
@@ -337,13 +356,17 @@ class MonitoringMiddleware:
         success = status < 500 and (error is None or status == CLIENT_CLOSED)
         latency_ms = (t_end - exchange.t0) * 1000.0
         span = exchange.span
-        if exchange.unmonitored:
-            pass
-        elif self._end_takes_span:
-            # The server span (when sampled) is the exemplar of the bucket this latency lands in.
-            self._end(route, self.provider, success, latency_ms, self._labels(exchange.method, status), span)
-        else:
-            self._end(route, self.provider, success, latency_ms, self._labels(exchange.method, status))
+        if not exchange.unmonitored:
+            labels = self._label_sets.get((exchange.method, status)) or self._labels(exchange.method, status)
+            if self._end_takes_span:
+                # The server span (when sampled) is the exemplar of the bucket this latency lands in.
+                self._end(route, self.provider, success, latency_ms, labels, span)
+            else:
+                self._end(route, self.provider, success, latency_ms, labels)
+        if span.__class__ is NonRecordingSpan:
+            # Unsampled: nothing to record or end (its end is a no-op), so no attributes are gathered for it.
+            exchange.scope = exchange.span = None  # type: ignore[assignment]
+            return
         if error is not None and status != CLIENT_CLOSED:
             span.set_error(error)
         # OpenTelemetry's HTTP server attributes (not url.query: query strings carry tokens too often),

@@ -44,9 +44,23 @@ impl TracerCore {
         rid_name: &[u8],
         trace_id_header: &Bound<'py, PyBytes>,
         request_id: Option<Bound<'py, PyBytes>>,
-        user_agent: Option<String>,
+        user_agent: Option<Bound<'py, PyBytes>>,
     ) -> PyResult<Bound<'py, PyTuple>> {
+        const MAX_USER_AGENT: usize = 512;
         let span = self.start(py, method, parent, Kind::Server, None, None)?;
+        // Only a recorded span keeps the user agent (as latin-1, the first 512 bytes): an unsampled one makes none.
+        let user_agent = match user_agent {
+            Some(v) if span.is_instance_of::<Span>() => {
+                let b = v.as_bytes();
+                Some(
+                    b[..b.len().min(MAX_USER_AGENT)]
+                        .iter()
+                        .map(|&c| c as char)
+                        .collect::<String>(),
+                )
+            }
+            _ => None,
+        };
         let token = set_current(py, &span)?;
         let (trace_id, span_id) = match (span.cast::<Span>(), span.cast::<NonRecordingSpan>()) {
             (Ok(s), _) => (s.get().trace_id, s.get().span_id),
@@ -296,7 +310,7 @@ impl TracerCore {
     /// the incoming context (else the current span) and makes it current. Returns `(span, token, headers,
     /// user_agent)`: the token for `detach_span`, the response headers to add (the request id, echoed when it is
     /// 1-128 printable ASCII bytes, else the span id; the trace id), and the user agent (first 512 bytes, as
-    /// latin-1) or None.
+    /// latin-1) or None (also for an unsampled span, which records nothing).
     pub(crate) fn begin_server<'py>(
         &self,
         py: Python<'py>,
@@ -306,11 +320,10 @@ impl TracerCore {
         trace_id_header: &Bound<'py, PyBytes>,
     ) -> PyResult<Bound<'py, PyTuple>> {
         const MAX_REQUEST_ID: usize = 128;
-        const MAX_USER_AGENT: usize = 512;
         let rid_name = request_id_header.as_bytes();
         let mut found = Found::default();
         let mut request_id: Option<Bound<'py, PyBytes>> = None;
-        let mut user_agent: Option<String> = None;
+        let mut user_agent: Option<Bound<'py, PyBytes>> = None;
         if let Ok(list) = headers.cast::<PyList>() {
             for pair in list.iter() {
                 let Ok(pair) = pair.cast_into::<PyTuple>() else {
@@ -331,10 +344,7 @@ impl TracerCore {
                         !b.is_empty() && b.len() <= MAX_REQUEST_ID && b.iter().all(|c| (0x20..0x7f).contains(c))
                     });
                 } else if n == b"user-agent" {
-                    if let Ok(v) = value.cast::<PyBytes>() {
-                        let b = v.as_bytes();
-                        user_agent = Some(b[..b.len().min(MAX_USER_AGENT)].iter().map(|&c| c as char).collect());
-                    }
+                    user_agent = value.cast_into::<PyBytes>().ok();
                 } else if matches!(n.len(), 7 | 10 | 11) {
                     found.add(n, &value);
                 }
