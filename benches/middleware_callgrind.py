@@ -1,12 +1,14 @@
 """Instructions per request each middleware adds to the same FastAPI app, counted by valgrind's callgrind.
 
-Instruction counts repeat exactly whatever else the machine is doing, unlike times on a shared 2-core box.
+Instruction counts repeat (to tens per request, with a fixed hash seed) whatever else the machine is doing, unlike
+times on a shared 2-core box.
 Run: `python benches/middleware_callgrind.py` (needs valgrind). Each case runs in a fresh process twice,
 with 100 and 400 requests, and the difference / 600 (the driver serves each count twice) is per request.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -37,6 +39,8 @@ def instructions(case: str, n: int) -> int:
         capture_output=True,
         text=True,
         timeout=600,
+        # Hash randomisation moves every dict's probing, and with it thousands of instructions per request.
+        env={**os.environ, "PYTHONHASHSEED": "0"},
     )
     match = re.search(r"Collected : (\d+)", out.stderr)
     assert match, out.stderr[-2000:]

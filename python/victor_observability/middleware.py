@@ -139,14 +139,59 @@ class _Exchange:
 
     def complete(self, error: BaseException | None) -> None:
         """Records the request, once: before the last chunk goes out, so that a client holding the
-        whole response also finds it counted; else when the app returns or raises."""
-        if not self.done:
-            self.done = True
-            try:
-                self.middleware._finish(self, error)
-            except Exception:
-                # Recording must never break the response it records; say so once.
-                self.middleware._record_failed()
+        whole response also finds it counted; else when the app returns or raises. (One method, no helpers:
+        each Python call here is paid per request.)"""
+        if self.done:
+            return
+        self.done = True
+        mw = self.middleware
+        try:
+            completed = self.completed
+            t_end = self.t_end if completed else _now()
+            if self.disconnected and not completed:
+                status = CLIENT_CLOSED
+            elif error is not None and not self.started:
+                # An exception before the response is what the client sees as a 500.
+                status = 500
+            else:
+                status = self.status
+            scope = self.scope
+            found = scope.get("route")
+            known = mw._routes.get(id(found)) if found is not None else None
+            route = known[1] if known is not None and known[0] is found else mw._route(scope)
+            success = status < 500 and (error is None or status == CLIENT_CLOSED)
+            latency_ms = (t_end - self.t0) * 1000.0
+            span = self.span
+            method = self.method
+            if not self.unmonitored:
+                labels = mw._label_sets.get((method, status)) or mw._labels(method, status)
+                if mw._end_takes_span:
+                    # The server span (when sampled) is the exemplar of the bucket this latency lands in.
+                    mw._end(route, mw.provider, success, latency_ms, labels, span)
+                else:
+                    mw._end(route, mw.provider, success, latency_ms, labels)
+            # Unsampled: nothing to record or end (its end is a no-op), so no attributes are gathered for it.
+            if span.__class__ is not NonRecordingSpan:
+                if error is not None and status != CLIENT_CLOSED:
+                    span.set_error(error)
+                # OpenTelemetry's HTTP server attributes (not url.query: query strings carry tokens too often),
+                # the name "GET /items/{item_id}", error status on 5xx and the end, in one call into the core.
+                server = scope.get("server")
+                span.end_http_server(
+                    method,
+                    scope.get("path", ""),
+                    scope.get("scheme", "http"),
+                    status,
+                    route if route != UNMATCHED_ROUTE else None,
+                    str(server[0]) if server else None,
+                    self.user_agent or None,
+                )
+            # The app may keep our wrapped receive/send in the scope (Starlette's Request does): drop our
+            # side of that cycle so the request's objects are freed by refcount, not left for the GC.
+            self.scope = self.span = None  # type: ignore[assignment]
+        except Exception:
+            # Recording must never break the response it records; say so once.
+            mw._record_failed()
 
     async def wrapped_send(self, message: Message) -> None:
         kind = message["type"]
@@ -341,49 +386,6 @@ class MonitoringMiddleware:
         if len(self._routes) < 10_000:
             self._routes[id(route)] = (route, template)
         return template
-
-    def _finish(self, exchange: _Exchange, error: BaseException | None) -> None:
-        t_end = exchange.t_end if exchange.completed else _now()
-        if exchange.disconnected and not exchange.completed:
-            status = CLIENT_CLOSED
-        elif error is not None and not exchange.started:
-            # An exception before the response is what the client sees as a 500.
-            status = 500
-        else:
-            status = exchange.status
-        scope = exchange.scope
-        route = self._route(scope)
-        success = status < 500 and (error is None or status == CLIENT_CLOSED)
-        latency_ms = (t_end - exchange.t0) * 1000.0
-        span = exchange.span
-        if not exchange.unmonitored:
-            labels = self._label_sets.get((exchange.method, status)) or self._labels(exchange.method, status)
-            if self._end_takes_span:
-                # The server span (when sampled) is the exemplar of the bucket this latency lands in.
-                self._end(route, self.provider, success, latency_ms, labels, span)
-            else:
-                self._end(route, self.provider, success, latency_ms, labels)
-        if span.__class__ is NonRecordingSpan:
-            # Unsampled: nothing to record or end (its end is a no-op), so no attributes are gathered for it.
-            exchange.scope = exchange.span = None  # type: ignore[assignment]
-            return
-        if error is not None and status != CLIENT_CLOSED:
-            span.set_error(error)
-        # OpenTelemetry's HTTP server attributes (not url.query: query strings carry tokens too often),
-        # the name "GET /items/{item_id}", error status on 5xx and the end, in one call into the core.
-        server = scope.get("server")
-        span.end_http_server(
-            exchange.method,
-            scope.get("path", ""),
-            scope.get("scheme", "http"),
-            status,
-            route if route != UNMATCHED_ROUTE else None,
-            str(server[0]) if server else None,
-            exchange.user_agent or None,
-        )
-        # The app may keep our wrapped receive/send in the scope (Starlette's Request does): drop our
-        # side of that cycle so the request's objects are freed by refcount, not left for the GC.
-        exchange.scope = exchange.span = None  # type: ignore[assignment]
 
     async def _websocket(self, app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
         t0 = time.perf_counter()
