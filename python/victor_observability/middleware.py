@@ -27,6 +27,7 @@ from victor_observability.tracing.tracer import (
 
 log = logging.getLogger("victor_observability.middleware")
 _now = time.perf_counter
+_new = object.__new__
 
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
@@ -330,7 +331,17 @@ class MonitoringMiddleware:
             span, token, extra, user_agent = begin(scope.get("headers") or [], method, self._rid_name, self._tid_name)
         else:
             span, token, extra, user_agent, method = self._begin_other(scope, method)
-        exchange = _Exchange(self, scope, span, method, user_agent, receive, send, extra)
+        # Filled here rather than through __init__: one Python frame less per request (see _Exchange.__init__).
+        exchange = _new(_Exchange)
+        exchange.middleware = self
+        exchange.scope = scope
+        exchange.span = span
+        exchange.method = method
+        exchange.user_agent = user_agent
+        exchange.receive = receive
+        exchange.send = send
+        exchange.extra_headers = extra
+        exchange.t0 = _now()
         # The /metrics and health apps find it here to take scrapes and probes out (see _asgi.unmonitor).
         scope[UNMONITORED_KEY] = exchange
         self._begin()
