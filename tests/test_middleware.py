@@ -403,3 +403,26 @@ async def test_a_response_is_recorded_when_its_declared_length_is_sent() -> None
     # declared length only the last chunk completes it.
     assert counted_before_last_chunk == [1, 1, 3]
     assert collector.get_summary()["requests"]["total"] == 3
+
+
+async def test_a_request_is_in_flight_while_the_app_runs() -> None:
+    collector = create_production_collector(collect_system_metrics=False)
+    during: list[float] = []
+
+    async def app(scope, receive, send):  # type: ignore[no-untyped-def]
+        during.append(collector.get_summary()["requests"]["active"])
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    async def receive() -> dict[str, object]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message):  # type: ignore[no-untyped-def]
+        pass
+
+    mw = MonitoringMiddleware(app, metrics_collector=collector, tracer=DistributedTracer("x"))
+    # A known method (the core marks it in flight as it starts the span) and one OpenTelemetry does not know.
+    for method in ("GET", "BREW"):
+        await mw({"type": "http", "method": method, "path": "/x", "headers": []}, receive, send)
+    assert during == [1, 1]
+    assert collector.get_summary()["requests"]["active"] == 0

@@ -464,10 +464,16 @@ class TracerCore:
     def extract_context(self, headers: _Headers) -> SpanContext | None:
         """The incoming context, or None when traceparent is missing, repeated or invalid (never raises)."""
     def begin_server(
-        self, headers: object, method: str, request_id_header: bytes, trace_id_header: bytes
+        self,
+        headers: object,
+        method: str,
+        request_id_header: bytes,
+        trace_id_header: bytes,
+        collector: object | None = None,
     ) -> tuple[Span | NonRecordingSpan, object, list[tuple[bytes, bytes]], str | None]:
-        """The middleware's start of a request: the SERVER span under the incoming context, made current;
-        returns (span, token for detach_span, response headers to add, user agent or None)."""
+        """The middleware's start of a request: the SERVER span under the incoming context, made current, and
+        `collector.begin_request()` when given; returns (span, token for detach_span, response headers to add,
+        user agent or None)."""
 
     def wait(self, timeout: float) -> bool: ...
     def wake(self) -> None: ...

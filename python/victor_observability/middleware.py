@@ -280,6 +280,8 @@ class MonitoringMiddleware:
         self._label_sets: dict[tuple[str, int], dict[str, str]] = {}
         # The server span is the latency's exemplar; a stand-in collector gets the arguments it always got.
         self._end_takes_span = isinstance(self.metrics_collector, ProductionMetricsCollector)
+        # The core's own collector is marked in flight by begin_server, in the same call; a stand-in by _begin().
+        self._in_flight = self.metrics_collector if self._end_takes_span else None
         core = getattr(self.tracer, "_core", None)
         self._begin_server: Callable[..., Any] | None = getattr(core, "begin_server", None)
         # Route templates per route object (by identity: Starlette's routes compare by value and do not hash),
@@ -328,9 +330,14 @@ class MonitoringMiddleware:
         if begin is not None and method in self._known_methods:
             # One call into the core: trace headers, request id and user agent read, the span started and made
             # current (what `tracer.use_span` does, without its wrapper object), the response headers made.
-            span, token, extra, user_agent = begin(scope.get("headers") or [], method, self._rid_name, self._tid_name)
+            span, token, extra, user_agent = begin(
+                scope.get("headers") or [], method, self._rid_name, self._tid_name, self._in_flight
+            )
+            if self._in_flight is None:
+                self._begin()
         else:
             span, token, extra, user_agent, method = self._begin_other(scope, method)
+            self._begin()
         # Filled here rather than through __init__: one Python frame less per request (see _Exchange.__init__).
         exchange = _new(_Exchange)
         exchange.middleware = self
@@ -344,7 +351,6 @@ class MonitoringMiddleware:
         exchange.t0 = _now()
         # The /metrics and health apps find it here to take scrapes and probes out (see _asgi.unmonitor).
         scope[UNMONITORED_KEY] = exchange
-        self._begin()
         error: BaseException | None = None
         try:
             await app(scope, exchange.wrapped_receive, exchange.wrapped_send)

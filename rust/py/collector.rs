@@ -114,6 +114,12 @@ pub struct CollectorCore {
 }
 
 impl CollectorCore {
+    /// `begin_request` for the middleware's `TracerCore.begin_server`, which starts a request in one crossing.
+    #[inline]
+    pub(crate) fn mark_in_flight(&self) {
+        self.core.active_requests.add(1.0);
+    }
+
     #[inline]
     #[allow(clippy::too_many_arguments)]
     fn outcome(

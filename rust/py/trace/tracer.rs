@@ -9,6 +9,7 @@ use super::propagation::{context_of, extract, Found};
 use super::sampler::Sampler;
 use super::shared::{parent_of, SamplerImpl, Shared};
 use super::span::{Span, SpanState};
+use crate::py::collector::CollectorCore;
 use crate::trace::baggage;
 use crate::trace::buffer::Store;
 use crate::trace::hex::{encode_into, parse_trace_id};
@@ -310,7 +311,9 @@ impl TracerCore {
     /// the incoming context (else the current span) and makes it current. Returns `(span, token, headers,
     /// user_agent)`: the token for `detach_span`, the response headers to add (the request id, echoed when it is
     /// 1-128 printable ASCII bytes, else the span id; the trace id), and the user agent (first 512 bytes, as
-    /// latin-1) or None (also for an unsampled span, which records nothing).
+    /// latin-1) or None (also for an unsampled span, which records nothing). With `collector` (a
+    /// ProductionMetricsCollector), also its `begin_request()`: the request is in flight.
+    #[pyo3(signature = (headers, method, request_id_header, trace_id_header, collector = None))]
     pub(crate) fn begin_server<'py>(
         &self,
         py: Python<'py>,
@@ -318,7 +321,11 @@ impl TracerCore {
         method: &Bound<'py, PyString>,
         request_id_header: &Bound<'py, PyBytes>,
         trace_id_header: &Bound<'py, PyBytes>,
+        collector: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyTuple>> {
+        if let Some(c) = collector.and_then(|c| c.cast::<CollectorCore>().ok()) {
+            c.get().mark_in_flight();
+        }
         const MAX_REQUEST_ID: usize = 128;
         let rid_name = request_id_header.as_bytes();
         let mut found = Found::default();
