@@ -1,19 +1,21 @@
 """Instructions per request each middleware adds to the same FastAPI app, counted by valgrind's callgrind.
 
-Instruction counts repeat exactly whatever else the machine is doing, unlike times on a shared 2-core box.
+Instruction counts repeat (to tens per request, with a fixed hash seed) whatever else the machine is doing, unlike
+times on a shared 2-core box.
 Run: `python benches/middleware_callgrind.py` (needs valgrind). Each case runs in a fresh process twice,
-with 200 and 800 requests, and the difference / 600 (the driver serves each count twice) is per request.
+with 100 and 400 requests, and the difference / 600 (the driver serves each count twice) is per request.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-CASES = ("bare", "ours", "instrumentator", "starlette_exporter")
+CASES = ("bare", "floor", "ours", "ours_traced", "instrumentator", "starlette_exporter", "otel_instrumentator")
 
 
 def serve(case: str, n: int) -> None:
@@ -21,15 +23,14 @@ def serve(case: str, n: int) -> None:
     import test_bench_middleware as bench
 
     bench.N = n
-    app = {
-        "bare": bench.make_app,
-        "ours": bench.ours,
-        "instrumentator": bench.instrumentator,
-        "starlette_exporter": bench.starlette_exporter,
-    }[case]()
+    app = bench.CASES[case]()
     bench.driver(app)()
     for loop in bench.LOOPS:
         loop.close()
+    for tracer in bench.TRACERS:
+        tracer.shutdown()
+    for provider in bench.PROVIDERS:
+        provider.shutdown()
 
 
 def instructions(case: str, n: int) -> int:
@@ -38,6 +39,8 @@ def instructions(case: str, n: int) -> int:
         capture_output=True,
         text=True,
         timeout=600,
+        # Hash randomisation moves every dict's probing, and with it thousands of instructions per request.
+        env={**os.environ, "PYTHONHASHSEED": "0"},
     )
     match = re.search(r"Collected : (\d+)", out.stderr)
     assert match, out.stderr[-2000:]
@@ -49,7 +52,13 @@ def main() -> None:
     added = {c: per_request[c] - per_request["bare"] for c in CASES if c != "bare"}
     print(f"bare app: {per_request['bare']:,.0f} instructions per request")
     for case, extra in added.items():
-        print(f"{case:20} adds {extra:9,.0f}   ({extra / added['ours']:.1f}x ours)")
+        print(f"{case:20} adds {extra:9,.0f}   ({extra / added['ours']:.2f}x ours)")
+    cheaper = min(added["instrumentator"], added["starlette_exporter"])
+    print(
+        f"tracing off: {added['ours'] / added['floor']:.2f}x the floor (target <= 2), 1/{cheaper / added['ours']:.1f} "
+        f"of the cheaper peer (target >= 5); tracing on: 1/{added['otel_instrumentator'] / added['ours_traced']:.1f} "
+        "of OpenTelemetry FastAPI + instrumentator (target >= 10)"
+    )
 
 
 if __name__ == "__main__":

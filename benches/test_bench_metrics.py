@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+
 import prometheus_client as pc
 import pytest
-from conftest import bench_hook, compare
-from victor_observability import Counter, Histogram, ProductionMetricsCollector, Registry
+from conftest import NOTES, bench_hook, compare
+from victor_observability import Counter, DistributedTracer, Histogram, ProductionMetricsCollector, Registry
 
 N = 1000  # calls per timed round: the loop's own cost is the same on both sides
 LAT = (10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
@@ -20,6 +23,8 @@ compare("child.inc() vs no-op extension call (>= 0.5 means within 2x)", "inc_our
 compare("child.observe() vs no-op extension call (>= 0.5 means within 2x)", "observe_ours", "observe_noop", ">= 0.5")
 compare("child.inc() vs prometheus-client child.inc()", "inc_ours", "inc_pc", "(context)")
 compare("export 1,000 labelled histogram series vs generate_latest()", "export_ours", "export_pc", ">= 20x")
+compare("record_request with an exemplar / without (the cost of one)", "rr_ours", "rr_exemplar", "<= 1.3")
+compare("child.observe() with an exemplar / without (the cost of one)", "observe_ours", "observe_exemplar", "<= 1.3")
 
 
 @pytest.fixture(scope="module")
@@ -158,3 +163,65 @@ def test_export_prometheus_client(bench) -> None:  # type: ignore[no-untyped-def
     _fill(pc.Histogram("latency_ms", "Latency.", ["route", "method"], buckets=LAT, registry=reg))
     body = bench("export_pc", pc.generate_latest, reg)
     assert body.count(b"_bucket{") == 11_000
+
+
+def _in_sampled_span(run: Callable[[], None]) -> Callable[[], None]:
+    """`run` with a sampled span current: every observation takes its ids as the bucket's exemplar."""
+    tracer = DistributedTracer("bench", flush_on_exit=False)
+
+    def traced() -> None:
+        with tracer.start_span("request"):
+            run()
+
+    return traced
+
+
+def _record_requests(collector: ProductionMetricsCollector) -> Callable[[], None]:
+    rr = collector.record_request
+
+    def run() -> None:
+        for _ in range(N):
+            rr("/chat", "anthropic", True, 123.4, LABELS)
+
+    return run
+
+
+def _observations() -> Callable[[], None]:
+    observe = Histogram("h", "", ["a"], buckets=LAT, registry=Registry()).labels("x").observe
+
+    def run() -> None:
+        for _ in range(N):
+            observe(123.4)
+
+    return run
+
+
+def test_record_request_exemplar(bench, collector) -> None:  # type: ignore[no-untyped-def]
+    bench("rr_exemplar", _in_sampled_span(_record_requests(collector)))
+
+
+def test_child_observe_exemplar(bench) -> None:  # type: ignore[no-untyped-def]
+    bench("observe_exemplar", _in_sampled_span(_observations()))
+
+
+def test_report_exemplar_cost() -> None:
+    """Interleaved rounds, CPU time, best of: the same record with and without a sampled span current."""
+    collector = ProductionMetricsCollector("victor", collect_system_metrics=False)
+    runs = {
+        "rr": _record_requests(collector),
+        "rr_exemplar": _in_sampled_span(_record_requests(collector)),
+        "observe": _observations(),
+        "observe_exemplar": _in_sampled_span(_observations()),
+    }
+    best = dict.fromkeys(runs, float("inf"))
+    for _ in range(30):
+        for key, run in runs.items():
+            t0 = time.process_time()
+            run()
+            best[key] = min(best[key], (time.process_time() - t0) / N * 1e9)
+    NOTES.append(
+        "exemplars (interleaved, best of 30, ns per call): record_request {rr:.0f} -> {rr_exemplar:.0f} with one "
+        "({r1:.2f}x), Histogram.observe {observe:.0f} -> {observe_exemplar:.0f} ({r2:.2f}x); target <= 1.3x".format(
+            r1=best["rr_exemplar"] / best["rr"], r2=best["observe_exemplar"] / best["observe"], **best
+        )
+    )

@@ -1,6 +1,8 @@
 //! Prometheus text 0.0.4 and OpenMetrics 1.0.0 encoders, byte-for-byte with prometheus-client 0.26.
 
+use crate::metrics::exemplar::{Exemplar, ExemplarLabels};
 use crate::metrics::family::{Family, Kind, Series, Value};
+use crate::trace::hex::encode_into;
 use std::sync::Arc;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -295,6 +297,41 @@ fn sample(out: &mut String, name: &str, suffix: &str, series: &Series, le: Optio
     out.push('\n');
 }
 
+/// Appends ` # {span_id="...",trace_id="..."} value timestamp` (OpenMetrics only), as prometheus-client writes it.
+fn write_exemplar(e: &Exemplar, out: &mut String) {
+    // The sample's newline is already written: the exemplar goes before it.
+    out.pop();
+    out.push_str(" # {");
+    match &e.labels {
+        ExemplarLabels::Span { trace_id, span_id } => {
+            let mut buf = [0u8; 32];
+            out.push_str("span_id=\"");
+            encode_into(*span_id as u128, 16, &mut buf);
+            out.push_str(std::str::from_utf8(&buf[..16]).unwrap_or_default());
+            out.push_str("\",trace_id=\"");
+            encode_into(*trace_id, 32, &mut buf);
+            out.push_str(std::str::from_utf8(&buf).unwrap_or_default());
+            out.push('"');
+        }
+        ExemplarLabels::Custom(pairs) => {
+            for (i, (k, v)) in pairs.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(k);
+                out.push_str("=\"");
+                escape_label_value(v, out);
+                out.push('"');
+            }
+        }
+    }
+    out.push_str("} ");
+    go_float(e.value, out);
+    out.push(' ');
+    python_float_repr(e.timestamp, out);
+    out.push('\n');
+}
+
 fn encode_family(f: &Family, series: &[Arc<Series>], format: Format, out: &mut String) {
     let exposed = match (f.kind, format) {
         (Kind::Counter, Format::Text) => format!("{}_total", f.name),
@@ -326,8 +363,17 @@ fn encode_family(f: &Family, series: &[Arc<Series>], format: Format, out: &mut S
             Value::Gauge(g) => sample(out, &f.name, "", s, None, g.get()),
             Value::Histogram(h) => {
                 let cumulative = h.cumulative();
-                for (le, &n) in les.iter().zip(&cumulative) {
+                // Exemplars exist in OpenMetrics only: the text format 0.0.4 has no syntax for them.
+                let exemplars = if format == Format::OpenMetrics {
+                    s.exemplars()
+                } else {
+                    Vec::new()
+                };
+                for (i, (le, &n)) in les.iter().zip(&cumulative).enumerate() {
                     sample(out, &f.name, "_bucket", s, Some(le), n as f64);
+                    if let Some(Some(e)) = exemplars.get(i) {
+                        write_exemplar(e, out);
+                    }
                 }
                 sample(out, &f.name, "_count", s, None, *cumulative.last().unwrap_or(&0) as f64);
                 if has_sum {
@@ -481,6 +527,32 @@ mod tests {
         let om = encode(&[f], Format::OpenMetrics);
         assert!(om.starts_with("# HELP h a \\\"help\\\"\\\\\\n\n"));
         assert!(om.ends_with("# EOF\n"));
+    }
+
+    #[test]
+    fn exemplars_in_openmetrics_only() {
+        let mut spec = FamilySpec::new("h", "help", Kind::Histogram, &[]);
+        spec.buckets = Some(vec![1.0, 2.0]);
+        let f = Family::new(spec, None).unwrap();
+        let s = f.lookup(&[]).series;
+        s.observe(1.5);
+        let text_before = encode(std::slice::from_ref(&f), Format::Text);
+        let labels = ExemplarLabels::Span {
+            trace_id: 0x0af7651916cd43dd8448eb211c80319c,
+            span_id: 0xb7ad6b7169203331,
+        };
+        s.set_exemplar(1.5, labels, 1700000000.5);
+        let custom = crate::metrics::exemplar::check_labels(vec![("user".into(), "a\"b".into())]).unwrap();
+        s.set_exemplar(9.0, custom, 1.25);
+        assert_eq!(encode(std::slice::from_ref(&f), Format::Text), text_before);
+        assert_eq!(
+            encode(&[f], Format::OpenMetrics),
+            "# HELP h help\n# TYPE h histogram\n\
+             h_bucket{le=\"1.0\"} 0.0\n\
+             h_bucket{le=\"2.0\"} 1.0 # {span_id=\"b7ad6b7169203331\",trace_id=\"0af7651916cd43dd8448eb211c80319c\"} 1.5 1700000000.5\n\
+             h_bucket{le=\"+Inf\"} 1.0 # {user=\"a\\\"b\"} 9.0 1.25\n\
+             h_count 1.0\nh_sum 1.5\n# EOF\n"
+        );
     }
 
     #[test]

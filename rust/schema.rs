@@ -214,9 +214,14 @@ impl CollectorCore {
 
     /// Counts an outcome (total, then success or error) and observes a duration on a group's
     /// resolved series. A bad duration (or none that is a number) is dropped and counted; the
-    /// outcome still counts.
+    /// outcome still counts. Returns the duration series and value when the duration was observed (for its exemplar).
     #[inline]
-    pub fn record_outcome(&self, series: &[Arc<Series>], success: bool, duration: Sample) {
+    pub fn record_outcome<'s>(
+        &self,
+        series: &'s [Arc<Series>],
+        success: bool,
+        duration: Sample,
+    ) -> Option<(&'s Series, f64)> {
         series[0].inc_int(1);
         // Layouts: [total, success, errors, duration] (requests) or [total, errors, duration].
         match (series.len(), success) {
@@ -227,10 +232,11 @@ impl CollectorCore {
         }
         let last = &series[series.len() - 1];
         match duration.and_then(check_non_negative) {
-            Ok(v) if last.observe(v) => {}
+            Ok(v) if last.observe(v) => return Some((last, v)),
             Ok(_) => self.registry.count_invalid(&last.family_name, Invalid::Overflow),
             Err(why) => self.registry.count_invalid(&last.family_name, why),
         }
+        None
     }
 
     pub fn record_task_completion(&self, success: bool, cost: Sample) {

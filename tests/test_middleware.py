@@ -15,8 +15,10 @@ import pytest
 import uvicorn
 from fastapi import FastAPI, HTTPException
 from fastapi.responses import JSONResponse, StreamingResponse
+from prometheus_client.openmetrics.parser import text_string_to_metric_families as om_parse
 from prometheus_client.parser import text_string_to_metric_families
 from victor_observability import (
+    InMemorySpanExporter,
     MonitoringMiddleware,
     ProductionMetricsCollector,
     create_monitoring_middleware,
@@ -264,6 +266,35 @@ def test_new_trace_without_traceparent_and_bad_headers_are_survived(served: Serv
     assert huge.status_code == 200
 
 
+def test_latency_exemplar_is_the_server_span_exported_for_that_request(served: Served) -> None:
+    exported = InMemorySpanExporter()
+    served.tracer.add_exporter(exported)
+    # /slow lands alone in its bucket (50 ms <= latency <= 100 ms, far above the others), so its exemplar is its own.
+    slow = httpx.get(f"{served.url}/slow", headers={"User-Agent": "exemplar-test"})
+    fast = [httpx.get(f"{served.url}/items/{i}") for i in range(5)]
+    assert served.tracer.force_flush()
+    om = served.collector.export_prometheus(openmetrics=True)
+    found = {
+        s.labels["endpoint"]: s.exemplar
+        for f in om_parse(om)
+        if f.name == "victor_request_latency_ms"
+        for s in f.samples
+        if s.exemplar is not None
+    }
+    assert set(found) == {"/slow", "/items/{item_id}"}
+    servers = {(s.trace_id, s.span_id): s for s in exported.get_finished_spans() if s.kind == "server"}
+    ex = found["/slow"]
+    assert ex.labels["trace_id"] == slow.headers["x-trace-id"]
+    span = servers[(ex.labels["trace_id"], ex.labels["span_id"])]
+    assert span.name == "GET /slow"
+    assert ex.value >= 50.0
+    ex = found["/items/{item_id}"]
+    assert ex.labels["trace_id"] in {r.headers["x-trace-id"] for r in fast}
+    assert servers[(ex.labels["trace_id"], ex.labels["span_id"])].name == "GET /items/{item_id}"
+    # The text format 0.0.4 has no exemplars.
+    assert " # {" not in served.collector.export_prometheus()
+
+
 def test_errors_mark_the_span(served: Served) -> None:
     trace_id = "1af7651916cd43dd8448eb211c80319c"
     r = httpx.get(f"{served.url}/boom", headers={"traceparent": f"00-{trace_id}-b7ad6b7169203331-01"})
@@ -345,3 +376,53 @@ async def test_a_failure_to_record_never_breaks_the_response(caplog: pytest.LogC
     assert [m["type"] for m in sent] == ["http.response.start", "http.response.body"] * 2
     assert mw.record_failures == 2
     assert sum("could not record" in r.message for r in caplog.records) == 1
+
+
+async def test_a_response_is_recorded_when_its_declared_length_is_sent() -> None:
+    collector = create_production_collector(collect_system_metrics=False)
+    counted_before_last_chunk: list[float] = []
+
+    async def app(scope, receive, send):  # type: ignore[no-untyped-def]
+        declared = [(b"content-length", b"4")] if scope["path"] == "/declared" else []
+        await send({"type": "http.response.start", "status": 200, "headers": declared})
+        await send({"type": "http.response.body", "body": b"ab", "more_body": True})
+        await send({"type": "http.response.body", "body": b"cd", "more_body": True})
+        counted_before_last_chunk.append(collector.get_summary()["requests"]["total"])
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    async def receive() -> dict[str, object]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message):  # type: ignore[no-untyped-def]
+        pass
+
+    mw = MonitoringMiddleware(app, metrics_collector=collector, tracer=DistributedTracer("x"))
+    for path in ("/declared", "/undeclared", "/declared"):
+        await mw({"type": "http", "method": "GET", "path": path, "headers": []}, receive, send)
+    # The client holding its 4 declared bytes finds the request counted before the empty final chunk; without a
+    # declared length only the last chunk completes it.
+    assert counted_before_last_chunk == [1, 1, 3]
+    assert collector.get_summary()["requests"]["total"] == 3
+
+
+async def test_a_request_is_in_flight_while_the_app_runs() -> None:
+    collector = create_production_collector(collect_system_metrics=False)
+    during: list[float] = []
+
+    async def app(scope, receive, send):  # type: ignore[no-untyped-def]
+        during.append(collector.get_summary()["requests"]["active"])
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    async def receive() -> dict[str, object]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message):  # type: ignore[no-untyped-def]
+        pass
+
+    mw = MonitoringMiddleware(app, metrics_collector=collector, tracer=DistributedTracer("x"))
+    # A known method (the core marks it in flight as it starts the span) and one OpenTelemetry does not know.
+    for method in ("GET", "BREW"):
+        await mw({"type": "http", "method": method, "path": "/x", "headers": []}, receive, send)
+    assert during == [1, 1]
+    assert collector.get_summary()["requests"]["active"] == 0

@@ -115,8 +115,10 @@ class GaugeChild:
 
 @final
 class HistogramChild:
-    def observe(self, value: float) -> None:
-        """A value that would make the sum infinite is dropped and counted (reason "overflow")."""
+    def observe(self, value: float, exemplar: Mapping[str, str] | None = None) -> None:
+        """A value that would make the sum infinite is dropped and counted (reason "overflow"). Its bucket keeps
+        `exemplar` (at most 128 characters; else dropped, counted "invalid_exemplar") or the current sampled
+        span's trace_id and span_id as its exemplar."""
     def get(self) -> float:
         """The number of observations."""
     def sum(self) -> float: ...
@@ -143,7 +145,13 @@ class CollectorCore:
         """One request: total, success or error, latency. A missing `latency_ms` drops the sample (counted)."""
     def begin_request(self) -> None: ...
     def end_request(
-        self, endpoint: str, provider: str, success: bool, latency_ms: float, labels: dict[str, Any] | None = None
+        self,
+        endpoint: str,
+        provider: str,
+        success: bool,
+        latency_ms: float,
+        labels: dict[str, Any] | None = None,
+        span: object | None = None,
     ) -> None: ...
     def record_tool_execution(
         self, tool_name: str, success: bool, duration_ms: float, labels: dict[str, Any] | None = None
@@ -507,6 +515,17 @@ class TracerCore:
     def extract_context(self, headers: _Headers) -> SpanContext | None:
         """The incoming context, or None when traceparent is missing, repeated or invalid; a carrier's Exception
         means None, only a BaseException that is not an Exception (KeyboardInterrupt) propagates."""
+    def begin_server(
+        self,
+        headers: object,
+        method: str,
+        request_id_header: bytes,
+        trace_id_header: bytes,
+        collector: object | None = None,
+    ) -> tuple[Span | NonRecordingSpan, object, list[tuple[bytes, bytes]], str | None]:
+        """The middleware's start of a request: the SERVER span under the incoming context, made current, and
+        `collector.begin_request()` when given; returns (span, token for detach_span, response headers to add,
+        user agent or None)."""
 
     def wait(self, timeout: float) -> bool: ...
     def wake(self) -> None: ...

@@ -16,9 +16,18 @@ from urllib.parse import urlsplit
 
 from victor_observability._asgi import UNMONITORED_KEY, Message, Receive, Scope, Send
 from victor_observability.metrics.collector import ProductionMetricsCollector, create_production_collector
-from victor_observability.tracing.tracer import DistributedTracer, SpanKind, attach_span, detach_span, get_global_tracer
+from victor_observability.tracing.tracer import (
+    DistributedTracer,
+    NonRecordingSpan,
+    SpanKind,
+    attach_span,
+    detach_span,
+    get_global_tracer,
+)
 
 log = logging.getLogger("victor_observability.middleware")
+_now = time.perf_counter
+_new = object.__new__
 
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
@@ -84,25 +93,13 @@ class _Excluder:
 class _Exchange:
     """One request/response as it passes: status, completion, disconnects, and the headers we add."""
 
-    __slots__ = (
-        "completed",
-        "disconnected",
-        "done",
-        "extra_headers",
-        "method",
-        "middleware",
-        "receive",
-        "remaining",
-        "scope",
-        "send",
-        "span",
-        "started",
-        "status",
-        "t0",
-        "t_end",
-        "unmonitored",
-        "user_agent",
-    )
+    # No __slots__: the flags start as these class attributes, so a request sets only what it changes (an
+    # instance of a slotted class pays for every slot it fills, and this one is made per request).
+    status = 500
+    started = completed = disconnected = done = unmonitored = False
+    t_end = 0.0
+    remaining: int | None = None
+    headers: Any = ()
 
     def __init__(
         self,
@@ -110,25 +107,28 @@ class _Exchange:
         scope: Scope,
         span: Any,
         method: str,
-        user_agent: bytes,
+        user_agent: str | None,
         receive: Receive,
         send: Send,
         extra_headers: list[tuple[bytes, bytes]],
     ) -> None:
         # No reference back from the middleware: one request makes no reference cycle for the GC.
-        self.middleware, self.scope, self.span, self.method, self.user_agent = (
-            middleware,
-            scope,
-            span,
-            method,
-            user_agent,
-        )
-        self.receive, self.send, self.extra_headers = receive, send, extra_headers
-        self.status = 500
-        self.started = self.completed = self.disconnected = self.done = self.unmonitored = False
-        self.t0 = time.perf_counter()
-        self.t_end = 0.0
-        self.remaining = -1
+        self.middleware = middleware
+        self.scope = scope
+        self.span = span
+        self.method = method
+        self.user_agent = user_agent
+        self.receive = receive
+        self.send = send
+        self.extra_headers = extra_headers
+        self.t0 = _now()
+
+    def _declared_length(self) -> int:
+        """The response's Content-Length (ASGI header names are lowercase); -1 without one, so it is never reached."""
+        for name, value in self.headers:
+            if name == b"content-length" and value.isdigit():
+                return int(value)
+        return -(1 << 62)
 
     def unmonitor(self) -> None:
         """A scrape or probe (the app said so through `_asgi.unmonitor`): out of the request metrics,
@@ -140,34 +140,83 @@ class _Exchange:
 
     def complete(self, error: BaseException | None) -> None:
         """Records the request, once: before the last chunk goes out, so that a client holding the
-        whole response also finds it counted; else when the app returns or raises."""
-        if not self.done:
-            self.done = True
-            try:
-                self.middleware._finish(self, error)
-            except Exception:
-                # Recording must never break the response it records; say so once.
-                self.middleware._record_failed()
+        whole response also finds it counted; else when the app returns or raises. (One method, no helpers:
+        each Python call here is paid per request.)"""
+        if self.done:
+            return
+        self.done = True
+        mw = self.middleware
+        try:
+            completed = self.completed
+            t_end = self.t_end if completed else _now()
+            if self.disconnected and not completed:
+                status = CLIENT_CLOSED
+            elif error is not None and not self.started:
+                # An exception before the response is what the client sees as a 500.
+                status = 500
+            else:
+                status = self.status
+            scope = self.scope
+            found = scope.get("route")
+            known = mw._routes.get(id(found)) if found is not None else None
+            route = known[1] if known is not None and known[0] is found else mw._route(scope)
+            success = status < 500 and (error is None or status == CLIENT_CLOSED)
+            latency_ms = (t_end - self.t0) * 1000.0
+            span = self.span
+            method = self.method
+            if not self.unmonitored:
+                labels = mw._label_sets.get((method, status)) or mw._labels(method, status)
+                if mw._end_takes_span:
+                    # The server span (when sampled) is the exemplar of the bucket this latency lands in.
+                    mw._end(route, mw.provider, success, latency_ms, labels, span)
+                else:
+                    mw._end(route, mw.provider, success, latency_ms, labels)
+            # Unsampled: nothing to record or end (its end is a no-op), so no attributes are gathered for it.
+            if span.__class__ is not NonRecordingSpan:
+                if error is not None and status != CLIENT_CLOSED:
+                    span.set_error(error)
+                # OpenTelemetry's HTTP server attributes (not url.query: query strings carry tokens too often),
+                # the name "GET /items/{item_id}", error status on 5xx and the end, in one call into the core.
+                server = scope.get("server")
+                span.end_http_server(
+                    method,
+                    scope.get("path", ""),
+                    scope.get("scheme", "http"),
+                    status,
+                    route if route != UNMATCHED_ROUTE else None,
+                    str(server[0]) if server else None,
+                    self.user_agent or None,
+                )
+            # The app may keep our wrapped receive/send in the scope (Starlette's Request does): drop our
+            # side of that cycle so the request's objects are freed by refcount, not left for the GC.
+            self.scope = self.span = None  # type: ignore[assignment]
+        except Exception:
+            # Recording must never break the response it records; say so once.
+            mw._record_failed()
 
     async def wrapped_send(self, message: Message) -> None:
         kind = message["type"]
-        if kind == "http.response.start":
+        if kind == "http.response.body":
+            # The response is complete at its last chunk, or at its declared length (a client that has
+            # Content-Length bytes is done, whether or not an empty final chunk follows). The length is read
+            # only for a response that comes in several chunks: most come in one.
+            if message.get("more_body", False):
+                remaining = self.remaining
+                if remaining is None:
+                    remaining = self._declared_length()
+                remaining = self.remaining = remaining - len(message.get("body", b""))
+                done = remaining == 0
+            else:
+                done = True
+            if done:
+                self.completed = True
+                self.t_end = _now()
+                self.complete(None)
+        elif kind == "http.response.start":
             self.status = int(message["status"])
             self.started = True
-            headers = message.get("headers", ())
-            for name, value in headers:
-                # ASGI header names are lowercase.
-                if name == b"content-length" and value.isdigit():
-                    self.remaining = int(value)
+            headers = self.headers = message.get("headers", ())
             message["headers"] = [*headers, *self.extra_headers]
-        elif kind == "http.response.body":
-            self.remaining -= len(message.get("body", b""))
-            # The response is complete at its last chunk, or at its declared length (a client that has
-            # Content-Length bytes is done, whether or not an empty final chunk follows).
-            if not message.get("more_body", False) or self.remaining == 0:
-                self.completed = True
-                self.t_end = time.perf_counter()
-                self.complete(None)
         try:
             await self.send(message)
         except OSError:
@@ -220,6 +269,7 @@ class MonitoringMiddleware:
         self.metrics_collector = metrics_collector
         self.tracer = tracer if tracer is not None else get_global_tracer()
         self._excluded = _Excluder(exclude_paths)
+        self._exact, self._prefixes = self._excluded.exact, self._excluded.prefixes
         self._status_class = status_label == "class"
         self._rid_name = request_id_header.lower().encode("latin-1")
         self._tid_name = trace_id_header.lower().encode("latin-1")
@@ -232,6 +282,15 @@ class MonitoringMiddleware:
         self._cancel: Callable[[], None] = getattr(self.metrics_collector, "cancel_request", _nothing)
         self._known_methods = _known_methods(known_methods)
         self._label_sets: dict[tuple[str, int], dict[str, str]] = {}
+        # The server span is the latency's exemplar; a stand-in collector gets the arguments it always got.
+        self._end_takes_span = isinstance(self.metrics_collector, ProductionMetricsCollector)
+        # The core's own collector is marked in flight by begin_server, in the same call; a stand-in by _begin().
+        self._in_flight = self.metrics_collector if self._end_takes_span else None
+        core = getattr(self.tracer, "_core", None)
+        self._begin_server: Callable[..., Any] | None = getattr(core, "begin_server", None)
+        # Route templates per route object (by identity: Starlette's routes compare by value and do not hash),
+        # the object kept so that its id is not reused; bounded like the label sets.
+        self._routes: dict[int, tuple[Any, str]] = {}
         #: Requests served but not recorded because recording raised (logged once).
         self.record_failures = 0
 
@@ -265,35 +324,38 @@ class MonitoringMiddleware:
             else:
                 await app(scope, receive, send)
             return
-        if self._excluded(scope.get("path", "")):
+        path = scope.get("path", "")
+        if path in self._exact or (self._prefixes and path.startswith(self._prefixes)):
             await _follow_slash_redirect(app, scope, receive, send)
             return
         # The request path is inline here, not a helper coroutine: one frame less on every await.
-        headers = scope.get("headers") or []
-        request_id = None
-        user_agent = b""
-        for name, value in headers:
-            if name == self._rid_name:
-                request_id = _clean_request_id(value)
-            elif name == b"user-agent":
-                user_agent = value[:_MAX_USER_AGENT]
         method = scope.get("method", "GET")
-        tracer = self.tracer
-        if method in self._known_methods:
-            span = tracer.start_span(method, parent=tracer.extract_context(headers), kind=SpanKind.SERVER)
+        begin = self._begin_server
+        if begin is not None and method in self._known_methods:
+            # One call into the core: trace headers, request id and user agent read, the span started and made
+            # current (what `tracer.use_span` does, without its wrapper object), the response headers made.
+            span, token, extra, user_agent = begin(
+                scope.get("headers") or [], method, self._rid_name, self._tid_name, self._in_flight
+            )
+            if self._in_flight is None:
+                self._begin()
         else:
-            span = self._other_method_span(method, headers)
-            method = OTHER_METHOD
-        # Without an incoming id, the server span's id serves: unique per request, and it finds the trace.
-        rid = request_id.encode("ascii") if request_id is not None else span.span_id.encode("ascii")
-        extra = [(self._rid_name, rid), (self._tid_name, span.trace_id.encode("ascii"))]
-        exchange = _Exchange(self, scope, span, method, user_agent, receive, send, extra)
+            span, token, extra, user_agent, method = self._begin_other(scope, method)
+            self._begin()
+        # Filled here rather than through __init__: one Python frame less per request (see _Exchange.__init__).
+        exchange = _new(_Exchange)
+        exchange.middleware = self
+        exchange.scope = scope
+        exchange.span = span
+        exchange.method = method
+        exchange.user_agent = user_agent
+        exchange.receive = receive
+        exchange.send = send
+        exchange.extra_headers = extra
+        exchange.t0 = _now()
         # The /metrics and health apps find it here to take scrapes and probes out (see _asgi.unmonitor).
         scope[UNMONITORED_KEY] = exchange
-        self._begin()
         error: BaseException | None = None
-        # The span is current in the handler (what `tracer.use_span` does, without its wrapper object).
-        token = attach_span(span)
         try:
             await app(scope, exchange.wrapped_receive, exchange.wrapped_send)
         except BaseException as exc:
@@ -303,6 +365,28 @@ class MonitoringMiddleware:
             detach_span(token)
             exchange.complete(error)
 
+    def _begin_other(self, scope: Scope, method: Any) -> tuple[Any, Any, list[tuple[bytes, bytes]], str | None, str]:
+        """The start of a request the core's one call does not serve: a method OpenTelemetry does not know (or a
+        tracer without a core). Same headers, span and current span as `TracerCore.begin_server`."""
+        headers = scope.get("headers") or []
+        request_id = None
+        user_agent: str | None = None
+        for name, value in headers:
+            if name == self._rid_name:
+                request_id = _clean_request_id(value)
+            elif name == b"user-agent":
+                user_agent = value[:_MAX_USER_AGENT].decode("latin-1")
+        tracer = self.tracer
+        if method in self._known_methods:
+            span = tracer.start_span(method, parent=tracer.extract_context(headers), kind=SpanKind.SERVER)
+        else:
+            span = self._other_method_span(method, headers)
+            method = OTHER_METHOD
+        # Without an incoming id, the server span's id serves: unique per request, and it finds the trace.
+        rid = request_id.encode("ascii") if request_id is not None else span.span_id.encode("ascii")
+        extra = [(self._rid_name, rid), (self._tid_name, span.trace_id.encode("ascii"))]
+        return span, attach_span(span), extra, user_agent, method
+
     def _other_method_span(self, method: Any, headers: Any) -> Any:
         """The span of a request with a method OpenTelemetry does not know: named "HTTP" as the conventions
         say, the method as sent kept (cut short) in `http.request.method_original`."""
@@ -311,39 +395,18 @@ class MonitoringMiddleware:
         span.set_attribute("http.request.method_original", str(method)[:_MAX_METHOD_ORIGINAL])
         return span
 
-    def _finish(self, exchange: _Exchange, error: BaseException | None) -> None:
-        t_end = exchange.t_end if exchange.completed else time.perf_counter()
-        if exchange.disconnected and not exchange.completed:
-            status = CLIENT_CLOSED
-        elif error is not None and not exchange.started:
-            # An exception before the response is what the client sees as a 500.
-            status = 500
-        else:
-            status = exchange.status
-        scope = exchange.scope
-        route = _route_of(scope)
-        success = status < 500 and (error is None or status == CLIENT_CLOSED)
-        latency_ms = (t_end - exchange.t0) * 1000.0
-        if not exchange.unmonitored:
-            self._end(route, self.provider, success, latency_ms, self._labels(exchange.method, status))
-        span = exchange.span
-        if error is not None and status != CLIENT_CLOSED:
-            span.set_error(error)
-        # OpenTelemetry's HTTP server attributes (not url.query: query strings carry tokens too often),
-        # the name "GET /items/{item_id}", error status on 5xx and the end, in one call into the core.
-        server = scope.get("server")
-        span.end_http_server(
-            exchange.method,
-            scope.get("path", ""),
-            scope.get("scheme", "http"),
-            status,
-            route if route != UNMATCHED_ROUTE else None,
-            str(server[0]) if server else None,
-            exchange.user_agent.decode("latin-1") if exchange.user_agent else None,
-        )
-        # The app may keep our wrapped receive/send in the scope (Starlette's Request does): drop our
-        # side of that cycle so the request's objects are freed by refcount, not left for the GC.
-        exchange.scope = exchange.span = None  # type: ignore[assignment]
+    def _route(self, scope: Scope) -> str:
+        """`_route_of`, decided once per route object."""
+        route = scope.get("route")
+        if route is None:
+            return UNMATCHED_ROUTE
+        known = self._routes.get(id(route))
+        if known is not None and known[0] is route:
+            return known[1]
+        template = _route_of(scope)
+        if len(self._routes) < 10_000:
+            self._routes[id(route)] = (route, template)
+        return template
 
     async def _websocket(self, app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
         t0 = time.perf_counter()
@@ -374,7 +437,7 @@ class MonitoringMiddleware:
             return await call_next(request)
         headers = scope.get("headers") or []
         request_id = _clean_request_id(request.headers.get(self._rid_name.decode(), "").encode("latin-1"))
-        user_agent = request.headers.get("user-agent", "").encode("latin-1", "replace")[:_MAX_USER_AGENT]
+        user_agent = request.headers.get("user-agent", "")[:_MAX_USER_AGENT] or None
         method = scope.get("method", "GET")
         tracer = self.tracer
         if method in self._known_methods:

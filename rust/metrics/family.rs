@@ -1,5 +1,6 @@
 //! A metric family: name, help, type, label names, and its labelled series under a series cap.
 
+use super::exemplar::{Exemplar, ExemplarLabels, Exemplars};
 use super::hdr::{HdrHome, HdrRecorder};
 use super::histogram::{Bounds, HistogramValue};
 use super::labels::LabelMap;
@@ -47,6 +48,8 @@ pub struct Series {
     pub labels: Box<[(Arc<str>, Box<str>)]>,
     pub value: Value,
     hdr: Option<Arc<HdrRecorder>>,
+    /// Histograms: the latest exemplar per bucket, allocated with the first (beside the value, not in it).
+    exemplars: OnceLock<Box<Exemplars>>,
 }
 
 impl Series {
@@ -104,6 +107,30 @@ impl Series {
         true
     }
 
+    /// Makes `labels` the exemplar of the bucket `v` lands in (histograms only; the caller observed `v`).
+    #[inline]
+    pub fn set_exemplar(&self, v: f64, labels: ExemplarLabels, timestamp: f64) {
+        if let Value::Histogram(h) = &self.value {
+            let index = h.bucket_of(v);
+            let slots = self
+                .exemplars
+                .get_or_init(|| Box::new(Exemplars::new(h.bounds().len())));
+            slots.set(
+                index,
+                Exemplar {
+                    labels,
+                    value: v,
+                    timestamp,
+                },
+            );
+        }
+    }
+
+    /// Each bucket's latest exemplar; empty when the series never had one.
+    pub fn exemplars(&self) -> Vec<Option<Exemplar>> {
+        self.exemplars.get().map(|e| e.get_all()).unwrap_or_default()
+    }
+
     /// Counter or gauge value; a histogram's count.
     pub fn get(&self) -> f64 {
         match &self.value {
@@ -124,6 +151,8 @@ impl Series {
             labels: labels.into(),
             value,
             hdr: None,
+            // Exemplars stay per process: the merged multi-process view carries none yet.
+            exemplars: OnceLock::new(),
         })
     }
 
@@ -355,6 +384,7 @@ impl Family {
             labels: labels.into(),
             value,
             hdr: self.hdr.clone(),
+            exemplars: OnceLock::new(),
         })
     }
 

@@ -105,6 +105,12 @@ impl HistogramValue {
         self.bounds.as_slice()
     }
 
+    /// The bucket `v` lands in (its exemplar's slot).
+    #[inline]
+    pub fn bucket_of(&self, v: f64) -> usize {
+        self.bounds.index(v)
+    }
+
     /// Cumulative counts, one per bound; the last is the total count.
     pub fn cumulative(&self) -> Vec<u64> {
         let mut acc = 0;

@@ -1,6 +1,7 @@
 //! Metric values, families of labelled series, the registry and the collector's one-call recorders.
 pub mod atomic;
 pub mod collector;
+pub mod exemplar;
 pub mod family;
 pub mod hdr;
 pub mod histogram;

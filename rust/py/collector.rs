@@ -5,7 +5,9 @@ use super::metrics::{
     check_label_value_cap, count_label_fixes, label_str, label_text, sample_f64, truthy, view, warn_overflow,
     LabelFixes, RegistryCore,
 };
+use super::trace::{current_sampled_ids, sampled_ids};
 use crate::metrics::collector::Group;
+use crate::metrics::exemplar::{now_seconds, ExemplarLabels};
 use crate::metrics::family::Family;
 use crate::metrics::family::{Series, DEFAULT_SERIES_CAP};
 use crate::metrics::labels::DEFAULT_LABEL_VALUE_CAP;
@@ -168,7 +170,14 @@ pub struct CollectorCore {
 }
 
 impl CollectorCore {
+    /// `begin_request` for the middleware's `TracerCore.begin_server`, which starts a request in one crossing.
     #[inline]
+    pub(crate) fn mark_in_flight(&self) {
+        self.core.active_requests.add(1.0);
+    }
+
+    #[inline]
+    #[allow(clippy::too_many_arguments)]
     fn outcome(
         &self,
         py: Python<'_>,
@@ -177,14 +186,22 @@ impl CollectorCore {
         success: &Bound<'_, PyAny>,
         duration: Option<&Bound<'_, PyAny>>,
         labels: Option<&Bound<'_, PyAny>>,
+        span: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
         // None, or no argument at all, is a latency not given: the event counts, the sample is refused as missing.
         let d = duration
             .filter(|d| !d.is_none())
             .map_or(Err(Invalid::Missing), sample_f64);
         let success = truthy(success);
+        // The exemplar: the span given, else the current one; only a sampled span has a trace to link to.
+        let ids = match span {
+            Some(s) if !s.is_none() => sampled_ids(s),
+            _ => current_sampled_ids(py),
+        };
         with_series(py, &self.core, group, self.label_value_cap, fixed, labels, |series| {
-            self.core.record_outcome(series, success, d)
+            if let (Some((s, v)), Some((trace_id, span_id))) = (self.core.record_outcome(series, success, d), ids) {
+                s.set_exemplar(v, ExemplarLabels::Span { trace_id, span_id }, now_seconds());
+            }
         })
     }
 
@@ -266,6 +283,7 @@ impl CollectorCore {
             success,
             latency_ms,
             labels,
+            None,
         )
     }
 
@@ -279,8 +297,10 @@ impl CollectorCore {
         self.core.active_requests.add(-1.0);
     }
 
-    /// `record_request` and `<prefix>_active_requests` - 1 in one call (the middleware's end of request).
-    #[pyo3(signature = (endpoint, provider, success, latency_ms, labels = None))]
+    /// `record_request` and `<prefix>_active_requests` - 1 in one call (the middleware's end of request). The
+    /// latency's exemplar is `span` (the request's server span) when it is sampled, else the current span's.
+    #[pyo3(signature = (endpoint, provider, success, latency_ms, labels = None, span = None))]
+    #[allow(clippy::too_many_arguments)]
     fn end_request(
         &self,
         py: Python<'_>,
@@ -289,6 +309,7 @@ impl CollectorCore {
         success: &Bound<'_, PyAny>,
         latency_ms: &Bound<'_, PyAny>,
         labels: Option<&Bound<'_, PyAny>>,
+        span: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
         self.core.active_requests.add(-1.0);
         self.outcome(
@@ -298,6 +319,7 @@ impl CollectorCore {
             success,
             Some(latency_ms),
             labels,
+            span,
         )
     }
 
@@ -310,7 +332,15 @@ impl CollectorCore {
         duration_ms: &Bound<'_, PyAny>,
         labels: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
-        self.outcome(py, &self.core.tools, &[tool_name], success, Some(duration_ms), labels)
+        self.outcome(
+            py,
+            &self.core.tools,
+            &[tool_name],
+            success,
+            Some(duration_ms),
+            labels,
+            None,
+        )
     }
 
     #[pyo3(signature = (coordinator_name, success, duration_ms, labels = None))]
@@ -329,6 +359,7 @@ impl CollectorCore {
             success,
             Some(duration_ms),
             labels,
+            None,
         )
     }
 

@@ -1,6 +1,8 @@
 //! Python bindings of rust/metrics/ and rust/exposition.rs: registry, families, child handles, collector.
 
+use super::trace::current_sampled_ids;
 use crate::exposition::{self, Format};
+use crate::metrics::exemplar::{check_labels, now_seconds, ExemplarLabels};
 use crate::metrics::family::{Family, FamilySpec, Kind, Series, Value, DEFAULT_SERIES_CAP};
 use crate::metrics::labels::{escape_surrogates, fit_label_value, DEFAULT_LABEL_VALUE_CAP, TRUNCATION_MARKER};
 use crate::metrics::value::Invalid;
@@ -527,14 +529,66 @@ fn count_refused(invalid: &Family, series: &Series, why: Invalid) {
     invalid.lookup(&[&series.family_name, why.as_str()]).series.inc_int(1);
 }
 
+#[cold]
+fn count_refused_reason(invalid: &Family, series: &Series, reason: &str) {
+    invalid.lookup(&[&series.family_name, reason]).series.inc_int(1);
+}
+
+/// An explicit exemplar: a dict of str to str within prometheus-client's rules; Ok(None) when empty.
+fn exemplar_labels(e: &Bound<'_, PyAny>) -> Result<Option<ExemplarLabels>, ()> {
+    let d = e.cast::<PyDict>().map_err(|_| ())?;
+    if d.is_empty() {
+        return Ok(None);
+    }
+    let mut pairs = Vec::with_capacity(d.len());
+    for (k, v) in d.iter() {
+        let k = k
+            .cast::<PyString>()
+            .map_err(|_| ())?
+            .to_str()
+            .map_err(|_| ())?
+            .to_owned();
+        let v = v
+            .cast::<PyString>()
+            .map_err(|_| ())?
+            .to_str()
+            .map_err(|_| ())?
+            .to_owned();
+        pairs.push((k, v));
+    }
+    check_labels(pairs).map(Some).map_err(|_| ())
+}
+
 #[pymethods]
 impl HistogramChild {
     /// Observes `value`; one that would make the sum infinite is dropped and counted
     /// (`reason="overflow"`), so one absurd value cannot leave `_sum` at +Inf for good.
-    fn observe(&self, value: f64) {
+    ///
+    /// The bucket it lands in keeps it as its exemplar with `exemplar`'s labels (prometheus-client's rules:
+    /// names and values at most 128 characters together; a label set that breaks them is dropped and counted,
+    /// `reason="invalid_exemplar"`, the value still observed), else with the current span's `trace_id` and
+    /// `span_id` when that span is sampled. `exemplar={}` observes without one.
+    #[pyo3(signature = (value, exemplar = None))]
+    fn observe(&self, py: Python<'_>, value: f64, exemplar: Option<&Bound<'_, PyAny>>) {
         if !self.series.observe(value) {
             count_refused(&self.invalid, &self.series, Invalid::Overflow);
+            return;
         }
+        let labels = match exemplar.filter(|e| !e.is_none()) {
+            None => match current_sampled_ids(py) {
+                Some((trace_id, span_id)) => ExemplarLabels::Span { trace_id, span_id },
+                None => return,
+            },
+            Some(e) => match exemplar_labels(e) {
+                Ok(Some(labels)) => labels,
+                Ok(None) => return,
+                Err(()) => {
+                    count_refused_reason(&self.invalid, &self.series, "invalid_exemplar");
+                    return;
+                }
+            },
+        };
+        self.series.set_exemplar(value, labels, now_seconds());
     }
 
     /// The number of observations.

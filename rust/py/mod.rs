@@ -2,7 +2,7 @@
 
 #[cfg(feature = "bench")]
 mod bench;
-mod collector;
+pub(crate) mod collector;
 mod metrics;
 mod multiproc;
 mod trace;

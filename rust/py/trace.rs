@@ -17,6 +17,8 @@ mod tracer;
 
 use context::SpanContext;
 use current::{_random_trace_id, _reseed_ids, attach_span, current_span, current_var, detach_span};
+/// Exemplar sources for the metrics bindings.
+pub(crate) use current::{current_sampled_ids, sampled_ids};
 use data::SpanData;
 use export::SpanBatch;
 use non_recording::NonRecordingSpan;

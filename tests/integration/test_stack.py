@@ -177,6 +177,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                     f"--config.file={work / 'prometheus.yml'}",
                     f"--storage.tsdb.path={work / 'tsdb'}",
                     f"--web.listen-address=127.0.0.1:{prom_port}",
+                    # As the deployment docs start it: the latency buckets' exemplars are kept (README, Exemplars).
+                    "--enable-feature=exemplar-storage",
                 ],
                 work / "prometheus.log",
                 work,
@@ -333,3 +335,56 @@ def test_kubernetes_probe_paths_answer_on_the_demo(stack: Stack) -> None:
     for path in probes:
         response = stack.client.get(f"http://127.0.0.1:{stack.demo_port}{path}")
         assert response.status_code == 200, (path, response.text)
+
+
+def test_latency_exemplars_are_traces_in_the_demos_span_file(stack: Stack) -> None:
+    """Grafana's click from a latency bucket to its trace: the exemplar Prometheus stored names a trace the demo
+    exported."""
+
+    def exemplar_trace_ids() -> set[str] | None:
+        now = time.time()
+        found = stack.client.post(
+            f"{stack.prometheus}/api/v1/query_exemplars",
+            data={"query": "victor_request_latency_ms_bucket", "start": str(now - 600), "end": str(now + 60)},
+        ).json()
+        assert found["status"] == "success", found
+        return {e["labels"]["trace_id"] for series in found["data"] for e in series["exemplars"]} or None
+
+    trace_ids = stack.wait("exemplars of victor_request_latency_ms_bucket in Prometheus", exemplar_trace_ids)
+    assert all(re.fullmatch(r"[0-9a-f]{32}", t) for t in trace_ids), trace_ids
+    spans_file = stack.workdir / "victor-demo-spans.jsonl"
+
+    def missing_from_the_span_file() -> set[str]:
+        # The demo exports spans in batches: a trace just scraped may be a moment from the file.
+        if not spans_file.exists():
+            return trace_ids
+        exported = {json.loads(line)["trace_id"] for line in spans_file.read_text().splitlines() if line.strip()}
+        return trace_ids - exported
+
+    stack.wait("the exemplars' traces in the demo's span file", lambda: not missing_from_the_span_file() or None)
+    # Each is the trace of a server span, the request whose latency the bucket counted.
+    servers = {
+        span["trace_id"]
+        for line in spans_file.read_text().splitlines()
+        if line.strip()
+        for span in [json.loads(line)]
+        if span.get("kind") == "server"
+    }
+    assert trace_ids <= servers
+
+
+def test_latency_panels_show_exemplars_linked_to_the_trace_data_source() -> None:
+    dashboard = json.loads(DASHBOARD.read_text())
+    variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+    assert variables["traces"]["type"] == "datasource" and variables["traces"]["query"] in {"tempo", "jaeger"}
+    latency = [p for p in dashboard["panels"] if "histogram_quantile" in json.dumps(p.get("targets", []))]
+    assert {p["title"] for p in latency} >= {"Request latency", "Tool duration p95", "Coordinator duration p95"}
+    for panel in latency:
+        assert all(t.get("exemplar") is True for t in panel["targets"]), panel["title"]
+        (link,) = panel["fieldConfig"]["defaults"]["links"]
+        assert "${traces}" in link["url"] and "${__data.fields.trace_id}" in link["url"], panel["title"]
+    sources = yaml.safe_load((CONFIG / "grafana" / "datasources.yml").read_text())["datasources"]
+    by_uid = {s["uid"]: s for s in sources}
+    (destination,) = by_uid["prometheus"]["jsonData"]["exemplarTraceIdDestinations"]
+    assert destination["name"] == "trace_id"  # the label our exemplars carry
+    assert by_uid[destination["datasourceUid"]]["type"] in {"tempo", "jaeger"}

@@ -17,7 +17,7 @@ import inspect
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, ClassVar, Generic, TypeVar
 
@@ -396,8 +396,9 @@ class Histogram(MetricBase[_core.HistogramChild]):
             _buckets=buckets,
         )
 
-    def observe(self, value: float) -> None:
-        self._only().observe(value)
+    def observe(self, value: float, exemplar: Mapping[str, str] | None = None) -> None:
+        """Counts ``value``; its bucket keeps ``exemplar`` (or the current sampled span's ids) as its exemplar."""
+        self._only().observe(value, exemplar)
 
     def get(self) -> float:
         """The number of observations."""

@@ -143,3 +143,19 @@ pub(crate) fn _reseed_ids() {
 pub(crate) fn _random_trace_id() -> String {
     trace_id_hex(ids::trace_id())
 }
+
+/// The trace and span ids of `obj` when it is a sampled span (a recording `Span`; a `NonRecordingSpan` has none).
+#[inline]
+pub(crate) fn sampled_ids(obj: &Bound<'_, PyAny>) -> Option<(u128, u64)> {
+    let span = obj.cast::<super::span::Span>().ok()?;
+    let span = span.get();
+    Some((span.trace_id, span.span_id))
+}
+
+/// The ids of the current span when it is sampled: an exemplar's source, read on the record path through the
+/// C API without calling into Python.
+#[inline]
+pub(crate) fn current_sampled_ids(py: Python<'_>) -> Option<(u128, u64)> {
+    // An error reading the variable (there is none in practice) means no exemplar, never an exception.
+    sampled_ids(&get_current(py).ok()??)
+}

@@ -102,12 +102,15 @@ pub(crate) fn extract(py: Python<'_>, headers: &Bound<'_, PyAny>) -> PyResult<Op
     } else {
         return Ok(None);
     }
+    Ok(context_of(&found))
+}
+
+/// The incoming context of the W3C headers found; None when traceparent is missing, repeated or invalid.
+pub(crate) fn context_of(found: &Found) -> Option<SpanContext> {
     if found.traceparents != 1 {
-        return Ok(None); // missing, or repeated: the spec says to restart the trace
+        return None; // missing, or repeated: the spec says to restart the trace
     }
-    let Some(tp) = found.traceparent.as_deref().and_then(traceparent::parse) else {
-        return Ok(None);
-    };
+    let tp = found.traceparent.as_deref().and_then(traceparent::parse)?;
     let tracestate = found
         .tracestate
         .as_deref()
@@ -120,7 +123,7 @@ pub(crate) fn extract(py: Python<'_>, headers: &Bound<'_, PyAny>) -> PyResult<Op
         .map(baggage::parse)
         .filter(|b| !b.is_empty())
         .map(Arc::new);
-    Ok(Some(SpanContext {
+    Some(SpanContext {
         ctx: Ctx {
             trace_id: tp.trace_id,
             span_id: tp.span_id,
@@ -129,5 +132,5 @@ pub(crate) fn extract(py: Python<'_>, headers: &Bound<'_, PyAny>) -> PyResult<Op
             tracestate,
             baggage,
         },
-    }))
+    })
 }

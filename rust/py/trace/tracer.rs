@@ -2,25 +2,26 @@
 
 use super::context::{Ctx, SpanContext};
 use super::convert::{as_dict, kind_from_py, now_ns};
-use super::current::get_current;
+use super::current::{get_current, set_current};
 use super::data::SpanData;
 use super::export::SpanBatch;
 use super::non_recording::NonRecordingSpan;
-use super::propagation::extract;
+use super::propagation::{context_of, extract, Found};
 use super::sampler::Sampler;
 use super::shared::{parent_of, SamplerImpl, Shared};
 use super::span::{Span, SpanState};
+use crate::py::collector::CollectorCore;
 use crate::trace::baggage;
 use crate::trace::buffer::Store;
-use crate::trace::hex::parse_trace_id;
+use crate::trace::hex::{encode_into, parse_trace_id};
 use crate::trace::sampler::{ParentInfo, Sampler as CoreSampler};
-use crate::trace::span::{self as core_span, Attributes, Limits, Scope, StatusCode};
+use crate::trace::span::{self as core_span, Attributes, Kind, Limits, Scope, StatusCode};
 use crate::trace::{ids, traceparent, tracestate};
 use parking_lot::Mutex;
 use pyo3::exceptions::PyValueError;
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict, PyList, PyString};
+use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 use smallvec::SmallVec;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -35,98 +36,71 @@ pub struct TracerCore {
     pub(crate) scope: Arc<Scope>,
 }
 
-#[pymethods]
 impl TracerCore {
-    #[new]
-    #[pyo3(signature = (service_name, *, sampler=None, max_spans=10_000, max_queue_size=2048, max_export_batch_size=512,
-                        max_attributes=128, max_events=128, max_value_len=4096, **_rest))]
     #[allow(clippy::too_many_arguments)]
-    pub(crate) fn new(
-        service_name: &str,
-        sampler: Option<&Bound<'_, PyAny>>,
-        max_spans: usize,
-        max_queue_size: usize,
-        max_export_batch_size: usize,
-        max_attributes: usize,
-        max_events: usize,
-        max_value_len: usize,
-        _rest: Option<&Bound<'_, PyDict>>,
-    ) -> PyResult<Self> {
-        if service_name.is_empty() {
-            return Err(PyValueError::new_err("tracer: service_name must be a non-empty string"));
-        }
-        let sampler = match sampler {
-            None => SamplerImpl::Core(CoreSampler::AlwaysOn),
-            Some(s) if s.is_none() => SamplerImpl::Core(CoreSampler::AlwaysOn),
-            Some(s) => match s.cast::<Sampler>() {
-                Ok(core) => SamplerImpl::Core(core.get().inner.clone()),
-                Err(_) if s.hasattr(intern!(s.py(), "should_sample"))? => SamplerImpl::Custom(s.clone().unbind()),
-                Err(_) => {
-                    return Err(PyValueError::new_err(format!(
-                        "tracer {service_name:?}: sampler must be a Sampler or have should_sample(), not {}",
-                        s.get_type().name()?
-                    )))
-                }
-            },
+    fn begin_with<'py>(
+        &self,
+        py: Python<'py>,
+        method: &Bound<'py, PyString>,
+        parent: Option<&Bound<'py, PyAny>>,
+        rid_name: &[u8],
+        trace_id_header: &Bound<'py, PyBytes>,
+        request_id: Option<Bound<'py, PyBytes>>,
+        user_agent: Option<Bound<'py, PyBytes>>,
+    ) -> PyResult<Bound<'py, PyTuple>> {
+        const MAX_USER_AGENT: usize = 512;
+        let span = self.start(py, method, parent, Kind::Server, None, None)?;
+        // Only a recorded span keeps the user agent (as latin-1, the first 512 bytes): an unsampled one makes none.
+        let user_agent = match user_agent {
+            Some(v) if span.is_instance_of::<Span>() => {
+                let b = v.as_bytes();
+                Some(
+                    b[..b.len().min(MAX_USER_AGENT)]
+                        .iter()
+                        .map(|&c| c as char)
+                        .collect::<String>(),
+                )
+            }
+            _ => None,
         };
-        Ok(TracerCore {
-            shared: Arc::new(Shared {
-                store: Store::new(max_spans, max_queue_size, max_export_batch_size),
-                limits: Limits {
-                    max_attributes,
-                    max_events,
-                    max_event_attributes: max_attributes,
-                    max_value_len,
-                },
-                sampler,
-                service_name: service_name.to_owned(),
-                invalid_attributes: AtomicU64::new(0),
-                sampler_errors: AtomicU64::new(0),
-                started: AtomicU64::new(0),
-                unsampled: AtomicU64::new(0),
-            }),
-            scope: Arc::new(Scope {
-                name: service_name.to_owned(),
-                version: None,
-            }),
-        })
+        let token = set_current(py, &span)?;
+        let (trace_id, span_id) = match (span.cast::<Span>(), span.cast::<NonRecordingSpan>()) {
+            (Ok(s), _) => (s.get().trace_id, s.get().span_id),
+            (_, Ok(n)) => (n.get().ctx.trace_id, n.get().ctx.span_id),
+            _ => (0, 0),
+        };
+        let rid = match request_id {
+            Some(r) => r,
+            None => {
+                let mut buf = [0u8; 16];
+                encode_into(span_id as u128, 16, &mut buf);
+                PyBytes::new(py, &buf)
+            }
+        };
+        let mut buf = [0u8; 32];
+        encode_into(trace_id, 32, &mut buf);
+        let extra = PyList::new(
+            py,
+            [
+                PyTuple::new(py, [PyBytes::new(py, rid_name), rid])?,
+                PyTuple::new(py, [trace_id_header.clone(), PyBytes::new(py, &buf)])?,
+            ],
+        )?;
+        PyTuple::new(
+            py,
+            [span, token, extra.into_any(), user_agent.into_pyobject(py)?.into_any()],
+        )
     }
 
-    #[getter]
-    pub(crate) fn service_name(&self) -> &str {
-        &self.shared.service_name
-    }
-
-    #[getter]
-    pub(crate) fn scope_name(&self) -> &str {
-        &self.scope.name
-    }
-
-    /// A core sharing this tracer's sampler and store, whose spans carry another instrumentation scope.
-    #[pyo3(signature = (name, version=None))]
-    pub(crate) fn with_scope(&self, name: &str, version: Option<String>) -> TracerCore {
-        TracerCore {
-            shared: self.shared.clone(),
-            scope: Arc::new(Scope {
-                name: name.to_owned(),
-                version,
-            }),
-        }
-    }
-
-    /// Starts a span under `parent` (default: the current span). Returns a `Span`, or a `NonRecordingSpan`
-    /// when the sampler says no; both are context managers that make the span current and end it.
-    #[pyo3(signature = (name, parent=None, kind=None, attributes=None, start_time=None))]
-    pub(crate) fn start_span<'py>(
+    fn start<'py>(
         &self,
         py: Python<'py>,
         name: &Bound<'py, PyString>,
         parent: Option<&Bound<'py, PyAny>>,
-        kind: Option<&Bound<'py, PyAny>>,
+        kind: Kind,
         attributes: Option<&Bound<'py, PyAny>>,
         start_time: Option<u64>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let kind = kind_from_py(kind)?;
         let shared = &self.shared;
         let parent = match parent {
             Some(p) => parent_of(p)?,
@@ -243,6 +217,171 @@ impl TracerCore {
             state: Mutex::new(state),
         };
         Ok(Bound::new(py, span)?.into_any())
+    }
+}
+
+#[pymethods]
+impl TracerCore {
+    #[new]
+    #[pyo3(signature = (service_name, *, sampler=None, max_spans=10_000, max_queue_size=2048, max_export_batch_size=512,
+                        max_attributes=128, max_events=128, max_value_len=4096, **_rest))]
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        service_name: &str,
+        sampler: Option<&Bound<'_, PyAny>>,
+        max_spans: usize,
+        max_queue_size: usize,
+        max_export_batch_size: usize,
+        max_attributes: usize,
+        max_events: usize,
+        max_value_len: usize,
+        _rest: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<Self> {
+        if service_name.is_empty() {
+            return Err(PyValueError::new_err("tracer: service_name must be a non-empty string"));
+        }
+        let sampler = match sampler {
+            None => SamplerImpl::Core(CoreSampler::AlwaysOn),
+            Some(s) if s.is_none() => SamplerImpl::Core(CoreSampler::AlwaysOn),
+            Some(s) => match s.cast::<Sampler>() {
+                Ok(core) => SamplerImpl::Core(core.get().inner.clone()),
+                Err(_) if s.hasattr(intern!(s.py(), "should_sample"))? => SamplerImpl::Custom(s.clone().unbind()),
+                Err(_) => {
+                    return Err(PyValueError::new_err(format!(
+                        "tracer {service_name:?}: sampler must be a Sampler or have should_sample(), not {}",
+                        s.get_type().name()?
+                    )))
+                }
+            },
+        };
+        Ok(TracerCore {
+            shared: Arc::new(Shared {
+                store: Store::new(max_spans, max_queue_size, max_export_batch_size),
+                limits: Limits {
+                    max_attributes,
+                    max_events,
+                    max_event_attributes: max_attributes,
+                    max_value_len,
+                },
+                sampler,
+                service_name: service_name.to_owned(),
+                invalid_attributes: AtomicU64::new(0),
+                sampler_errors: AtomicU64::new(0),
+                started: AtomicU64::new(0),
+                unsampled: AtomicU64::new(0),
+            }),
+            scope: Arc::new(Scope {
+                name: service_name.to_owned(),
+                version: None,
+            }),
+        })
+    }
+
+    #[getter]
+    pub(crate) fn service_name(&self) -> &str {
+        &self.shared.service_name
+    }
+
+    #[getter]
+    pub(crate) fn scope_name(&self) -> &str {
+        &self.scope.name
+    }
+
+    /// A core sharing this tracer's sampler and store, whose spans carry another instrumentation scope.
+    #[pyo3(signature = (name, version=None))]
+    pub(crate) fn with_scope(&self, name: &str, version: Option<String>) -> TracerCore {
+        TracerCore {
+            shared: self.shared.clone(),
+            scope: Arc::new(Scope {
+                name: name.to_owned(),
+                version,
+            }),
+        }
+    }
+
+    /// Starts a span under `parent` (default: the current span). Returns a `Span`, or a `NonRecordingSpan`
+    /// when the sampler says no; both are context managers that make the span current and end it.
+    #[pyo3(signature = (name, parent=None, kind=None, attributes=None, start_time=None))]
+    pub(crate) fn start_span<'py>(
+        &self,
+        py: Python<'py>,
+        name: &Bound<'py, PyString>,
+        parent: Option<&Bound<'py, PyAny>>,
+        kind: Option<&Bound<'py, PyAny>>,
+        attributes: Option<&Bound<'py, PyAny>>,
+        start_time: Option<u64>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        self.start(py, name, parent, kind_from_py(kind)?, attributes, start_time)
+    }
+
+    /// The middleware's start of a request in one crossing: reads the ASGI headers (a list of (bytes, bytes))
+    /// once for the W3C context, the request id and the user agent; starts the SERVER span named `method` under
+    /// the incoming context (else the current span) and makes it current. Returns `(span, token, headers,
+    /// user_agent)`: the token for `detach_span`, the response headers to add (the request id, echoed when it is
+    /// 1-128 printable ASCII bytes, else the span id; the trace id), and the user agent (first 512 bytes, as
+    /// latin-1) or None (also for an unsampled span, which records nothing). With `collector` (a
+    /// ProductionMetricsCollector), also its `begin_request()`: the request is in flight.
+    #[pyo3(signature = (headers, method, request_id_header, trace_id_header, collector = None))]
+    pub(crate) fn begin_server<'py>(
+        &self,
+        py: Python<'py>,
+        headers: &Bound<'py, PyAny>,
+        method: &Bound<'py, PyString>,
+        request_id_header: &Bound<'py, PyBytes>,
+        trace_id_header: &Bound<'py, PyBytes>,
+        collector: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyTuple>> {
+        if let Some(c) = collector.and_then(|c| c.cast::<CollectorCore>().ok()) {
+            c.get().mark_in_flight();
+        }
+        const MAX_REQUEST_ID: usize = 128;
+        let rid_name = request_id_header.as_bytes();
+        let mut found = Found::default();
+        let mut request_id: Option<Bound<'py, PyBytes>> = None;
+        let mut user_agent: Option<Bound<'py, PyBytes>> = None;
+        if let Ok(list) = headers.cast::<PyList>() {
+            for pair in list.iter() {
+                let Ok(pair) = pair.cast_into::<PyTuple>() else {
+                    continue;
+                };
+                if pair.len() != 2 {
+                    continue;
+                }
+                let (Ok(name), Ok(value)) = (pair.get_item(0), pair.get_item(1)) else {
+                    continue;
+                };
+                let Ok(n) = name.cast::<PyBytes>() else { continue };
+                let n = n.as_bytes();
+                if n == rid_name {
+                    // The last one wins, and one that is not worth echoing replaces an earlier good one.
+                    request_id = value.cast_into::<PyBytes>().ok().filter(|v| {
+                        let b = v.as_bytes();
+                        !b.is_empty() && b.len() <= MAX_REQUEST_ID && b.iter().all(|c| (0x20..0x7f).contains(c))
+                    });
+                } else if n == b"user-agent" {
+                    user_agent = value.cast_into::<PyBytes>().ok();
+                } else if matches!(n.len(), 7 | 10 | 11) {
+                    found.add(n, &value);
+                }
+            }
+        } else if let Some(ctx) = extract(py, headers).unwrap_or_default() {
+            // Another carrier (the ASGI spec says list, but an app may hand anything): its context only.
+            let parent = Bound::new(py, ctx)?.into_any();
+            return self.begin_with(py, method, Some(&parent), rid_name, trace_id_header, None, None);
+        }
+        let parent = match context_of(&found) {
+            Some(ctx) => Some(Bound::new(py, ctx)?.into_any()),
+            None => None,
+        };
+        self.begin_with(
+            py,
+            method,
+            parent.as_ref(),
+            rid_name,
+            trace_id_header,
+            request_id,
+            user_agent,
+        )
     }
 
     /// Writes `traceparent`, `tracestate` and `baggage` for `context` (default: the current span) into a dict,
