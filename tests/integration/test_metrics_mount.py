@@ -38,6 +38,28 @@ def samples(text: str) -> Samples:
     }
 
 
+class Served:
+    """Any ASGI app under uvicorn in a thread."""
+
+    def __init__(self, app: object) -> None:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="critical", lifespan="off")  # type: ignore[arg-type]
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while not self.server.started:
+            assert time.monotonic() < deadline, "uvicorn did not start"
+            time.sleep(0.02)
+        self.url = f"http://127.0.0.1:{port}"
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+
+
 class Quickstart:
     """The README's quickstart app (plus a route of its own) under uvicorn in a thread."""
 
@@ -61,22 +83,12 @@ class Quickstart:
         async def item(item_id: int) -> dict[str, int]:
             return {"item": item_id}
 
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="critical", lifespan="off")
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-        self.thread.start()
-        deadline = time.monotonic() + 10
-        while not self.server.started:
-            assert time.monotonic() < deadline, "uvicorn did not start"
-            time.sleep(0.02)
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.served = Served(app)
+        self.thread = self.served.thread
+        self.url = self.served.url
 
     def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(10)
+        self.served.stop()
         self.tracer.shutdown()
         self.collector.close()
 
@@ -206,28 +218,6 @@ def test_made_up_methods_are_one_label_value(quickstart: Quickstart) -> None:
     other_spans = [s for s in spans if s.attributes["http.request.method"] == "_OTHER"]
     assert len(other_spans) == len(methods)
     assert {s.name for s in other_spans} == {"HTTP /items/{item_id}"}
-
-
-class Served:
-    """Any ASGI app under uvicorn in a thread."""
-
-    def __init__(self, app: object) -> None:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="critical", lifespan="off")  # type: ignore[arg-type]
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-        self.thread.start()
-        deadline = time.monotonic() + 10
-        while not self.server.started:
-            assert time.monotonic() < deadline, "uvicorn did not start"
-            time.sleep(0.02)
-        self.url = f"http://127.0.0.1:{port}"
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(10)
 
 
 def test_decorator_form_and_known_methods_override(monkeypatch: pytest.MonkeyPatch) -> None:
