@@ -1,5 +1,7 @@
 """Metrics: prometheus-client style instruments, the production collector, system metrics, /metrics serving."""
 
+# The children report this module as theirs (the extension names it), so they are importable from it.
+from victor_observability._core import CounterChild, GaugeChild, HistogramChild
 from victor_observability.metrics.bridge import PrometheusClientBridge, register_with_prometheus_client
 from victor_observability.metrics.collector import (
     MetricCategory,
@@ -24,8 +26,11 @@ __all__ = [
     "DEFAULT_SERIES_CAP",
     "REGISTRY",
     "Counter",
+    "CounterChild",
     "Gauge",
+    "GaugeChild",
     "Histogram",
+    "HistogramChild",
     "MetricBase",
     "MetricCategory",
     "MetricLabel",
