@@ -349,6 +349,9 @@ class SpanBatch:
     def service_name(self) -> str: ...
     def encode_json_lines(self, compact: bool = True) -> bytes:
         """One JSON object per span and line, exactly `json.dumps(span.to_dict())` plus a newline."""
+    def write_json_lines(self, fd: int, compact: bool = True) -> int:
+        """Appends `encode_json_lines(compact)` to the open file descriptor `fd` (GIL released, no bytes object);
+        returns the bytes written. Raises OSError, possibly after part of the lines were written."""
     def encode_otlp(self, resource_attributes: Mapping[str, Any] | None = None) -> bytes:
         """The body of an OTLP/HTTP protobuf export (an ExportTraceServiceRequest)."""
 

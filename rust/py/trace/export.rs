@@ -96,6 +96,24 @@ impl SpanBatch {
         encode_into_bytes(py, |out| json::write_lines(out, records, service, style))
     }
 
+    /// Appends `encode_json_lines(compact)` to the open file descriptor `fd`, encoded and written with the GIL
+    /// released and without a bytes object in between; returns the number of bytes written. An error (OSError)
+    /// may come after part of the lines were written, as with `os.write`.
+    #[pyo3(signature = (fd, compact=true))]
+    pub(crate) fn write_json_lines(&self, py: Python<'_>, fd: i32, compact: bool) -> PyResult<usize> {
+        let style = if compact {
+            json::Style::COMPACT
+        } else {
+            json::Style::DEFAULT
+        };
+        let (records, service) = (&self.records, self.shared.service_name.as_str());
+        encode_with(py, |out| {
+            json::write_lines(out, records, service, style);
+            write_fd(fd, out).map(|()| out.len())
+        })
+        .map_err(PyErr::from)
+    }
+
     /// The body of an OTLP/HTTP protobuf export: an ExportTraceServiceRequest whose resource carries
     /// service.name, the telemetry.sdk.* attributes and then `resource_attributes` (which may override them).
     #[pyo3(signature = (resource_attributes=None))]
@@ -166,4 +184,32 @@ fn encode_into_bytes<'py>(py: Python<'py>, encode: impl FnOnce(&mut Vec<u8>) + S
         }
         bytes
     })
+}
+
+/// Runs `f` with the GIL released on this thread's scratch buffer (cleared), and returns what it returns.
+pub(crate) fn encode_with<T: Send>(py: Python<'_>, f: impl FnOnce(&mut Vec<u8>) -> T + Send) -> T {
+    SCRATCH.with(|scratch| {
+        let mut buf = std::mem::take(&mut *scratch.borrow_mut());
+        buf.clear();
+        let (buf, result) = py.detach(move || {
+            let result = f(&mut buf);
+            (buf, result)
+        });
+        if buf.capacity() <= SCRATCH_KEEP {
+            *scratch.borrow_mut() = buf;
+        }
+        result
+    })
+}
+
+/// Writes all of `data` to `fd` (retrying short writes and EINTR), leaving the descriptor open.
+fn write_fd(fd: i32, data: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::fd::FromRawFd;
+    if fd < 0 {
+        return Err(std::io::Error::from_raw_os_error(libc::EBADF));
+    }
+    // SAFETY: the File only borrows the caller's descriptor: ManuallyDrop never closes it.
+    let mut file = std::mem::ManuallyDrop::new(unsafe { std::fs::File::from_raw_fd(fd) });
+    file.write_all(data)
 }
