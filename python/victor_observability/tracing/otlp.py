@@ -14,7 +14,7 @@ from urllib.parse import unquote, urlsplit
 
 import httpx
 
-from victor_observability._core import SpanBatch, SpanData
+from victor_observability._core import OtlpHttpConnection, SpanBatch, SpanData
 
 logger = logging.getLogger("victor_observability.tracing")
 
@@ -88,7 +88,25 @@ class OTLPSpanExporter:
         # threads lose; it stays for endpoints reached through a proxy from the environment, which it honours.
         proxied = bool(urllib.request.getproxies()) and not urllib.request.proxy_bypass(url.hostname or "")
         self._client = httpx.Client(timeout=self.timeout) if proxied else None
-        self._connection = None if proxied else _Connection(url, self.timeout)
+        # Plain http:// (a local collector, the usual case) is encoded and posted in Rust in one call without the
+        # GIL: http.client's steps per post cost the service's threads more CPU than encoding the batch (measured
+        # 4x, 512 spans). https:// keeps http.client (its TLS and CA handling).
+        self._rust: OtlpHttpConnection | None = None
+        self._connection: _Connection | None = None
+        if not proxied and url.scheme == "http":
+            path = (url.path or "/") + (f"?{url.query}" if url.query else "")
+            self._rust = OtlpHttpConnection(
+                url.hostname or "localhost",
+                url.port or 80,
+                path,
+                url.netloc.rpartition("@")[2],
+                list(self._headers.items()),
+                self.timeout,
+            )
+            ref = weakref.ref(self)
+            os.register_at_fork(after_in_child=lambda: _forget_rust_connection(ref))
+        elif not proxied:
+            self._connection = _Connection(url, self.timeout)
 
     def encode(self, spans: Sequence[SpanData]) -> bytes:
         """The serialized ExportTraceServiceRequest for `spans` (one resource per run of one service's spans)."""
@@ -99,11 +117,21 @@ class OTLPSpanExporter:
         return self._post(self.encode(spans)) if spans else True
 
     def export_batch(self, batch: SpanBatch) -> bool:
-        return self._post(batch.encode_otlp(self._resource_attributes)) if len(batch) else True
+        if not len(batch):
+            return True
+        if self._rust is not None:
+            try:
+                status = batch.post_otlp(self._rust, self._resource_attributes)
+            except OSError as exc:
+                raise RetryableExportError(f"OTLP export to {self.endpoint}: {type(exc).__name__}") from None
+            return self._answer(status)
+        return self._post(batch.encode_otlp(self._resource_attributes))
 
     def _post(self, body: bytes) -> bool:
         try:
-            if self._connection is not None:
+            if self._rust is not None:
+                status = self._rust.post(body)
+            elif self._connection is not None:
                 status = self._connection.post(body, self._headers)
             else:
                 assert self._client is not None
@@ -111,6 +139,9 @@ class OTLPSpanExporter:
         except (OSError, http.client.HTTPException, httpx.HTTPError) as exc:
             # Connection refused, timeouts, resets: the worker retries with backoff.
             raise RetryableExportError(f"OTLP export to {self.endpoint}: {type(exc).__name__}") from None
+        return self._answer(status)
+
+    def _answer(self, status: int) -> bool:
         if 200 <= status < 300:
             return True
         if status in RETRYABLE_STATUS:
@@ -119,6 +150,8 @@ class OTLPSpanExporter:
         return False
 
     def shutdown(self) -> None:
+        if self._rust is not None:
+            self._rust.close()
         if self._connection is not None:
             self._connection.close()
         if self._client is not None:
@@ -188,6 +221,13 @@ def _forget_connection(ref: weakref.ReferenceType[_Connection]) -> None:
     connection = ref()
     if connection is not None:
         connection._conn = None
+
+
+def _forget_rust_connection(ref: weakref.ReferenceType[OTLPSpanExporter]) -> None:
+    # A forked child must not write on the parent's socket: it drops its copy and opens its own.
+    exporter = ref()
+    if exporter is not None and exporter._rust is not None:
+        exporter._rust.close()
 
 
 def _batches_of(spans: Iterable[SpanData]) -> list[SpanBatch]:
