@@ -5,7 +5,7 @@ use super::data::SpanData;
 use super::shared::Shared;
 use crate::trace::encode::{json, otlp};
 use crate::trace::http::Poster;
-use crate::trace::span::{AttrValue, Attributes, SpanRecord};
+use crate::trace::span::{AttrValue, Attributes, SpanRecord, Text};
 use pyo3::exceptions::{PyIndexError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyIterator, PyList, PyMapping};
@@ -26,7 +26,10 @@ impl SpanBatch {
     /// The OTLP resource: service.name, the telemetry.sdk.* attributes, then the exporter's (which may override).
     fn resource(&self, extra: Option<&Bound<'_, PyMapping>>) -> PyResult<Attributes> {
         let mut resource: Attributes = vec![
-            ("service.name".into(), AttrValue::Str(self.shared.service_name.clone())),
+            (
+                "service.name".into(),
+                AttrValue::Str(self.shared.service_name.as_str().into()),
+            ),
             (
                 "telemetry.sdk.name".into(),
                 AttrValue::Str("victor-observability".into()),
@@ -40,11 +43,11 @@ impl SpanBatch {
         if let Some(extra) = extra {
             for item in extra.items()?.iter() {
                 let (k, v): (Bound<'_, PyAny>, Bound<'_, PyAny>) = item.extract()?;
-                let key = k.str()?.to_str()?.to_owned();
+                let key: Text = k.str()?.to_str()?.into();
                 // Anything outside the attribute rules (None, mixed lists) is sent as its str(), not dropped.
                 let value = match to_attr(&v) {
                     Some(a) => a,
-                    None => AttrValue::Str(v.str()?.to_str()?.to_owned()),
+                    None => AttrValue::Str(v.str()?.to_str()?.into()),
                 };
                 match resource.iter_mut().find(|(rk, _)| *rk == key) {
                     Some(slot) => slot.1 = value,

@@ -879,9 +879,9 @@ mod tests {
             "\"\\".repeat(33),
         ] {
             let attrs: Attributes = vec![
-                (s.clone(), AttrValue::Str(s.clone())),
+                (s.as_str().into(), AttrValue::Str(s.as_str().into())),
                 (
-                    s.clone(),
+                    s.as_str().into(),
                     AttrValue::StrArray(vec![s.clone(), String::new(), s.clone()]),
                 ),
                 (
@@ -898,7 +898,7 @@ mod tests {
                 parent_remote: true,
                 flags: 1,
                 tracestate: Some(s.as_str().into()),
-                name: s.clone(),
+                name: s.as_str().into(),
                 kind: Kind::Consumer,
                 start_ns: 0,
                 end_ns: u64::MAX,

@@ -244,7 +244,7 @@ mod tests {
             end_ns: 1_700_000_000_123_456_789,
             attributes: vec![
                 ("s".into(), AttrValue::Str("h\u{e9}llo \u{1f600}".into())),
-                ("empty".into(), AttrValue::Str(String::new())),
+                ("empty".into(), AttrValue::Str("".into())),
                 ("b".into(), AttrValue::Bool(false)),
                 ("i".into(), AttrValue::Int(-42)),
                 ("f".into(), AttrValue::Float(0.0)),
@@ -252,7 +252,7 @@ mod tests {
                 ("ba".into(), AttrValue::BoolArray(vec![true, false])),
                 ("ia".into(), AttrValue::IntArray(vec![i64::MIN, 0, i64::MAX])),
                 ("fa".into(), AttrValue::FloatArray(vec![])),
-                ("long".into(), AttrValue::Str("x".repeat(300))),
+                ("long".into(), AttrValue::Str("x".repeat(300).into())),
             ],
             dropped_attributes: 3,
             events: vec![Event {
