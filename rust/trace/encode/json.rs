@@ -27,8 +27,9 @@ pub fn write_lines(out: &mut Vec<u8>, spans: &[impl AsRef<SpanRecord>], service:
     // The end of a line is the same for most spans of a batch (status unset, no tracestate, the one service and
     // scope): escaped once per batch and scope, then copied whole.
     let mut tail = Tail::default();
-    for s in spans {
+    for (i, s) in spans.iter().enumerate() {
         let r = s.as_ref();
+        super::prefetch(spans.get(i + 1).map(AsRef::as_ref), spans.get(i + 2).map(AsRef::as_ref));
         tail.prepare(r, service, style);
         let bound = span_bound(r, service, &tail);
         out.reserve(bound);

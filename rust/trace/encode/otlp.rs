@@ -45,7 +45,8 @@ pub fn encode_request(out: &mut Vec<u8>, spans: &[impl AsRef<SpanRecord>], resou
                         string(out, 2, v);
                     }
                 });
-                for r in group {
+                for (i, r) in group.iter().enumerate() {
+                    super::prefetch(group.get(i + 1).copied(), group.get(i + 2).copied());
                     // ScopeSpans.spans = 2
                     nested(out, 2, |out| span(out, r));
                 }
