@@ -26,7 +26,10 @@ pub(crate) fn prefetch(next: Option<&SpanRecord>, ahead: Option<&SpanRecord>) {
         }
         if let Some(r) = next {
             // Asked for one span earlier (as `ahead`): its attribute pointer is likely in cache by now.
-            lines(r.attributes.as_ptr().cast(), std::mem::size_of_val(r.attributes.as_slice()).min(512));
+            lines(
+                r.attributes.as_ptr().cast(),
+                std::mem::size_of_val(r.attributes.as_slice()).min(512),
+            );
         }
     }
     #[cfg(not(target_arch = "x86_64"))]
