@@ -7,7 +7,7 @@
 //! Each span is written into capacity reserved once for an upper bound of its line (`span_bound`), through a
 //! cursor that checks nothing per byte: a capacity check on every push was most of the encoding time.
 
-use crate::trace::hex::encode_into;
+use crate::trace::hex::hex16;
 use crate::trace::span::{AttrValue, Attributes, Event, Link, Scope, SpanRecord, StatusCode};
 use std::sync::Arc;
 
@@ -393,13 +393,12 @@ fn write_value(w: &mut Cursor, v: &AttrValue, style: Style) {
 }
 
 fn write_hex(w: &mut Cursor, id: u128, width: usize) {
-    let mut buf = [b'"'; 34];
-    encode_into(id, width, &mut buf[1..]);
+    w.byte(b'"');
     if width == 32 {
-        w.bytes(&buf);
-    } else {
-        w.bytes(&buf[..18]);
+        w.bytes(&hex16((id >> 64) as u64));
     }
+    w.bytes(&hex16(id as u64));
+    w.byte(b'"');
 }
 
 fn write_bool(w: &mut Cursor, b: bool) {
@@ -459,7 +458,32 @@ fn write_digits(w: &mut Cursor, mut v: u64, n: usize) {
 }
 
 fn write_u64(w: &mut Cursor, v: u64) {
-    write_digits(w, v, digits(v));
+    // Nanosecond timestamps have 19 digits: in blocks of eight, each block four independent pairs (the digit by
+    // digit loop was one long chain of dependent divisions).
+    const E8: u64 = 100_000_000;
+    if v < E8 {
+        write_digits(w, v, digits(v));
+    } else if v < E8 * E8 {
+        write_digits(w, v / E8, digits(v / E8));
+        write_eight(w, (v % E8) as u32);
+    } else {
+        let high = v / E8;
+        write_digits(w, high / E8, digits(high / E8));
+        write_eight(w, (high % E8) as u32);
+        write_eight(w, (v % E8) as u32);
+    }
+}
+
+/// `x` (below 10^8) as exactly eight digits.
+#[inline]
+fn write_eight(w: &mut Cursor, x: u32) {
+    let (a, b) = (x / 10_000, x % 10_000);
+    let pair = |p: u32| {
+        let i = p as usize * 2;
+        [PAIRS[i], PAIRS[i + 1]]
+    };
+    let (p0, p1, p2, p3) = (pair(a / 100), pair(a % 100), pair(b / 100), pair(b % 100));
+    w.bytes(&[p0[0], p0[1], p1[0], p1[1], p2[0], p2[1], p3[0], p3[1]]);
 }
 
 fn write_i64(w: &mut Cursor, v: i64) {
@@ -728,7 +752,26 @@ mod tests {
 
     #[test]
     fn integers() {
-        for v in [0u64, 7, 10, 99, 100, 101, 12345, u64::MAX] {
+        let mut more = vec![
+            0u64,
+            7,
+            10,
+            99,
+            100,
+            101,
+            12345,
+            u64::MAX,
+            99_999_999,
+            100_000_000,
+            100_000_001,
+        ];
+        more.extend([
+            10_000_000_000_000_000,
+            9_999_999_999_999_999,
+            1_764_547_200_000_000_123,
+            1_000_000_000_000_000_000,
+        ]);
+        for v in more {
             let mut out = Vec::new();
             with_cursor(&mut out, NUMBER, |w| write_u64(w, v));
             assert_eq!(String::from_utf8(out).unwrap(), v.to_string());
