@@ -4,9 +4,10 @@
 //! body (Content-Length, chunked, or up to the close) is discarded. Plain `http://` only; TLS and proxies stay
 //! with Python's http.client and httpx. Timeouts, retries and what a status means are the caller's policy.
 
-use parking_lot::Mutex;
 use std::io::{self, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
+use std::ptr;
+use std::sync::atomic::{AtomicPtr, Ordering};
 use std::time::Duration;
 
 /// A response head or chunk line longer than this is not an HTTP answer we can use.
@@ -18,9 +19,10 @@ pub struct Poster {
     /// The request line and headers, up to and including `Content-Length: `.
     head: Vec<u8>,
     timeout: Duration,
-    // Fork safety: held only to take the idle connection out or put it back, never during I/O, so never across a
-    // GIL release; a forked child drops what it finds (`forget`).
-    idle: Mutex<Option<Conn>>,
+    /// The idle kept-alive connection, or null: taken out for a post and put back after, by atomic swaps. No
+    /// lock: posts run without the GIL, so a fork (taken with it) could land while one held a lock, and the
+    /// child's `close()` would then wait forever.
+    idle: AtomicPtr<Conn>,
 }
 
 struct Conn {
@@ -64,24 +66,39 @@ impl Poster {
             port,
             head,
             timeout: timeout.max(Duration::from_millis(1)),
-            idle: Mutex::new(None),
+            idle: AtomicPtr::new(ptr::null_mut()),
         })
+    }
+
+    fn take_idle(&self) -> Option<Box<Conn>> {
+        let p = self.idle.swap(ptr::null_mut(), Ordering::AcqRel);
+        // SAFETY: a non-null pointer here came from `Box::into_raw` in `put_idle`, and the swap made this call
+        // its only owner.
+        (!p.is_null()).then(|| unsafe { Box::from_raw(p) })
+    }
+
+    fn put_idle(&self, conn: Box<Conn>) {
+        let old = self.idle.swap(Box::into_raw(conn), Ordering::AcqRel);
+        if !old.is_null() {
+            // SAFETY: as in `take_idle`; another post's connection, put back first: this one replaces it.
+            drop(unsafe { Box::from_raw(old) });
+        }
     }
 
     /// Posts `body` and returns the response status. An error means no complete answer came (refused, reset,
     /// timed out, malformed); a kept-alive connection the server closed while idle is replaced once first.
     pub fn post(&self, body: &[u8]) -> io::Result<u16> {
         for attempt in 0..2 {
-            let idle = self.idle.lock().take();
+            let idle = self.take_idle();
             let reused = idle.is_some();
             let mut conn = match idle {
                 Some(c) => c,
-                None => self.connect()?,
+                None => Box::new(self.connect()?),
             };
             match self.exchange(&mut conn, body) {
                 Ok((status, keep)) => {
                     if keep {
-                        *self.idle.lock() = Some(conn);
+                        self.put_idle(conn);
                     }
                     return Ok(status);
                 }
@@ -94,8 +111,7 @@ impl Poster {
 
     /// Closes the idle connection (shutdown), or drops a forked child's copy of the parent's.
     pub fn close(&self) {
-        let idle = self.idle.lock().take();
-        drop(idle);
+        drop(self.take_idle());
     }
 
     fn connect(&self) -> io::Result<Conn> {
@@ -152,6 +168,12 @@ impl Poster {
             // Bytes past the answer mean the exchange is out of step: do not reuse the connection.
             return Ok((response.status, keep && conn.pos == conn.buf.len()));
         }
+    }
+}
+
+impl Drop for Poster {
+    fn drop(&mut self) {
+        self.close();
     }
 }
 
@@ -386,7 +408,7 @@ mod tests {
         assert_eq!(p.post(b"four").unwrap(), 204);
         assert_eq!(p.post(b"five").unwrap(), 500);
         assert!(
-            p.idle.lock().is_none(),
+            p.idle.load(Ordering::Acquire).is_null(),
             "a response read to the close leaves no connection"
         );
         let bodies = server.join().unwrap();
