@@ -8,7 +8,7 @@
 //! cursor that checks nothing per byte: a capacity check on every push was most of the encoding time.
 
 use crate::trace::hex::hex16;
-use crate::trace::span::{AttrValue, Attributes, Event, Link, Scope, SpanRecord, StatusCode};
+use crate::trace::span::{AttrValue, Attributes, Event, Kind, Link, Scope, SpanRecord, StatusCode};
 use std::sync::Arc;
 
 /// The separators of `json.dumps`: compact `(",", ":")` (the JSON lines file) or the default `(", ", ": ")`.
@@ -53,15 +53,13 @@ pub fn write_lines(out: &mut Vec<u8>, spans: &[impl AsRef<SpanRecord>], service:
     }
 }
 
-/// The constant end of a span's line for one scope: `"service_name":...,"scope":...}` and, for spans with no
-/// status message and no tracestate, the status and tracestate before it.
+/// The constant end of a span's line, for spans of one scope with no status message, tracestate, drop counts or
+/// links: `,"status":{"code":"unset","message":""},"tracestate":null,"service_name":"svc","scope":"scope"}` for
+/// each status code, separators as the style says.
 #[derive(Default)]
 struct Tail {
     scope: Option<Arc<Scope>>,
-    /// `,"service_name":"svc","scope":"scope"}`, separators as the style says.
-    names: Vec<u8>,
-    /// `,"status":{"code":"unset","message":""},"tracestate":null` for each status code.
-    status: [Vec<u8>; 3],
+    end: [Vec<u8>; 3],
 }
 
 impl Tail {
@@ -69,41 +67,27 @@ impl Tail {
         if self.scope.as_ref().is_some_and(|s| Arc::ptr_eq(s, &r.scope)) {
             return;
         }
-        let bound = 64 + 6 * (service.len() + r.scope.name.len());
-        let mut names = Vec::with_capacity(bound);
-        let mut status: [Vec<u8>; 3] = Default::default();
-        // SAFETY: room for `bound` bytes, an upper bound of the two escaped names and the fixed text.
-        unsafe {
-            let start = names.as_mut_ptr();
-            let mut w = Cursor {
-                p: start,
-                #[cfg(debug_assertions)]
-                end: start.add(bound),
-            };
-            w.item(style);
-            w.name(b"service_name", style);
+        let mut names = Vec::new();
+        with_cursor(&mut names, 64 + str_bound(service) + str_bound(&r.scope.name), |w| {
+            w.field(b"service_name", style);
             w.str(service);
-            w.item(style);
-            w.name(b"scope", style);
+            w.field(b"scope", style);
             w.str(&r.scope.name);
             w.byte(b'}');
-            names.set_len(w.p.offset_from(start) as usize);
-        }
-        for (code, slot) in [StatusCode::Unset, StatusCode::Ok, StatusCode::Error]
+        });
+        let (sep, col) = if style.spaced { (", ", ": ") } else { (",", ":") };
+        for (code, end) in [StatusCode::Unset, StatusCode::Ok, StatusCode::Error]
             .into_iter()
-            .zip(&mut status)
+            .zip(&mut self.end)
         {
-            let sep = if style.spaced { ", " } else { "," };
-            let col = if style.spaced { ": " } else { ":" };
-            *slot = format!(
+            *end = format!(
                 "{sep}\"status\"{col}{{\"code\"{col}\"{}\"{sep}\"message\"{col}\"\"}}{sep}\"tracestate\"{col}null",
                 code.name()
             )
             .into_bytes();
+            end.extend_from_slice(&names);
         }
         self.scope = Some(r.scope.clone());
-        self.names = names;
-        self.status = status;
     }
 }
 
@@ -227,7 +211,7 @@ fn span_bound(r: &SpanRecord, service: &str, tail: &Tail) -> usize {
         + r.tracestate.as_deref().map_or(0, str_bound)
         + str_bound(service)
         + str_bound(&r.scope.name)
-        + tail.names.len();
+        + tail.end[r.status as usize].len();
     for e in &r.events {
         n += ITEM_FIXED + str_bound(&e.name) + attrs_bound(&e.attributes);
     }
@@ -253,9 +237,14 @@ fn write_span(w: &mut Cursor, r: &SpanRecord, service: &str, style: Style, tail:
         write_hex(w, r.parent_span_id as u128, 16);
     }
     w.field(b"kind", style);
-    w.byte(b'"');
-    w.bytes(r.kind.name().as_bytes());
-    w.byte(b'"');
+    // must match span.rs: Kind::NAMES (each arm a copy of known length, inlined: no call to memcpy)
+    match r.kind {
+        Kind::Internal => w.bytes(b"\"internal\""),
+        Kind::Server => w.bytes(b"\"server\""),
+        Kind::Client => w.bytes(b"\"client\""),
+        Kind::Producer => w.bytes(b"\"producer\""),
+        Kind::Consumer => w.bytes(b"\"consumer\""),
+    }
     w.field(b"start_time_unix_nano", style);
     write_u64(w, r.start_ns);
     w.field(b"end_time_unix_nano", style);
@@ -273,8 +262,7 @@ fn write_span(w: &mut Cursor, r: &SpanRecord, service: &str, style: Style, tail:
         && r.links.is_empty()
         && tail.scope.as_ref().is_some_and(|s| Arc::ptr_eq(s, &r.scope));
     if plain_tail {
-        w.bytes(&tail.status[r.status as usize]);
-        w.bytes(&tail.names);
+        w.bytes(&tail.end[r.status as usize]);
         return;
     }
     w.field(b"status", style);
@@ -977,6 +965,37 @@ mod tests {
                 write_lines(&mut out, &[Arc::new(r.clone())], &s, style);
                 assert!(out.ends_with(b"}\n"));
             }
+        }
+    }
+
+    #[test]
+    fn every_kind_by_its_name() {
+        for (i, name) in Kind::NAMES.iter().enumerate() {
+            let kind = Kind::from_index(i as i64).unwrap();
+            let r = SpanRecord {
+                trace_id: 1,
+                span_id: 2,
+                parent_span_id: 0,
+                parent_remote: false,
+                flags: 1,
+                tracestate: None,
+                name: "n".into(),
+                kind,
+                start_ns: 0,
+                end_ns: 0,
+                attributes: vec![],
+                dropped_attributes: 0,
+                events: vec![],
+                dropped_events: 0,
+                links: vec![],
+                dropped_links: 0,
+                status: StatusCode::Unset,
+                status_message: String::new(),
+                scope: Arc::new(Scope::default()),
+            };
+            let mut out = Vec::new();
+            write_lines(&mut out, &[Arc::new(r)], "s", Style::COMPACT);
+            assert!(String::from_utf8(out).unwrap().contains(&format!(r#","kind":"{name}","#)));
         }
     }
 
