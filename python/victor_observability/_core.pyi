@@ -364,9 +364,9 @@ class OtlpHttpConnection:
     """One kept-alive HTTP/1.1 connection to an OTLP collector at a plain http:// endpoint (the OTLP exporter's
     send, in Rust without the GIL). `timeout` (seconds) bounds the connect and each read and write."""
 
-    def __init__(
-        self, host: str, port: int, path: str, host_header: str, headers: list[tuple[str, str]], timeout: float
-    ) -> None: ...
+    def __new__(
+        cls, host: str, port: int, path: str, host_header: str, headers: list[tuple[str, str]], timeout: float
+    ) -> OtlpHttpConnection: ...
     def post(self, body: bytes) -> int:
         """Posts `body`; returns the response status. Raises OSError when no complete answer came."""
     def close(self) -> None:

@@ -995,7 +995,9 @@ mod tests {
             };
             let mut out = Vec::new();
             write_lines(&mut out, &[Arc::new(r)], "s", Style::COMPACT);
-            assert!(String::from_utf8(out).unwrap().contains(&format!(r#","kind":"{name}","#)));
+            assert!(String::from_utf8(out)
+                .unwrap()
+                .contains(&format!(r#","kind":"{name}","#)));
         }
     }
 
