@@ -19,6 +19,7 @@ __all__ = [
     "GaugeChild",
     "HistogramChild",
     "NonRecordingSpan",
+    "OtlpHttpConnection",
     "ParentBasedSampler",
     "RegistryCore",
     "Sampler",
@@ -349,8 +350,27 @@ class SpanBatch:
     def service_name(self) -> str: ...
     def encode_json_lines(self, compact: bool = True) -> bytes:
         """One JSON object per span and line, exactly `json.dumps(span.to_dict())` plus a newline."""
+    def write_json_lines(self, fd: int, compact: bool = True) -> int:
+        """Appends `encode_json_lines(compact)` to the open file descriptor `fd` (GIL released, no bytes object);
+        returns the bytes written. Raises OSError, possibly after part of the lines were written."""
     def encode_otlp(self, resource_attributes: Mapping[str, Any] | None = None) -> bytes:
         """The body of an OTLP/HTTP protobuf export (an ExportTraceServiceRequest)."""
+    def post_otlp(self, connection: OtlpHttpConnection, resource_attributes: Mapping[str, Any] | None = None) -> int:
+        """`encode_otlp(resource_attributes)` posted on `connection` (GIL released, no bytes object); returns the
+        response status. Raises OSError when no complete answer came."""
+
+@final
+class OtlpHttpConnection:
+    """One kept-alive HTTP/1.1 connection to an OTLP collector at a plain http:// endpoint (the OTLP exporter's
+    send, in Rust without the GIL). `timeout` (seconds) bounds the connect and each read and write."""
+
+    def __new__(
+        cls, host: str, port: int, path: str, host_header: str, headers: list[tuple[str, str]], timeout: float
+    ) -> OtlpHttpConnection: ...
+    def post(self, body: bytes) -> int:
+        """Posts `body`; returns the response status. Raises OSError when no complete answer came."""
+    def close(self) -> None:
+        """Closes the kept-alive connection."""
 
 @final
 class Span:

@@ -37,7 +37,7 @@ fn batch() -> Vec<Arc<SpanRecord>> {
                 attributes: vec![
                     ("http.method".into(), AttrValue::Str("GET".into())),
                     ("http.status_code".into(), AttrValue::Int(200)),
-                    ("user.id".into(), AttrValue::Str(format!("user-{i}"))),
+                    ("user.id".into(), AttrValue::Str(format!("user-{i}").into())),
                 ],
                 dropped_attributes: 0,
                 events: vec![],
@@ -56,11 +56,11 @@ fn any(v: &AttrValue) -> AnyValue {
     use any_value::Value;
     let arr = |values: Vec<AnyValue>| Value::ArrayValue(ArrayValue { values });
     let value = match v {
-        AttrValue::Str(s) => Value::StringValue(s.clone()),
+        AttrValue::Str(s) => Value::StringValue(s.to_string()),
         AttrValue::Bool(b) => Value::BoolValue(*b),
         AttrValue::Int(i) => Value::IntValue(*i),
         AttrValue::Float(f) => Value::DoubleValue(*f),
-        AttrValue::StrArray(a) => arr(a.iter().map(|s| any(&AttrValue::Str(s.clone()))).collect()),
+        AttrValue::StrArray(a) => arr(a.iter().map(|s| any(&AttrValue::Str(s.as_str().into()))).collect()),
         AttrValue::BoolArray(a) => arr(a.iter().map(|b| any(&AttrValue::Bool(*b))).collect()),
         AttrValue::IntArray(a) => arr(a.iter().map(|i| any(&AttrValue::Int(*i))).collect()),
         AttrValue::FloatArray(a) => arr(a.iter().map(|f| any(&AttrValue::Float(*f))).collect()),
@@ -72,7 +72,7 @@ fn kvs(attrs: &Attributes) -> Vec<KeyValue> {
     attrs
         .iter()
         .map(|(k, v)| KeyValue {
-            key: k.clone(),
+            key: k.to_string(),
             value: Some(any(v)),
             ..Default::default()
         })
@@ -89,7 +89,7 @@ fn with_prost(spans: &[Arc<SpanRecord>], resource: &Attributes) -> Vec<u8> {
             trace_state: r.tracestate.as_deref().unwrap_or_default().to_owned(),
             parent_span_id: Vec::new(),
             flags: u32::from(r.flags) | 0x100,
-            name: r.name.clone(),
+            name: r.name.to_string(),
             kind: r.kind as i32 + 1,
             start_time_unix_nano: r.start_ns,
             end_time_unix_nano: r.end_ns,

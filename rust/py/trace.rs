@@ -20,7 +20,7 @@ use current::{_random_trace_id, _reseed_ids, attach_span, current_span, current_
 /// Exemplar sources for the metrics bindings.
 pub(crate) use current::{current_sampled_ids, sampled_ids};
 use data::SpanData;
-use export::SpanBatch;
+use export::{OtlpHttpConnection, SpanBatch};
 use non_recording::NonRecordingSpan;
 use pyo3::prelude::*;
 use sampler::{ParentBasedSampler, Sampler, TraceIdRatioSampler};
@@ -34,6 +34,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<SpanContext>()?;
     m.add_class::<SpanData>()?;
     m.add_class::<SpanBatch>()?;
+    m.add_class::<OtlpHttpConnection>()?;
     m.add_class::<Sampler>()?;
     m.add_class::<TraceIdRatioSampler>()?;
     m.add_class::<ParentBasedSampler>()?;

@@ -12,6 +12,27 @@ pub fn encode_into(value: u128, width: usize, out: &mut [u8]) {
     }
 }
 
+/// `value` as 16 lowercase hex digits, most significant first, computed eight at a time in a u64 (no table).
+#[inline]
+pub fn hex16(value: u64) -> [u8; 16] {
+    // Each nibble of a u32 to its own byte, most significant in the highest byte.
+    fn spread(x: u32) -> u64 {
+        let x = u64::from(x);
+        let x = (x | (x << 16)) & 0x0000_ffff_0000_ffff;
+        let x = (x | (x << 8)) & 0x00ff_00ff_00ff_00ff;
+        (x | (x << 4)) & 0x0f0f_0f0f_0f0f_0f0f
+    }
+    fn ascii(n: u64) -> u64 {
+        // 1 in each byte whose nibble is 10 or more (nibble + 6 carries into bit 4; no carry crosses a byte).
+        let letters = ((n + 0x0606_0606_0606_0606) >> 4) & 0x0101_0101_0101_0101;
+        n + 0x3030_3030_3030_3030 + letters * u64::from(b'a' - b'0' - 10)
+    }
+    let mut out = [0u8; 16];
+    out[..8].copy_from_slice(&ascii(spread((value >> 32) as u32)).to_be_bytes());
+    out[8..].copy_from_slice(&ascii(spread(value as u32)).to_be_bytes());
+    out
+}
+
 pub fn trace_id_hex(id: u128) -> String {
     let mut buf = [0u8; 32];
     encode_into(id, 32, &mut buf);
@@ -67,6 +88,24 @@ pub fn parse_span_id(s: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hex16_is_the_digit_by_digit_encoding() {
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for v in [0, 1, 9, 10, 15, 16, 0xabcd_ef01_2345_6789, u64::MAX]
+            .into_iter()
+            .chain((0..10_000).map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x
+            }))
+        {
+            let mut want = [0u8; 16];
+            encode_into(u128::from(v), 16, &mut want);
+            assert_eq!(hex16(v), want, "{v:x}");
+        }
+    }
 
     #[test]
     fn round_trip() {

@@ -3,6 +3,7 @@ pub mod baggage;
 pub mod buffer;
 pub mod encode;
 pub mod hex;
+pub mod http;
 pub mod ids;
 pub mod sampler;
 pub mod span;

@@ -16,6 +16,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from victor_observability import DistributedTracer, OTLPSpanExporter, SpanKind
+from victor_observability.tracing.exporters import RetryableExportError
 
 pytestmark = pytest.mark.integration
 
@@ -234,6 +235,69 @@ def test_connection_is_kept_alive_and_a_forked_child_opens_its_own(
     parent_1, parent_2, child, parent_3 = receiver.peers
     assert parent_1 == parent_2 == parent_3, "one kept-alive connection"
     assert child != parent_1, "the child must not write on the parent's socket"
+
+
+def test_every_answer_framing_and_a_closed_connection_are_followed(tracers: list[DistributedTracer]) -> None:
+    # A collector (or a proxy in front of it) may answer chunked, close after answering, or speak HTTP/1.0; the
+    # exporter's own HTTP client (plain http://) must read each answer whole and reconnect when told to close.
+    answers = [
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;ext=1\r\nhello\r\n0\r\nX-Trailer: 1\r\n\r\n",
+        b"HTTP/1.1 202 Accepted\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}",
+        b"HTTP/1.0 200 OK\r\nContent-Type: application/x-protobuf\r\n\r\nto the close",
+        b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n",
+    ]
+    listener = socket.create_server(("127.0.0.1", 0))
+    requests: list[tuple[int, bytes, bytes]] = []  # (connection number, head, body)
+
+    def serve() -> None:
+        for number in range(3):
+            conn, _ = listener.accept()
+            with conn:
+                data = b""
+                while answers:
+                    while b"\r\n\r\n" not in data:
+                        chunk = conn.recv(65536)
+                        if not chunk:
+                            break
+                        data += chunk
+                    if not data:
+                        break
+                    head, _, data = data.partition(b"\r\n\r\n")
+                    length = int(next(h for h in head.split(b"\r\n") if h.lower().startswith(b"content-length:"))[15:])
+                    while len(data) < length:
+                        data += conn.recv(65536)
+                    requests.append((number, head, data[:length]))
+                    data = data[length:]
+                    answer = answers.pop(0)
+                    conn.sendall(answer)
+                    if b"close" in answer or answer.startswith(b"HTTP/1.0"):
+                        break
+
+    server = threading.Thread(target=serve, daemon=True)
+    server.start()
+    exporter = OTLPSpanExporter(f"http://127.0.0.1:{listener.getsockname()[1]}/v1/traces", headers={"x-api-key": "k"})
+    tracer = DistributedTracer("svc", flush_on_exit=False)
+    tracers.append(tracer)
+    try:
+        spans = []
+        for name in ("a", "b", "c", "d"):
+            with tracer.start_span(name):
+                pass
+            spans.append(tracer.finished_spans()[-1])
+        assert [exporter.export([s]) for s in spans[:3]] == [True, True, True]
+        with pytest.raises(RetryableExportError, match="HTTP 503"):
+            exporter.export([spans[3]])
+    finally:
+        exporter.shutdown()
+        listener.close()
+    server.join(5)
+    assert [number for number, _, _ in requests] == [0, 0, 1, 2], "reconnected after close and after HTTP/1.0"
+    for (_, head, body), span in zip(requests, spans, strict=True):
+        assert head.startswith(b"POST /v1/traces HTTP/1.1\r\n")
+        assert b"\r\nx-api-key: k\r\n" in head
+        assert b"\r\ncontent-type: application/x-protobuf\r\n" in head
+        decoded = ExportTraceServiceRequest.FromString(body)
+        assert [sp.name for rs in decoded.resource_spans for ss in rs.scope_spans for sp in ss.spans] == [span.name]
 
 
 def test_the_two_service_demo_exports_each_service_under_its_own_name(receiver: Receiver, tmp_path: Any) -> None:

@@ -49,7 +49,7 @@ pub(crate) static WARNED_SAMPLER: AtomicBool = AtomicBool::new(false);
 /// and mixed sequences are refused (`None`).
 pub(crate) fn to_attr(obj: &Bound<'_, PyAny>) -> Option<AttrValue> {
     if let Ok(s) = obj.cast::<PyString>() {
-        return s.to_str().ok().map(|s| AttrValue::Str(s.to_owned()));
+        return s.to_str().ok().map(|s| AttrValue::Str(s.into()));
     }
     if let Ok(b) = obj.cast::<PyBool>() {
         return Some(AttrValue::Bool(b.is_true()));
@@ -57,7 +57,7 @@ pub(crate) fn to_attr(obj: &Bound<'_, PyAny>) -> Option<AttrValue> {
     if obj.is_instance_of::<PyInt>() {
         return Some(match obj.extract::<i64>() {
             Ok(i) => AttrValue::Int(i),
-            Err(_) => AttrValue::Str(obj.str().ok()?.to_str().ok()?.to_owned()),
+            Err(_) => AttrValue::Str(obj.str().ok()?.to_str().ok()?.into()),
         });
     }
     if let Ok(f) = obj.cast::<PyFloat>() {
@@ -67,9 +67,7 @@ pub(crate) fn to_attr(obj: &Bound<'_, PyAny>) -> Option<AttrValue> {
         return None;
     }
     if let Ok(b) = obj.cast::<PyBytes>() {
-        return std::str::from_utf8(b.as_bytes())
-            .ok()
-            .map(|s| AttrValue::Str(s.to_owned()));
+        return std::str::from_utf8(b.as_bytes()).ok().map(|s| AttrValue::Str(s.into()));
     }
     if obj.is_instance_of::<PyList>() || obj.is_instance_of::<PyTuple>() {
         return seq_attr(obj);
@@ -79,7 +77,7 @@ pub(crate) fn to_attr(obj: &Bound<'_, PyAny>) -> Option<AttrValue> {
     if matches!(type_name.to_str().ok()?, "set" | "frozenset" | "dict") {
         return None;
     }
-    Some(AttrValue::Str(obj.str().ok()?.to_str().ok()?.to_owned()))
+    Some(AttrValue::Str(obj.str().ok()?.to_str().ok()?.into()))
 }
 
 pub(crate) fn seq_attr(obj: &Bound<'_, PyAny>) -> Option<AttrValue> {
@@ -143,7 +141,7 @@ pub(crate) fn attr_to_py<'py>(py: Python<'py>, v: &AttrValue) -> PyResult<Bound<
 pub(crate) fn attrs_to_py<'py>(py: Python<'py>, attrs: &Attributes) -> PyResult<Bound<'py, PyDict>> {
     let d = PyDict::new(py);
     for (k, v) in attrs {
-        d.set_item(k, attr_to_py(py, v)?)?;
+        d.set_item(k.as_str(), attr_to_py(py, v)?)?;
     }
     Ok(d)
 }

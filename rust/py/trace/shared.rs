@@ -7,7 +7,7 @@ use super::span::Span;
 use crate::trace::buffer::Store;
 use crate::trace::hex::trace_id_hex;
 use crate::trace::sampler::{ParentInfo, Sampler as CoreSampler};
-use crate::trace::span::{AttrValue, Limits};
+use crate::trace::span::{AttrValue, Limits, Text};
 use pyo3::exceptions::PyTypeError;
 use pyo3::intern;
 use pyo3::prelude::*;
@@ -81,14 +81,14 @@ impl Shared {
         py: Python<'_>,
         key: &Bound<'_, PyAny>,
         value: &Bound<'_, PyAny>,
-    ) -> Option<(String, AttrValue)> {
+    ) -> Option<(Text, AttrValue)> {
         let key = key
             .cast::<PyString>()
             .ok()
             .and_then(|k| k.to_str().ok())
             .filter(|k| !k.is_empty());
         match (key, to_attr(value)) {
-            (Some(k), Some(v)) => Some((k.to_owned(), self.limits.clip(v))),
+            (Some(k), Some(v)) => Some((k.into(), self.limits.clip(v))),
             _ => {
                 self.invalid_attributes.fetch_add(1, Ordering::Relaxed);
                 warn_once(

@@ -7,7 +7,9 @@ use super::data::SpanData;
 use super::shared::{parent_of, Shared};
 use crate::trace::baggage::Baggage;
 use crate::trace::hex::{span_id_hex, trace_id_hex};
-use crate::trace::span::{self as core_span, AttrValue, Attributes, Event, Kind, Link, Scope, SpanRecord, StatusCode};
+use crate::trace::span::{
+    self as core_span, AttrValue, Attributes, Event, Kind, Link, Scope, SpanRecord, StatusCode, Text,
+};
 use parking_lot::Mutex;
 use pyo3::exceptions::PyTypeError;
 use pyo3::intern;
@@ -19,7 +21,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 pub(crate) struct SpanState {
-    pub(crate) name: String,
+    pub(crate) name: Text,
     pub(crate) attributes: Attributes,
     pub(crate) dropped_attributes: u32,
     pub(crate) events: Vec<Event>,
@@ -256,7 +258,7 @@ impl Span {
     }
     #[getter]
     pub(crate) fn name(&self) -> String {
-        self.read(|r, st| r.map_or_else(|| st.name.clone(), |r| r.name.clone()))
+        self.read(|r, st| r.map_or(&st.name, |r| &r.name).to_string())
     }
     #[getter]
     pub(crate) fn kind(&self) -> &'static str {
@@ -327,7 +329,7 @@ impl Span {
     pub(crate) fn set_attributes(&self, py: Python<'_>, attributes: &Bound<'_, PyAny>) -> PyResult<()> {
         let d = as_dict(attributes)?;
         // Convert first, then take the lock once for all of them.
-        let converted: SmallVec<[(String, AttrValue); 16]> =
+        let converted: SmallVec<[(Text, AttrValue); 16]> =
             d.iter().filter_map(|(k, v)| self.shared.convert(py, &k, &v)).collect();
         let mut st = self.state.lock();
         if st.record.is_none() {
@@ -410,10 +412,10 @@ impl Span {
         Ok(())
     }
 
-    pub(crate) fn update_name(&self, name: String) {
+    pub(crate) fn update_name(&self, name: &str) {
         let mut st = self.state.lock();
         if st.record.is_none() {
-            st.name = name;
+            st.name = name.into();
         }
     }
 
@@ -470,27 +472,27 @@ impl Span {
                     &mut st.attributes,
                     &mut st.dropped_attributes,
                     limits.max_attributes,
-                    k.to_owned(),
+                    k.into(),
                     limits.clip(v),
                 )
             };
-            put("http.request.method", AttrValue::Str(method.to_owned()));
-            put("url.path", AttrValue::Str(path.to_owned()));
-            put("url.scheme", AttrValue::Str(scheme.to_owned()));
+            put("http.request.method", AttrValue::Str(method.into()));
+            put("url.path", AttrValue::Str(path.into()));
+            put("url.scheme", AttrValue::Str(scheme.into()));
             put("http.response.status_code", AttrValue::Int(status));
             if let Some(r) = route {
-                put("http.route", AttrValue::Str(r.to_owned()));
+                put("http.route", AttrValue::Str(r.into()));
             }
             if let Some(a) = server_address {
-                put("server.address", AttrValue::Str(a.to_owned()));
+                put("server.address", AttrValue::Str(a.into()));
             }
             if let Some(ua) = user_agent {
-                put("user_agent.original", AttrValue::Str(ua.to_owned()));
+                put("user_agent.original", AttrValue::Str(ua.into()));
             }
             if let Some(r) = route {
                 // OpenTelemetry's HTTP conventions name a span of an unknown method "HTTP {route}".
                 let shown = if method == "_OTHER" { "HTTP" } else { method };
-                st.name = format!("{shown} {r}");
+                st.name = format!("{shown} {r}").into();
             }
             // An error status set already (an exception recorded) keeps its message.
             if status >= 500 && st.status != StatusCode::Error {

@@ -168,7 +168,7 @@ impl TracerCore {
             .into_any());
         }
         let mut state = SpanState {
-            name: name.to_str()?.to_owned(),
+            name: name.to_str()?.into(),
             attributes: Attributes::new(),
             dropped_attributes: 0,
             events: Vec::new(),

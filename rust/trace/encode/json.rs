@@ -3,9 +3,13 @@
 //! Not serde_json: the output must stay what users' log pipelines already parse, and that is Python's json
 //! module with its defaults, `ensure_ascii` (every non-ASCII character as a lowercase `\uXXXX`, astral ones as
 //! surrogate pairs) and `repr` floats (`1e+16`, `1e-05`, `NaN`, `Infinity`), neither of which serde_json writes.
+//!
+//! Each span is written into capacity reserved once for an upper bound of its line (`span_bound`), through a
+//! cursor that checks nothing per byte: a capacity check on every push was most of the encoding time.
 
-use crate::trace::hex::encode_into;
-use crate::trace::span::{AttrValue, Attributes, Event, Link, SpanRecord};
+use crate::trace::hex::hex16;
+use crate::trace::span::{AttrValue, Attributes, Event, Kind, Link, Scope, SpanRecord, StatusCode};
+use std::sync::Arc;
 
 /// The separators of `json.dumps`: compact `(",", ":")` (the JSON lines file) or the default `(", ", ": ")`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -16,240 +20,489 @@ pub struct Style {
 impl Style {
     pub const COMPACT: Style = Style { spaced: false };
     pub const DEFAULT: Style = Style { spaced: true };
-
-    // Pushes, not slices: a one- or two-byte extend_from_slice is a memmove call, and a span has dozens.
-    #[inline]
-    fn item(self, out: &mut Vec<u8>) {
-        out.push(b',');
-        if self.spaced {
-            out.push(b' ');
-        }
-    }
-
-    #[inline]
-    fn key(self, out: &mut Vec<u8>) {
-        out.push(b':');
-        if self.spaced {
-            out.push(b' ');
-        }
-    }
 }
 
 /// Appends one line per span (the JSON object and `\n`), in the field order of `SpanData.to_dict`.
 pub fn write_lines(out: &mut Vec<u8>, spans: &[impl AsRef<SpanRecord>], service: &str, style: Style) {
-    for s in spans {
-        write_span(out, s.as_ref(), service, style);
-        out.push(b'\n');
+    // The end of a line is the same for most spans of a batch (status unset, no tracestate, the one service and
+    // scope): escaped once per batch and scope, then copied whole.
+    let mut tail = Tail::default();
+    for (i, s) in spans.iter().enumerate() {
+        let r = s.as_ref();
+        super::prefetch(spans.get(i + 1).map(AsRef::as_ref), spans.get(i + 2).map(AsRef::as_ref));
+        tail.prepare(r, service, style);
+        let bound = span_bound(r, service, &tail);
+        out.reserve(bound);
+        let len = out.len();
+        // SAFETY: `reserve` made room for `bound` bytes past `len`, and `span_bound` is an upper bound of what
+        // `write_span` writes (every string at six bytes per input byte, every number at its longest); the
+        // cursor asserts it in debug builds (the tests), and the length is checked against it before it is set.
+        unsafe {
+            let start = out.as_mut_ptr().add(len);
+            let mut w = Cursor {
+                p: start,
+                #[cfg(debug_assertions)]
+                end: start.add(bound),
+            };
+            write_span(&mut w, r, service, style, &tail);
+            w.byte(b'\n');
+            let written = w.p.offset_from(start) as usize;
+            assert!(written <= bound, "json: span line past its bound");
+            out.set_len(len + written);
+        }
     }
 }
 
-struct Obj<'a> {
-    out: &'a mut Vec<u8>,
-    style: Style,
-    first: bool,
+/// The constant end of a span's line, for spans of one scope with no status message, tracestate, drop counts or
+/// links: `,"status":{"code":"unset","message":""},"tracestate":null,"service_name":"svc","scope":"scope"}` for
+/// each status code, separators as the style says.
+#[derive(Default)]
+struct Tail {
+    scope: Option<Arc<Scope>>,
+    end: [Vec<u8>; 3],
 }
 
-impl<'a> Obj<'a> {
-    fn open(out: &'a mut Vec<u8>, style: Style) -> Obj<'a> {
-        out.push(b'{');
-        Obj {
-            out,
-            style,
-            first: true,
+impl Tail {
+    fn prepare(&mut self, r: &SpanRecord, service: &str, style: Style) {
+        if self.scope.as_ref().is_some_and(|s| Arc::ptr_eq(s, &r.scope)) {
+            return;
+        }
+        let mut names = Vec::new();
+        with_cursor(&mut names, 64 + str_bound(service) + str_bound(&r.scope.name), |w| {
+            w.field(b"service_name", style);
+            w.str(service);
+            w.field(b"scope", style);
+            w.str(&r.scope.name);
+            w.byte(b'}');
+        });
+        let (sep, col) = if style.spaced { (", ", ": ") } else { (",", ":") };
+        for (code, end) in [StatusCode::Unset, StatusCode::Ok, StatusCode::Error]
+            .into_iter()
+            .zip(&mut self.end)
+        {
+            *end = format!(
+                "{sep}\"status\"{col}{{\"code\"{col}\"{}\"{sep}\"message\"{col}\"\"}}{sep}\"tracestate\"{col}null",
+                code.name()
+            )
+            .into_bytes();
+            end.extend_from_slice(&names);
+        }
+        self.scope = Some(r.scope.clone());
+    }
+}
+
+/// Writes into reserved capacity without a check per byte; see `write_lines` for why that is sound.
+struct Cursor {
+    p: *mut u8,
+    #[cfg(debug_assertions)]
+    end: *mut u8,
+}
+
+impl Cursor {
+    #[inline(always)]
+    fn room(&self, _n: usize) {
+        #[cfg(debug_assertions)]
+        assert!(
+            self.p as usize + _n <= self.end as usize,
+            "json: write past the reserved bound"
+        );
+    }
+
+    #[inline(always)]
+    fn byte(&mut self, b: u8) {
+        self.room(1);
+        // SAFETY: within the reserved bound (see `write_lines`).
+        unsafe {
+            self.p.write(b);
+            self.p = self.p.add(1);
         }
     }
 
-    fn key(&mut self, key: &str) -> &mut Vec<u8> {
-        if !self.first {
-            self.style.item(self.out);
+    #[inline(always)]
+    fn bytes(&mut self, b: &[u8]) {
+        self.room(b.len());
+        // SAFETY: within the reserved bound; the source is another allocation.
+        unsafe {
+            std::ptr::copy_nonoverlapping(b.as_ptr(), self.p, b.len());
+            self.p = self.p.add(b.len());
         }
-        self.first = false;
-        write_str(self.out, key);
-        self.style.key(self.out);
-        self.out
     }
 
-    /// A fixed field name, known to need no escape; its length is a constant, so the copy is inlined.
-    #[inline]
-    fn name<const N: usize>(&mut self, key: &[u8; N]) -> &mut Vec<u8> {
-        if !self.first {
-            self.style.item(self.out);
+    /// Eight bytes at once (a run of a string that needs no escape).
+    #[inline(always)]
+    fn word(&mut self, w: u64) {
+        self.room(8);
+        // SAFETY: within the reserved bound; unaligned store.
+        unsafe {
+            self.p.cast::<u64>().write_unaligned(w.to_le());
+            self.p = self.p.add(8);
         }
-        self.first = false;
-        self.out.push(b'"');
-        self.out.extend_from_slice(key);
-        self.out.push(b'"');
-        self.style.key(self.out);
-        self.out
     }
 
-    fn close(self) {
-        self.out.push(b'}');
+    #[inline(always)]
+    fn item(&mut self, style: Style) {
+        self.byte(b',');
+        if style.spaced {
+            self.byte(b' ');
+        }
     }
+
+    /// A fixed field name, known to need no escape, and the separator after it.
+    #[inline(always)]
+    fn name<const N: usize>(&mut self, key: &[u8; N], style: Style) {
+        self.byte(b'"');
+        self.bytes(key);
+        self.byte(b'"');
+        self.byte(b':');
+        if style.spaced {
+            self.byte(b' ');
+        }
+    }
+
+    #[inline(always)]
+    fn field<const N: usize>(&mut self, key: &[u8; N], style: Style) {
+        self.item(style);
+        self.name(key, style);
+    }
+
+    fn str(&mut self, s: &str) {
+        write_str_to(self, s);
+    }
+}
+
+// Upper bounds of what the writers below write, in bytes. Generous: a wrong bound is memory corruption, a loose
+// one costs only reserved capacity.
+/// The fixed text of a span line: field names, separators, ids, numbers, counts (about 500 at most).
+const SPAN_FIXED: usize = 768;
+/// The fixed text of an event or link object.
+const ITEM_FIXED: usize = 192;
+/// Any number: the longest float repr ("-1.7976931348623157e+308") is 24 bytes, an i64 20.
+const NUMBER: usize = 24;
+
+#[inline]
+fn str_bound(s: &str) -> usize {
+    // A character escapes to at most six bytes per byte of its UTF-8 (`\u00XX` for one, a surrogate pair for four).
+    2 + 6 * s.len()
+}
+
+fn value_bound(v: &AttrValue) -> usize {
+    match v {
+        AttrValue::Str(s) => str_bound(s),
+        AttrValue::Bool(_) | AttrValue::Int(_) | AttrValue::Float(_) => NUMBER,
+        AttrValue::StrArray(a) => 2 + a.iter().map(|s| str_bound(s) + 2).sum::<usize>(),
+        AttrValue::BoolArray(a) => 2 + a.len() * 7,
+        AttrValue::IntArray(a) => 2 + a.len() * (NUMBER + 2),
+        AttrValue::FloatArray(a) => 2 + a.len() * (NUMBER + 2),
+    }
+}
+
+fn attrs_bound(attrs: &Attributes) -> usize {
+    2 + attrs
+        .iter()
+        .map(|(k, v)| str_bound(k) + 4 + value_bound(v))
+        .sum::<usize>()
+}
+
+fn span_bound(r: &SpanRecord, service: &str, tail: &Tail) -> usize {
+    let mut n = SPAN_FIXED
+        + str_bound(&r.name)
+        + attrs_bound(&r.attributes)
+        + str_bound(&r.status_message)
+        + r.tracestate.as_deref().map_or(0, str_bound)
+        + str_bound(service)
+        + str_bound(&r.scope.name)
+        + tail.end[r.status as usize].len();
+    for e in &r.events {
+        n += ITEM_FIXED + str_bound(&e.name) + attrs_bound(&e.attributes);
+    }
+    for l in &r.links {
+        n += ITEM_FIXED + attrs_bound(&l.attributes);
+    }
+    n
 }
 
 // must match rust/py/trace/data.rs: SpanData.to_dict (keys, order, and when the optional keys appear)
-fn write_span(out: &mut Vec<u8>, r: &SpanRecord, service: &str, style: Style) {
-    let mut o = Obj::open(out, style);
-    write_str(o.name(b"name"), &r.name);
-    write_hex(o.name(b"trace_id"), r.trace_id, 32);
-    write_hex(o.name(b"span_id"), r.span_id as u128, 16);
-    let parent = o.name(b"parent_span_id");
+fn write_span(w: &mut Cursor, r: &SpanRecord, service: &str, style: Style, tail: &Tail) {
+    w.byte(b'{');
+    w.name(b"name", style);
+    w.str(&r.name);
+    w.field(b"trace_id", style);
+    write_hex(w, r.trace_id, 32);
+    w.field(b"span_id", style);
+    write_hex(w, r.span_id as u128, 16);
+    w.field(b"parent_span_id", style);
     if r.parent_span_id == 0 {
-        parent.extend_from_slice(b"null");
+        w.bytes(b"null");
     } else {
-        write_hex(parent, r.parent_span_id as u128, 16);
+        write_hex(w, r.parent_span_id as u128, 16);
     }
-    write_str(o.name(b"kind"), r.kind.name());
-    write_u64(o.name(b"start_time_unix_nano"), r.start_ns);
-    write_u64(o.name(b"end_time_unix_nano"), r.end_ns);
-    write_float(o.name(b"duration_ms"), r.end_ns.wrapping_sub(r.start_ns) as f64 / 1e6);
-    write_attrs(o.name(b"attributes"), &r.attributes, style);
-    write_events(o.name(b"events"), &r.events, style);
-    let status = o.name(b"status");
-    let mut st = Obj::open(status, style);
-    write_str(st.name(b"code"), r.status.name());
-    write_str(st.name(b"message"), &r.status_message);
-    st.close();
-    let ts = o.name(b"tracestate");
+    w.field(b"kind", style);
+    // must match span.rs: Kind::NAMES (each arm a copy of known length, inlined: no call to memcpy)
+    match r.kind {
+        Kind::Internal => w.bytes(b"\"internal\""),
+        Kind::Server => w.bytes(b"\"server\""),
+        Kind::Client => w.bytes(b"\"client\""),
+        Kind::Producer => w.bytes(b"\"producer\""),
+        Kind::Consumer => w.bytes(b"\"consumer\""),
+    }
+    w.field(b"start_time_unix_nano", style);
+    write_u64(w, r.start_ns);
+    w.field(b"end_time_unix_nano", style);
+    write_u64(w, r.end_ns);
+    w.field(b"duration_ms", style);
+    write_duration_ms(w, r.end_ns.wrapping_sub(r.start_ns));
+    w.field(b"attributes", style);
+    write_attrs(w, &r.attributes, style);
+    w.field(b"events", style);
+    write_events(w, &r.events, style);
+    let plain_tail = r.tracestate.is_none()
+        && r.status_message.is_empty()
+        && r.dropped_attributes == 0
+        && r.dropped_events == 0
+        && r.links.is_empty()
+        && tail.scope.as_ref().is_some_and(|s| Arc::ptr_eq(s, &r.scope));
+    if plain_tail {
+        w.bytes(&tail.end[r.status as usize]);
+        return;
+    }
+    w.field(b"status", style);
+    w.byte(b'{');
+    w.name(b"code", style);
+    w.byte(b'"');
+    w.bytes(r.status.name().as_bytes());
+    w.byte(b'"');
+    w.field(b"message", style);
+    w.str(&r.status_message);
+    w.byte(b'}');
+    w.field(b"tracestate", style);
     match &r.tracestate {
-        Some(t) => write_str(ts, t),
-        None => ts.extend_from_slice(b"null"),
+        Some(t) => w.str(t),
+        None => w.bytes(b"null"),
     }
-    write_str(o.name(b"service_name"), service);
-    write_str(o.name(b"scope"), &r.scope.name);
+    w.field(b"service_name", style);
+    w.str(service);
+    w.field(b"scope", style);
+    w.str(&r.scope.name);
     if r.dropped_attributes > 0 || r.dropped_events > 0 {
-        write_u64(o.name(b"dropped_attributes"), r.dropped_attributes.into());
-        write_u64(o.name(b"dropped_events"), r.dropped_events.into());
+        w.field(b"dropped_attributes", style);
+        write_u64(w, r.dropped_attributes.into());
+        w.field(b"dropped_events", style);
+        write_u64(w, r.dropped_events.into());
     }
     if !r.links.is_empty() {
-        write_links(o.name(b"links"), &r.links, style);
+        w.field(b"links", style);
+        write_links(w, &r.links, style);
     }
-    o.close();
+    w.byte(b'}');
 }
 
-fn write_events(out: &mut Vec<u8>, events: &[Event], style: Style) {
-    out.push(b'[');
+fn write_events(w: &mut Cursor, events: &[Event], style: Style) {
+    w.byte(b'[');
     for (i, e) in events.iter().enumerate() {
         if i > 0 {
-            style.item(out);
+            w.item(style);
         }
-        let mut o = Obj::open(out, style);
-        write_str(o.name(b"name"), &e.name);
-        write_u64(o.name(b"timestamp_ns"), e.time_ns);
-        write_attrs(o.name(b"attributes"), &e.attributes, style);
+        w.byte(b'{');
+        w.name(b"name", style);
+        w.str(&e.name);
+        w.field(b"timestamp_ns", style);
+        write_u64(w, e.time_ns);
+        w.field(b"attributes", style);
+        write_attrs(w, &e.attributes, style);
         if e.dropped_attributes > 0 {
-            write_u64(o.name(b"dropped_attributes"), e.dropped_attributes.into());
+            w.field(b"dropped_attributes", style);
+            write_u64(w, e.dropped_attributes.into());
         }
-        o.close();
+        w.byte(b'}');
     }
-    out.push(b']');
+    w.byte(b']');
 }
 
 // must match rust/py/trace/data.rs: links_to_py
-fn write_links(out: &mut Vec<u8>, links: &[Link], style: Style) {
-    out.push(b'[');
+fn write_links(w: &mut Cursor, links: &[Link], style: Style) {
+    w.byte(b'[');
     for (i, l) in links.iter().enumerate() {
         if i > 0 {
-            style.item(out);
+            w.item(style);
         }
-        let mut o = Obj::open(out, style);
-        write_hex(o.name(b"trace_id"), l.trace_id, 32);
-        write_hex(o.name(b"span_id"), l.span_id as u128, 16);
-        write_attrs(o.name(b"attributes"), &l.attributes, style);
+        w.byte(b'{');
+        w.name(b"trace_id", style);
+        write_hex(w, l.trace_id, 32);
+        w.field(b"span_id", style);
+        write_hex(w, l.span_id as u128, 16);
+        w.field(b"attributes", style);
+        write_attrs(w, &l.attributes, style);
         if l.dropped_attributes > 0 {
-            write_u64(o.name(b"dropped_attributes"), l.dropped_attributes.into());
+            w.field(b"dropped_attributes", style);
+            write_u64(w, l.dropped_attributes.into());
         }
-        o.close();
+        w.byte(b'}');
     }
-    out.push(b']');
+    w.byte(b']');
 }
 
-fn write_attrs(out: &mut Vec<u8>, attrs: &Attributes, style: Style) {
-    let mut o = Obj::open(out, style);
-    for (k, v) in attrs {
-        write_value(o.key(k), v, style);
+fn write_attrs(w: &mut Cursor, attrs: &Attributes, style: Style) {
+    w.byte(b'{');
+    for (i, (k, v)) in attrs.iter().enumerate() {
+        if i > 0 {
+            w.item(style);
+        }
+        w.str(k);
+        w.byte(b':');
+        if style.spaced {
+            w.byte(b' ');
+        }
+        write_value(w, v, style);
     }
-    o.close();
+    w.byte(b'}');
 }
 
-fn write_value(out: &mut Vec<u8>, v: &AttrValue, style: Style) {
-    fn array<T>(out: &mut Vec<u8>, items: &[T], style: Style, mut each: impl FnMut(&mut Vec<u8>, &T)) {
-        out.push(b'[');
+fn write_value(w: &mut Cursor, v: &AttrValue, style: Style) {
+    fn array<T>(w: &mut Cursor, items: &[T], style: Style, mut each: impl FnMut(&mut Cursor, &T)) {
+        w.byte(b'[');
         for (i, item) in items.iter().enumerate() {
             if i > 0 {
-                style.item(out);
+                w.item(style);
             }
-            each(out, item);
+            each(w, item);
         }
-        out.push(b']');
+        w.byte(b']');
     }
     match v {
-        AttrValue::Str(s) => write_str(out, s),
-        AttrValue::Bool(b) => write_bool(out, *b),
-        AttrValue::Int(i) => write_i64(out, *i),
-        AttrValue::Float(f) => write_float(out, *f),
-        AttrValue::StrArray(a) => array(out, a, style, |o, s| write_str(o, s)),
-        AttrValue::BoolArray(a) => array(out, a, style, |o, b| write_bool(o, *b)),
-        AttrValue::IntArray(a) => array(out, a, style, |o, i| write_i64(o, *i)),
-        AttrValue::FloatArray(a) => array(out, a, style, |o, f| write_float(o, *f)),
+        AttrValue::Str(s) => w.str(s),
+        AttrValue::Bool(b) => write_bool(w, *b),
+        AttrValue::Int(i) => write_i64(w, *i),
+        AttrValue::Float(f) => write_float_to(w, *f),
+        AttrValue::StrArray(a) => array(w, a, style, |w, s| w.str(s)),
+        AttrValue::BoolArray(a) => array(w, a, style, |w, b| write_bool(w, *b)),
+        AttrValue::IntArray(a) => array(w, a, style, |w, i| write_i64(w, *i)),
+        AttrValue::FloatArray(a) => array(w, a, style, |w, f| write_float_to(w, *f)),
     }
 }
 
-/// Appends `bytes`; short runs (keys, numbers, most values) byte by byte, because `extend_from_slice` of a
-/// length unknown at compile time is a call to memmove, which showed as a tenth of the encoding time.
-#[inline]
-fn put(out: &mut Vec<u8>, bytes: &[u8]) {
-    if bytes.len() <= 16 {
-        out.reserve(bytes.len());
-        for &b in bytes {
-            out.push(b);
-        }
-    } else {
-        out.extend_from_slice(bytes);
-    }
-}
-
-fn write_hex(out: &mut Vec<u8>, id: u128, width: usize) {
-    let mut buf = [b'"'; 34];
-    encode_into(id, width, &mut buf[1..]);
+fn write_hex(w: &mut Cursor, id: u128, width: usize) {
+    w.byte(b'"');
     if width == 32 {
-        out.extend_from_slice(&buf);
+        w.bytes(&hex16((id >> 64) as u64));
+    }
+    w.bytes(&hex16(id as u64));
+    w.byte(b'"');
+}
+
+fn write_bool(w: &mut Cursor, b: bool) {
+    if b {
+        w.bytes(b"true");
     } else {
-        out.extend_from_slice(&buf[..18]);
+        w.bytes(b"false");
     }
 }
 
-fn write_bool(out: &mut Vec<u8>, b: bool) {
-    out.extend_from_slice(if b { b"true" } else { b"false" });
+const PAIRS: &[u8; 200] = b"0001020304050607080910111213141516171819202122232425262728293031323334353637383940414243444546474849\
+                            5051525354555657585960616263646566676869707172737475767778798081828384858687888990919293949596979899";
+
+/// Decimal digits of `v` (at least one).
+#[inline]
+fn digits(v: u64) -> usize {
+    let mut n = 1;
+    let mut x = v;
+    while x >= 10_000 {
+        x /= 10_000;
+        n += 4;
+    }
+    while x >= 10 {
+        x /= 10;
+        n += 1;
+    }
+    n
 }
 
-fn write_u64(out: &mut Vec<u8>, mut v: u64) {
-    const PAIRS: &[u8; 200] = b"0001020304050607080910111213141516171819202122232425262728293031323334353637383940414243444546474849\
-                                5051525354555657585960616263646566676869707172737475767778798081828384858687888990919293949596979899";
-    let mut buf = [0u8; 20];
-    let mut i = buf.len();
-    while v >= 100 {
-        let pair = (v % 100) as usize * 2;
-        v /= 100;
-        i -= 2;
-        buf[i..i + 2].copy_from_slice(&PAIRS[pair..pair + 2]);
+/// Writes `v` as exactly `n` digits, zero-padded on the left (`n` at least its digit count).
+#[inline]
+fn write_digits(w: &mut Cursor, mut v: u64, n: usize) {
+    w.room(n);
+    // SAFETY: within the reserved bound (20 digits at most, counted as a number in the bounds).
+    unsafe {
+        let mut end = w.p.add(n);
+        w.p = end;
+        let start = end.sub(n);
+        while v >= 100 {
+            let pair = (v % 100) as usize * 2;
+            v /= 100;
+            end = end.sub(2);
+            std::ptr::copy_nonoverlapping(PAIRS.as_ptr().add(pair), end, 2);
+        }
+        if v >= 10 {
+            end = end.sub(2);
+            std::ptr::copy_nonoverlapping(PAIRS.as_ptr().add(v as usize * 2), end, 2);
+        } else {
+            end = end.sub(1);
+            end.write(b'0' + v as u8);
+        }
+        while end > start {
+            end = end.sub(1);
+            end.write(b'0');
+        }
     }
-    if v >= 10 {
-        i -= 2;
-        buf[i..i + 2].copy_from_slice(&PAIRS[v as usize * 2..v as usize * 2 + 2]);
+}
+
+fn write_u64(w: &mut Cursor, v: u64) {
+    // Nanosecond timestamps have 19 digits: in blocks of eight, each block four independent pairs (the digit by
+    // digit loop was one long chain of dependent divisions).
+    const E8: u64 = 100_000_000;
+    if v < E8 {
+        write_digits(w, v, digits(v));
+    } else if v < E8 * E8 {
+        write_digits(w, v / E8, digits(v / E8));
+        write_eight(w, (v % E8) as u32);
     } else {
-        i -= 1;
-        buf[i] = b'0' + v as u8;
+        let high = v / E8;
+        write_digits(w, high / E8, digits(high / E8));
+        write_eight(w, (high % E8) as u32);
+        write_eight(w, (v % E8) as u32);
     }
-    put(out, &buf[i..]);
 }
 
-fn write_i64(out: &mut Vec<u8>, v: i64) {
+/// `x` (below 10^8) as exactly eight digits.
+#[inline]
+fn write_eight(w: &mut Cursor, x: u32) {
+    let (a, b) = (x / 10_000, x % 10_000);
+    let pair = |p: u32| {
+        let i = p as usize * 2;
+        [PAIRS[i], PAIRS[i + 1]]
+    };
+    let (p0, p1, p2, p3) = (pair(a / 100), pair(a % 100), pair(b / 100), pair(b % 100));
+    w.bytes(&[p0[0], p0[1], p1[0], p1[1], p2[0], p2[1], p3[0], p3[1]]);
+}
+
+fn write_i64(w: &mut Cursor, v: i64) {
     if v < 0 {
-        out.push(b'-');
+        w.byte(b'-');
     }
-    write_u64(out, v.unsigned_abs());
+    write_u64(w, v.unsigned_abs());
+}
+
+/// `duration_ms`, `ns / 1e6` as Python's repr writes it. For 100 <= ns < 1e15 that is the exact decimal of
+/// ns / 10^6 (trailing zeros cut, at least one fractional digit): the quotient is the double nearest that decimal,
+/// and a decimal of at most 15 significant digits is the only one of that length or shorter to round to its
+/// double (DBL_DIG), so it is the shortest repr; in that range repr uses fixed notation. Else: the general path.
+fn write_duration_ms(w: &mut Cursor, ns: u64) {
+    if !(100..1_000_000_000_000_000).contains(&ns) {
+        write_float_to(w, ns as f64 / 1e6);
+        return;
+    }
+    let (int, mut frac) = (ns / 1_000_000, ns % 1_000_000);
+    write_u64(w, int);
+    w.byte(b'.');
+    if frac == 0 {
+        w.byte(b'0');
+        return;
+    }
+    let mut n = 6;
+    while frac % 10 == 0 {
+        frac /= 10;
+        n -= 1;
+    }
+    write_digits(w, frac, n);
 }
 
 /// False only if no byte of `w` is a control character, `"`, `\\`, DEL or non-ASCII (SWAR "has less than").
@@ -264,15 +517,43 @@ fn may_need_escape(w: u64) -> bool {
     (control | high | has_zero(w ^ (ONES * u64::from(b'"'))) | has_zero(w ^ (ONES * u64::from(b'\\')))) != 0
 }
 
+/// Python's `float.__repr__` (and so `json.dumps`) into a Vec: see `write_float_to`.
+pub fn write_float(out: &mut Vec<u8>, f: f64) {
+    with_cursor(out, NUMBER, |w| write_float_to(w, f));
+}
+
+/// A JSON string as `json.dumps(..., ensure_ascii=True)` writes it, into a Vec.
+pub fn write_str(out: &mut Vec<u8>, s: &str) {
+    with_cursor(out, str_bound(s), |w| w.str(s));
+}
+
+fn with_cursor(out: &mut Vec<u8>, bound: usize, f: impl FnOnce(&mut Cursor)) {
+    out.reserve(bound);
+    // SAFETY: as in `write_lines`, for a single value and its bound.
+    unsafe {
+        let len = out.len();
+        let start = out.as_mut_ptr().add(len);
+        let mut w = Cursor {
+            p: start,
+            #[cfg(debug_assertions)]
+            end: start.add(bound),
+        };
+        f(&mut w);
+        let written = w.p.offset_from(start) as usize;
+        assert!(written <= bound, "json: value past its bound");
+        out.set_len(len + written);
+    }
+}
+
 /// Python's `float.__repr__` (and so `json.dumps`): the shortest digits that round-trip, fixed notation for
 /// decimal exponents in [-4, 16), else `d.ddde+XX`; `json` spells the non-finite values NaN and Infinity.
-pub fn write_float(out: &mut Vec<u8>, f: f64) {
+fn write_float_to(w: &mut Cursor, f: f64) {
     if f.is_nan() {
-        out.extend_from_slice(b"NaN");
+        w.bytes(b"NaN");
         return;
     }
     if f.is_infinite() {
-        out.extend_from_slice(if f > 0.0 { b"Infinity" } else { b"-Infinity" });
+        w.bytes(if f > 0.0 { b"Infinity" } else { b"-Infinity" });
         return;
     }
     // ryu prints the shortest round-trip digits, as Python's repr picks them, in one of its own shapes ("1e16",
@@ -313,41 +594,47 @@ pub fn write_float(out: &mut Vec<u8>, f: f64) {
     // Python's `decpt`: the value is 0.DIGITS times ten to this.
     let decpt = decpt_all;
     if negative {
-        out.push(b'-');
+        w.byte(b'-');
     }
     let n = n as i32;
+    // At most 17 digits: fixed notation pads with zeros only within [-4, 16), so 24 bytes bound every shape.
     if decpt <= -4 || decpt > 16 {
-        out.push(digits[0]);
+        w.byte(digits[0]);
         if n > 1 {
-            out.push(b'.');
-            put(out, &digits[1..]);
+            w.byte(b'.');
+            w.bytes(&digits[1..]);
         }
-        out.push(b'e');
-        out.push(if exp < 0 { b'-' } else { b'+' });
+        w.byte(b'e');
+        w.byte(if exp < 0 { b'-' } else { b'+' });
         if exp.abs() < 10 {
-            out.push(b'0');
+            w.byte(b'0');
         }
-        write_u64(out, exp.unsigned_abs().into());
+        write_u64(w, exp.unsigned_abs().into());
     } else if decpt <= 0 {
-        out.extend_from_slice(b"0.");
-        out.resize(out.len() + (-decpt) as usize, b'0');
-        put(out, digits);
+        w.bytes(b"0.");
+        for _ in 0..-decpt {
+            w.byte(b'0');
+        }
+        w.bytes(digits);
     } else if decpt >= n {
-        put(out, digits);
-        out.resize(out.len() + (decpt - n) as usize, b'0');
-        out.extend_from_slice(b".0");
+        w.bytes(digits);
+        for _ in 0..decpt - n {
+            w.byte(b'0');
+        }
+        w.bytes(b".0");
     } else {
-        put(out, &digits[..decpt as usize]);
-        out.push(b'.');
-        put(out, &digits[decpt as usize..]);
+        w.bytes(&digits[..decpt as usize]);
+        w.byte(b'.');
+        w.bytes(&digits[decpt as usize..]);
     }
 }
 
-/// A JSON string as `json.dumps(..., ensure_ascii=True)` writes it: runs of printable ASCII are copied whole.
-pub fn write_str(out: &mut Vec<u8>, s: &str) {
+/// A JSON string as `json.dumps(..., ensure_ascii=True)` writes it: runs of printable ASCII are copied eight
+/// bytes at a time.
+fn write_str_to(w: &mut Cursor, s: &str) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    fn unit(out: &mut Vec<u8>, u: u16) {
-        out.extend_from_slice(&[
+    fn unit(w: &mut Cursor, u: u16) {
+        w.bytes(&[
             b'\\',
             b'u',
             HEX[usize::from(u >> 12)],
@@ -357,32 +644,23 @@ pub fn write_str(out: &mut Vec<u8>, s: &str) {
         ]);
     }
     let bytes = s.as_bytes();
-    out.reserve(bytes.len() + 2);
-    out.push(b'"');
-    let (mut plain, mut i) = (0, 0);
+    w.byte(b'"');
+    let mut i = 0;
     while i < bytes.len() {
-        // Eight bytes at a time while none of them needs an escape (the common case: keys, ids, ASCII values).
-        let (word, n) = match bytes.get(i..i + 8) {
-            Some(eight) => (u64::from_le_bytes(eight.try_into().unwrap_or([0; 8])), 8),
-            None => {
-                // The tail, padded with a harmless byte (copied by hand: a short copy_from_slice is a memcpy call).
-                let mut chunk = [b'a'; 8];
-                for (c, b) in chunk.iter_mut().zip(&bytes[i..]) {
-                    *c = *b;
-                }
-                (u64::from_le_bytes(chunk), bytes.len() - i)
+        if let Some(eight) = bytes.get(i..i + 8) {
+            let word = u64::from_le_bytes(eight.try_into().unwrap_or([0; 8]));
+            if !may_need_escape(word) {
+                w.word(word);
+                i += 8;
+                continue;
             }
-        };
-        if !may_need_escape(word) {
-            i += n;
-            continue;
         }
         let b = bytes[i];
         if (b' '..=b'~').contains(&b) && b != b'"' && b != b'\\' {
+            w.byte(b);
             i += 1;
             continue;
         }
-        put(out, &bytes[plain..i]);
         let escape: &[u8] = match b {
             b'"' => b"\\\"",
             b'\\' => b"\\\\",
@@ -394,7 +672,7 @@ pub fn write_str(out: &mut Vec<u8>, s: &str) {
             _ => b"",
         };
         if !escape.is_empty() {
-            out.extend_from_slice(escape);
+            w.bytes(escape);
             i += 1;
         } else {
             // A control character, DEL, or the first byte of a non-ASCII character: \uXXXX, astral ones as a
@@ -402,14 +680,12 @@ pub fn write_str(out: &mut Vec<u8>, s: &str) {
             let c = s[i..].chars().next().unwrap_or('\u{fffd}');
             let mut units = [0u16; 2];
             for u in c.encode_utf16(&mut units) {
-                unit(out, *u);
+                unit(w, *u);
             }
             i += c.len_utf8();
         }
-        plain = i;
     }
-    put(out, &bytes[plain..]);
-    out.push(b'"');
+    w.byte(b'"');
 }
 
 #[cfg(test)]
@@ -464,13 +740,32 @@ mod tests {
 
     #[test]
     fn integers() {
-        for v in [0u64, 7, 10, 99, 100, 101, 12345, u64::MAX] {
+        let mut more = vec![
+            0u64,
+            7,
+            10,
+            99,
+            100,
+            101,
+            12345,
+            u64::MAX,
+            99_999_999,
+            100_000_000,
+            100_000_001,
+        ];
+        more.extend([
+            10_000_000_000_000_000,
+            9_999_999_999_999_999,
+            1_764_547_200_000_000_123,
+            1_000_000_000_000_000_000,
+        ]);
+        for v in more {
             let mut out = Vec::new();
-            write_u64(&mut out, v);
+            with_cursor(&mut out, NUMBER, |w| write_u64(w, v));
             assert_eq!(String::from_utf8(out).unwrap(), v.to_string());
         }
         let mut out = Vec::new();
-        write_i64(&mut out, i64::MIN);
+        with_cursor(&mut out, NUMBER, |w| write_i64(w, i64::MIN));
         assert_eq!(String::from_utf8(out).unwrap(), i64::MIN.to_string());
     }
 
@@ -576,5 +871,188 @@ mod tests {
             "\n"
         );
         assert_eq!(String::from_utf8(out).unwrap(), want);
+    }
+
+    #[test]
+    fn durations_are_the_general_float_repr() {
+        let duration = |ns: u64| {
+            let mut out = Vec::new();
+            with_cursor(&mut out, NUMBER, |w| write_duration_ms(w, ns));
+            String::from_utf8(out).unwrap()
+        };
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut cases: Vec<u64> = vec![0, 1, 99, 100, 101, 999_999, 1_000_000, 1_000_001, 2_499_000, 10_000_000];
+        cases.extend([
+            999_999_999_999_999,
+            1_000_000_000_000_000,
+            u64::MAX,
+            123_456_789_012_345,
+        ]);
+        for _ in 0..300_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            // Every magnitude, from nanoseconds to years.
+            cases.push(x >> (x % 64));
+        }
+        for ns in cases {
+            assert_eq!(duration(ns), float(ns as f64 / 1e6), "{ns}");
+        }
+    }
+
+    #[test]
+    fn the_bound_holds_for_the_worst_strings() {
+        // Strings of the characters that escape longest, in every field that takes a string; the cursor asserts
+        // the bound on every write in this (debug) build.
+        for s in [
+            "\u{1}".repeat(50),
+            "\u{1f600}".repeat(40),
+            "\u{e9}".repeat(70),
+            "\"\\".repeat(33),
+        ] {
+            let attrs: Attributes = vec![
+                (s.as_str().into(), AttrValue::Str(s.as_str().into())),
+                (
+                    s.as_str().into(),
+                    AttrValue::StrArray(vec![s.clone(), String::new(), s.clone()]),
+                ),
+                (
+                    "f".into(),
+                    AttrValue::FloatArray(vec![-1.7976931348623157e308, -2.2250738585072014e-308, f64::NAN]),
+                ),
+                ("i".into(), AttrValue::IntArray(vec![i64::MIN, i64::MAX])),
+                ("b".into(), AttrValue::BoolArray(vec![false, true, false])),
+            ];
+            let r = SpanRecord {
+                trace_id: u128::MAX,
+                span_id: u64::MAX,
+                parent_span_id: u64::MAX,
+                parent_remote: true,
+                flags: 1,
+                tracestate: Some(s.as_str().into()),
+                name: s.as_str().into(),
+                kind: Kind::Consumer,
+                start_ns: 0,
+                end_ns: u64::MAX,
+                attributes: attrs.clone(),
+                dropped_attributes: u32::MAX,
+                events: vec![Event {
+                    name: s.clone(),
+                    time_ns: u64::MAX,
+                    attributes: attrs.clone(),
+                    dropped_attributes: u32::MAX,
+                }],
+                dropped_events: u32::MAX,
+                links: vec![Link {
+                    trace_id: u128::MAX,
+                    span_id: u64::MAX,
+                    flags: 1,
+                    remote: true,
+                    tracestate: None,
+                    attributes: attrs,
+                    dropped_attributes: u32::MAX,
+                }],
+                dropped_links: u32::MAX,
+                status: StatusCode::Error,
+                status_message: s.clone(),
+                scope: Arc::new(Scope {
+                    name: s.clone(),
+                    version: None,
+                }),
+            };
+            for style in [Style::COMPACT, Style::DEFAULT] {
+                let mut out = Vec::new();
+                write_lines(&mut out, &[Arc::new(r.clone())], &s, style);
+                assert!(out.ends_with(b"}\n"));
+            }
+        }
+    }
+
+    #[test]
+    fn every_kind_by_its_name() {
+        for (i, name) in Kind::NAMES.iter().enumerate() {
+            let kind = Kind::from_index(i as i64).unwrap();
+            let r = SpanRecord {
+                trace_id: 1,
+                span_id: 2,
+                parent_span_id: 0,
+                parent_remote: false,
+                flags: 1,
+                tracestate: None,
+                name: "n".into(),
+                kind,
+                start_ns: 0,
+                end_ns: 0,
+                attributes: vec![],
+                dropped_attributes: 0,
+                events: vec![],
+                dropped_events: 0,
+                links: vec![],
+                dropped_links: 0,
+                status: StatusCode::Unset,
+                status_message: String::new(),
+                scope: Arc::new(Scope::default()),
+            };
+            let mut out = Vec::new();
+            write_lines(&mut out, &[Arc::new(r)], "s", Style::COMPACT);
+            assert!(String::from_utf8(out)
+                .unwrap()
+                .contains(&format!(r#","kind":"{name}","#)));
+        }
+    }
+
+    #[test]
+    fn spans_of_two_scopes_and_statuses_in_one_batch() {
+        // The per-batch tail is cached by scope: a change of scope, status or tracestate must show in the line.
+        let base = |scope: &Arc<Scope>, status: StatusCode, tracestate: Option<&str>| SpanRecord {
+            trace_id: 1,
+            span_id: 2,
+            parent_span_id: 3,
+            parent_remote: false,
+            flags: 1,
+            tracestate: tracestate.map(Into::into),
+            name: "n".into(),
+            kind: Kind::Internal,
+            start_ns: 0,
+            end_ns: 1_000_000,
+            attributes: vec![],
+            dropped_attributes: 0,
+            events: vec![],
+            dropped_events: 0,
+            links: vec![],
+            dropped_links: 0,
+            status,
+            status_message: String::new(),
+            scope: scope.clone(),
+        };
+        let (a, b) = (
+            Arc::new(Scope {
+                name: "a".into(),
+                version: None,
+            }),
+            Arc::new(Scope {
+                name: "b".into(),
+                version: None,
+            }),
+        );
+        let spans = [
+            Arc::new(base(&a, StatusCode::Unset, None)),
+            Arc::new(base(&b, StatusCode::Ok, None)),
+            Arc::new(base(&a, StatusCode::Error, Some("k=v"))),
+            Arc::new(base(&a, StatusCode::Error, None)),
+        ];
+        let mut out = Vec::new();
+        write_lines(&mut out, &spans, "svc", Style::DEFAULT);
+        let text = String::from_utf8(out).unwrap();
+        let tails: Vec<&str> = text.lines().map(|l| &l[l.find("\"status\"").unwrap()..]).collect();
+        assert_eq!(
+            tails,
+            [
+                r#""status": {"code": "unset", "message": ""}, "tracestate": null, "service_name": "svc", "scope": "a"}"#,
+                r#""status": {"code": "ok", "message": ""}, "tracestate": null, "service_name": "svc", "scope": "b"}"#,
+                r#""status": {"code": "error", "message": ""}, "tracestate": "k=v", "service_name": "svc", "scope": "a"}"#,
+                r#""status": {"code": "error", "message": ""}, "tracestate": null, "service_name": "svc", "scope": "a"}"#,
+            ]
+        );
     }
 }
