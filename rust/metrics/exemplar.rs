@@ -149,17 +149,19 @@ impl SharedExemplars {
         }
     }
 
-    #[inline]
+    // Out of line: the single-process path inlines only the local arm, and costs what it did before this one existed.
+    #[inline(never)]
     fn set(&self, index: usize, e: Exemplar, alloc: impl FnOnce(SlotKind) -> Option<Slots>) {
-        let kind = SlotKind::of(&e.labels);
-        let cell = match kind {
-            SlotKind::Span => &self.span,
-            SlotKind::Custom => &self.custom,
+        let (cell, kind) = match e.labels {
+            ExemplarLabels::Span { .. } => (&self.span, SlotKind::Span),
+            ExemplarLabels::Custom(_) => (&self.custom, SlotKind::Custom),
         };
-        let region = cell.get_or_init(|| alloc(kind).filter(|s| s.len() >= self.buckets * kind.words()));
-        let Some(region) = region else { return };
+        let region = match cell.get() {
+            Some(region) => region,
+            None => cell.get_or_init(|| alloc(kind).filter(|s| s.len() >= self.buckets * kind.words())),
+        };
         let words = kind.words();
-        if let Some(slot) = region.get(index * words..(index + 1) * words) {
+        if let Some(slot) = region.as_ref().and_then(|r| r.get(index * words..(index + 1) * words)) {
             write_slot(slot, &e);
         }
     }
@@ -185,19 +187,22 @@ pub fn write_slot(slot: &[AtomicU64], e: &Exemplar) -> bool {
             w[4].store((*trace_id >> 64) as u64, Ordering::Relaxed);
             w[5].store(*span_id, Ordering::Relaxed);
         }),
-        ExemplarLabels::Custom(pairs) => {
-            let mut buf = [0u8; CUSTOM_BYTES];
-            let Some(n) = encode_custom(pairs, &mut buf) else {
-                return false;
-            };
-            seq_write(slot, e, |w| {
-                w[3].store(n as u64, Ordering::Relaxed);
-                for (w, chunk) in w[4..].iter().zip(buf[..n.div_ceil(8) * 8].chunks_exact(8)) {
-                    w.store(u64::from_le_bytes(chunk.try_into().expect("8 bytes")), Ordering::Relaxed);
-                }
-            })
-        }
+        ExemplarLabels::Custom(pairs) => write_custom(slot, e, pairs),
     }
+}
+
+#[inline(never)]
+fn write_custom(slot: &[AtomicU64], e: &Exemplar, pairs: &[(Box<str>, Box<str>)]) -> bool {
+    let mut buf = [0u8; CUSTOM_BYTES];
+    let Some(n) = encode_custom(pairs, &mut buf) else {
+        return false;
+    };
+    seq_write(slot, e, |w| {
+        w[3].store(n as u64, Ordering::Relaxed);
+        for (w, chunk) in w[4..].iter().zip(buf[..n.div_ceil(8) * 8].chunks_exact(8)) {
+            w.store(u64::from_le_bytes(chunk.try_into().expect("8 bytes")), Ordering::Relaxed);
+        }
+    })
 }
 
 #[inline]
