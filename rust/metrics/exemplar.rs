@@ -200,7 +200,10 @@ fn write_custom(slot: &[AtomicU64], e: &Exemplar, pairs: &[(Box<str>, Box<str>)]
     seq_write(slot, e, |w| {
         w[3].store(n as u64, Ordering::Relaxed);
         for (w, chunk) in w[4..].iter().zip(buf[..n.div_ceil(8) * 8].chunks_exact(8)) {
-            w.store(u64::from_le_bytes(chunk.try_into().expect("8 bytes")), Ordering::Relaxed);
+            w.store(
+                u64::from_le_bytes(chunk.try_into().expect("8 bytes")),
+                Ordering::Relaxed,
+            );
         }
     })
 }
@@ -209,7 +212,11 @@ fn write_custom(slot: &[AtomicU64], e: &Exemplar, pairs: &[(Box<str>, Box<str>)]
 fn seq_write(slot: &[AtomicU64], e: &Exemplar, labels: impl FnOnce(&[AtomicU64])) -> bool {
     let seq = &slot[SEQ];
     let s = seq.load(Ordering::Relaxed);
-    if s & 1 != 0 || seq.compare_exchange(s, s + 1, Ordering::Acquire, Ordering::Relaxed).is_err() {
+    if s & 1 != 0
+        || seq
+            .compare_exchange(s, s + 1, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+    {
         return false;
     }
     // The odd sequence is visible before any word of the new content (crossbeam's seqlock writer).
@@ -251,7 +258,9 @@ fn decode_custom(b: &[u8]) -> Option<ExemplarLabels> {
         at += 3 + kl + vl;
     }
     // A damaged file yields no exemplar rather than one that breaks the exposition.
-    check_labels(pairs).ok().filter(|l| matches!(l, ExemplarLabels::Custom(p) if !p.is_empty()))
+    check_labels(pairs)
+        .ok()
+        .filter(|l| matches!(l, ExemplarLabels::Custom(p) if !p.is_empty()))
 }
 
 /// One slot's exemplar, if it holds a complete one.
@@ -510,7 +519,9 @@ mod tests {
         while seen < 20_000 {
             match read_slot(SlotKind::Span, &region) {
                 Some(e) => {
-                    let ExemplarLabels::Span { trace_id, span_id } = e.labels else { panic!() };
+                    let ExemplarLabels::Span { trace_id, span_id } = e.labels else {
+                        panic!()
+                    };
                     assert_eq!(span_id, trace_id as u64 ^ 0x5a5a);
                     assert_eq!(e.value, trace_id as f64);
                     assert_eq!(e.timestamp, trace_id as f64);
@@ -530,11 +541,20 @@ mod tests {
         // The largest payloads: one 1-character name with 127 four-byte characters, and 64 pairs of 1 + 1.
         let cases = [
             vec![("k".to_owned(), "𝄞".repeat(127))],
-            (0..64).map(|i| (format!("{}", (b'a' + (i % 26) as u8) as char).repeat(1 + i / 26), String::new())).collect::<Vec<_>>(),
+            (0..64)
+                .map(|i| {
+                    (
+                        format!("{}", (b'a' + (i % 26) as u8) as char).repeat(1 + i / 26),
+                        String::new(),
+                    )
+                })
+                .collect::<Vec<_>>(),
             vec![("a".into(), "x\"\n\\".into()), ("b".into(), String::new())],
         ];
         for pairs in cases {
-            let Ok(labels) = check_labels(pairs.clone()) else { continue };
+            let Ok(labels) = check_labels(pairs.clone()) else {
+                continue;
+            };
             let e = Exemplar {
                 labels,
                 value: 0.25,
@@ -542,7 +562,11 @@ mod tests {
             };
             let words = encode_region(SlotKind::Custom, &[None, Some(e.clone())]);
             let region: Vec<AtomicU64> = words.into_iter().map(AtomicU64::new).collect();
-            assert_eq!(read_region(SlotKind::Custom, &region, 2), vec![None, Some(e)], "{pairs:?}");
+            assert_eq!(
+                read_region(SlotKind::Custom, &region, 2),
+                vec![None, Some(e)],
+                "{pairs:?}"
+            );
         }
         let mut buf = [0u8; CUSTOM_BYTES];
         let ExemplarLabels::Custom(big) = check_labels(vec![("k".into(), "𝄞".repeat(127))]).unwrap() else {
@@ -554,7 +578,13 @@ mod tests {
     #[test]
     fn latest_of_prefers_the_later_timestamp_and_keeps_ties() {
         let mut acc = vec![Some(at(1, 5.0)), None, Some(at(3, 1.0))];
-        latest_of(&mut acc, vec![Some(at(4, 5.0)), Some(at(5, 0.0)), Some(at(6, 2.0)), Some(at(7, 1.0))]);
-        assert_eq!(acc, vec![Some(at(1, 5.0)), Some(at(5, 0.0)), Some(at(6, 2.0)), Some(at(7, 1.0))]);
+        latest_of(
+            &mut acc,
+            vec![Some(at(4, 5.0)), Some(at(5, 0.0)), Some(at(6, 2.0)), Some(at(7, 1.0))],
+        );
+        assert_eq!(
+            acc,
+            vec![Some(at(1, 5.0)), Some(at(5, 0.0)), Some(at(6, 2.0)), Some(at(7, 1.0))]
+        );
     }
 }

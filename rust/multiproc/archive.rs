@@ -9,8 +9,8 @@ use super::store::{
     exemplars_body, family_record, round8, COMMITTED_AT, ENTRY_HEAD, HEADER_LEN, MAGIC, TAG_EXEMPLARS, TAG_FAMILY,
     TAG_HDR_BLOCK, TAG_HDR_HEAD, TAG_SERIES,
 };
-use crate::metrics::exemplar::{encode_region, SlotKind};
 use super::{sys, Mode, ARCHIVE};
+use crate::metrics::exemplar::{encode_region, SlotKind};
 use crate::metrics::family::Kind;
 use crate::metrics::hdr::{HEAD_SLOTS, SUB_BUCKETS};
 use hashbrown::HashMap;
@@ -110,7 +110,8 @@ impl Folded {
                     let n = self.exemplars.len();
                     let i = *self.exemplar_index.entry(key).or_insert(n);
                     if i == n {
-                        self.exemplars.push((rec.name.to_owned(), rec.bounds.clone(), HashMap::new()));
+                        self.exemplars
+                            .push((rec.name.to_owned(), rec.bounds.clone(), HashMap::new()));
                     }
                     let (_, bounds, accs) = &mut self.exemplars[i];
                     add_exemplars(accs, &rec, e.slots, bounds);

@@ -202,7 +202,12 @@ pub fn merge(sources: &[Source], families: &[Arc<Family>]) -> View {
             let series = list
                 .into_iter()
                 .map(|(labels, acc)| {
-                    let ex = exemplars.remove(&labels).unwrap_or_default();
+                    // Most families have no exemplar: skip hashing their label sets.
+                    let ex = if exemplars.is_empty() {
+                        Vec::new()
+                    } else {
+                        exemplars.remove(&labels).unwrap_or_default()
+                    };
                     let labels = labels.into_iter().map(|(k, v)| (Arc::from(k), v)).collect();
                     Series::detached_with(name.clone(), labels, acc.into_value(&shell), ex)
                 })

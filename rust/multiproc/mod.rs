@@ -482,7 +482,12 @@ pub(crate) mod tests {
 
     /// Bucket i's exemplar of `labels` in a merged view's histogram family (index 1 of `families()`).
     fn merged_exemplars(view: &View, ep: &str) -> Vec<Option<Exemplar>> {
-        view[1].1.iter().find(|s| s.label("ep") == Some(ep)).unwrap().exemplars()
+        view[1]
+            .1
+            .iter()
+            .find(|s| s.label("ep") == Some(ep))
+            .unwrap()
+            .exemplars()
     }
 
     /// Runs `f` in a forked child that then exits: a process that wrote its file and died.
@@ -543,7 +548,9 @@ pub(crate) mod tests {
         // The same data without exemplars: one process's heap series.
         let single = families();
         for _ in 0..2 {
-            [5.0, 50.0, 500.0].iter().for_each(|&v| assert!(single[1].lookup(&["/a"]).series.observe(v)));
+            [5.0, 50.0, 500.0]
+                .iter()
+                .for_each(|&v| assert!(single[1].lookup(&["/a"]).series.observe(v)));
         }
         let (text_before, om_before) = (encode(&single, Format::Text), encode(&single, Format::OpenMetrics));
         let view = merge(&sources(&dir, None).unwrap(), &fams);
@@ -560,7 +567,10 @@ pub(crate) mod tests {
         assert_eq!(encode_snapshots(&view, Format::Text), text_before);
         let om = encode_snapshots(&view, Format::OpenMetrics);
         assert_eq!(om.matches(" # {").count(), 3, "{om}");
-        let stripped: String = om.lines().map(|l| l.split(" # {").next().unwrap().to_owned() + "\n").collect();
+        let stripped: String = om
+            .lines()
+            .map(|l| l.split(" # {").next().unwrap().to_owned() + "\n")
+            .collect();
         assert_eq!(stripped, om_before);
 
         // A write in progress in b's slot (odd sequence): the merge skips it and the next latest shows.
