@@ -505,18 +505,20 @@ mod tests {
             .map(|t| {
                 let (region, stop) = (region.clone(), stop.clone());
                 std::thread::spawn(move || {
-                    let mut i = 0u128;
+                    let (mut i, mut written) = (0u128, 0u64);
                     while !stop.load(Ordering::Relaxed) {
                         // Every word of an exemplar derives from one number: a mix of two writes shows.
                         let x = (t << 100) | (i << 64) | i;
-                        write_slot(&region, &at(x, x as f64));
+                        written += u64::from(write_slot(&region, &at(x, x as f64)));
                         i += 1;
                     }
+                    written
                 })
             })
             .collect();
-        let (mut seen, mut skipped) = (0, 0);
-        while seen < 20_000 {
+        let (mut seen, mut skipped) = (0, 0u64);
+        // Bounded: a reader that never got a clean copy fails the assertion below instead of hanging.
+        while seen < 20_000 && skipped < 100_000_000 {
             match read_slot(SlotKind::Span, &region) {
                 Some(e) => {
                     let ExemplarLabels::Span { trace_id, span_id } = e.labels else {
@@ -532,8 +534,9 @@ mod tests {
             }
         }
         stop.store(true, Ordering::Relaxed);
-        writers.into_iter().for_each(|w| w.join().unwrap());
-        assert!(seen >= 20_000, "{skipped}");
+        let writes: Vec<u64> = writers.into_iter().map(|w| w.join().unwrap()).collect();
+        assert_eq!(seen, 20_000, "{skipped} copies skipped");
+        assert!(writes.iter().all(|&n| n > 0), "{writes:?}");
     }
 
     #[test]
