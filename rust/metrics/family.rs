@@ -1,6 +1,6 @@
 //! A metric family: name, help, type, label names, and its labelled series under a series cap.
 
-use super::exemplar::{Exemplar, ExemplarLabels, Exemplars};
+use super::exemplar::{Exemplar, ExemplarLabels, Exemplars, SharedExemplars};
 use super::hdr::{HdrHome, HdrRecorder};
 use super::histogram::{Bounds, HistogramValue};
 use super::labels::LabelMap;
@@ -112,9 +112,14 @@ impl Series {
     pub fn set_exemplar(&self, v: f64, labels: ExemplarLabels, timestamp: f64) {
         if let Value::Histogram(h) = &self.value {
             let index = h.bucket_of(v);
-            let slots = self
-                .exemplars
-                .get_or_init(|| Box::new(Exemplars::new(h.bounds().len())));
+            let slots = self.exemplars.get_or_init(|| {
+                // A series whose counts live in a store file keeps its exemplars there too, for every scrape to see.
+                Box::new(if h.is_shared() {
+                    Exemplars::Shared(SharedExemplars::new(h.bounds().len()))
+                } else {
+                    Exemplars::new(h.bounds().len())
+                })
+            });
             slots.set(
                 index,
                 Exemplar {
@@ -122,6 +127,7 @@ impl Series {
                     value: v,
                     timestamp,
                 },
+                |kind| multiproc::alloc_exemplars(&self.family_name, h.bounds(), &self.labels, kind),
             );
         }
     }
@@ -146,13 +152,26 @@ impl Series {
 
     /// A series outside any family's map (the merged multi-process view builds these).
     pub fn detached(family_name: Arc<str>, labels: Vec<(Arc<str>, Box<str>)>, value: Value) -> Arc<Series> {
+        Self::detached_with(family_name, labels, value, Vec::new())
+    }
+
+    /// A detached series carrying the exemplars merged from every process (none when `exemplars` is empty).
+    pub fn detached_with(
+        family_name: Arc<str>,
+        labels: Vec<(Arc<str>, Box<str>)>,
+        value: Value,
+        exemplars: Vec<Option<Exemplar>>,
+    ) -> Arc<Series> {
+        let cell = OnceLock::new();
+        if exemplars.iter().any(Option::is_some) {
+            let _ = cell.set(Box::new(Exemplars::filled(exemplars)));
+        }
         Arc::new(Series {
             family_name,
             labels: labels.into(),
             value,
             hdr: None,
-            // Exemplars stay per process: the merged multi-process view carries none yet.
-            exemplars: OnceLock::new(),
+            exemplars: cell,
         })
     }
 

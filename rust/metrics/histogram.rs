@@ -105,6 +105,11 @@ impl HistogramValue {
         self.bounds.as_slice()
     }
 
+    /// Whether the counts live in a multi-process store file (then so do the series' exemplars).
+    pub fn is_shared(&self) -> bool {
+        self.s.is_shared()
+    }
+
     /// The bucket `v` lands in (its exemplar's slot).
     #[inline]
     pub fn bucket_of(&self, v: f64) -> usize {

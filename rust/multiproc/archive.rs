@@ -1,14 +1,16 @@
 //! Dead processes fold into one archive: their counters, histograms and HDR counts are summed
 //! into `archive.db`, their gauges kept or dropped by mode, and their files deleted, so the
-//! directory stays bounded however many workers come and go.
+//! directory stays bounded however many workers come and go. Their exemplars fold in too, the latest per bucket
+//! (against the archive's own), so a trace a dead worker recorded stays one click away until a newer one replaces it.
 
-use super::merge::{Acc, HdrAcc, LabelKey};
-use super::read::{parse_family, parse_series, Cursor, FamilyRec, FileView};
+use super::merge::{add_exemplars, Acc, ExemplarAccs, HdrAcc, LabelKey};
+use super::read::{parse_exemplars, parse_family, parse_series, Cursor, FamilyRec, FileView};
 use super::store::{
-    family_record, round8, COMMITTED_AT, ENTRY_HEAD, HEADER_LEN, MAGIC, TAG_FAMILY, TAG_HDR_BLOCK, TAG_HDR_HEAD,
-    TAG_SERIES,
+    exemplars_body, family_record, round8, COMMITTED_AT, ENTRY_HEAD, HEADER_LEN, MAGIC, TAG_EXEMPLARS, TAG_FAMILY,
+    TAG_HDR_BLOCK, TAG_HDR_HEAD, TAG_SERIES,
 };
 use super::{sys, Mode, ARCHIVE};
+use crate::metrics::exemplar::{encode_region, SlotKind};
 use crate::metrics::family::Kind;
 use crate::metrics::hdr::{HEAD_SLOTS, SUB_BUCKETS};
 use hashbrown::HashMap;
@@ -29,6 +31,10 @@ struct FamAcc {
 struct Folded {
     by_key: HashMap<(String, u8, Vec<u64>), usize>,
     families: Vec<FamAcc>,
+    /// Exemplars by series name and bounds, apart from the families: a dead fork child's exemplars may belong to a
+    /// series whose counts sit in its parent's (live) file.
+    exemplar_index: HashMap<(String, Vec<u64>), usize>,
+    exemplars: Vec<(String, Vec<f64>, ExemplarAccs)>,
 }
 
 fn kind_code(k: Kind) -> u8 {
@@ -98,6 +104,18 @@ impl Folded {
                         self.families[i].hdr.add(e.tag, c.u32(), e.slots);
                     }
                 }
+                TAG_EXEMPLARS => {
+                    let Some(rec) = parse_exemplars(e.body) else { continue };
+                    let key = (rec.name.to_owned(), rec.bounds.iter().map(|b| b.to_bits()).collect());
+                    let n = self.exemplars.len();
+                    let i = *self.exemplar_index.entry(key).or_insert(n);
+                    if i == n {
+                        self.exemplars
+                            .push((rec.name.to_owned(), rec.bounds.clone(), HashMap::new()));
+                    }
+                    let (_, bounds, accs) = &mut self.exemplars[i];
+                    add_exemplars(accs, &rec, e.slots, bounds);
+                }
                 _ => {}
             }
         }
@@ -143,6 +161,16 @@ impl Folded {
                     body.extend_from_slice(&(*slot as u32).to_le_bytes());
                     debug_assert_eq!(counts.len(), SUB_BUCKETS);
                     push(&mut b, TAG_HDR_BLOCK, &body, counts);
+                }
+            }
+        }
+        for (name, bounds, accs) in &self.exemplars {
+            for (labels, latest) in accs {
+                for kind in [SlotKind::Span, SlotKind::Custom] {
+                    if latest.iter().flatten().any(|e| SlotKind::of(&e.labels) == kind) {
+                        let body = exemplars_body(kind, name, bounds, labels);
+                        push(&mut b, TAG_EXEMPLARS, &body, &encode_region(kind, latest));
+                    }
                 }
             }
         }

@@ -1,10 +1,12 @@
 //! The merged view: the series of every process file (and the archive of dead ones), combined by
-//! family name and sorted label set into one snapshot the single-process encoders write.
+//! family name and sorted label set into one snapshot the single-process encoders write. A histogram bucket's
+//! exemplar is the one with the latest timestamp over every file's exemplar slots for that series.
 
-use super::read::{parse_series, Cursor, FamilyRec, FileView, SERIES};
-use super::store::{TAG_HDR_BLOCK, TAG_HDR_HEAD};
+use super::read::{parse_exemplars, parse_series, Cursor, ExemplarsRec, FamilyRec, FileView, SERIES};
+use super::store::{TAG_EXEMPLARS, TAG_HDR_BLOCK, TAG_HDR_HEAD};
 use super::Mode;
 use crate::metrics::atomic::AtomicF64;
+use crate::metrics::exemplar::{latest_of, read_region, Exemplar};
 use crate::metrics::family::{Family, Kind, Series, Value};
 use crate::metrics::hdr::{SLOTS as HDR_SLOTS, SUB_BUCKETS};
 use crate::metrics::value::CounterValue;
@@ -26,6 +28,20 @@ pub struct Source {
 pub(crate) type LabelKey = Vec<(Box<str>, Box<str>)>;
 /// Per family: label set -> position, and the merged series in first-seen order.
 type FamilyAccs = (HashMap<LabelKey, usize>, Vec<(LabelKey, Acc)>);
+/// Per family: label set -> each bucket's latest exemplar so far.
+pub(crate) type ExemplarAccs = HashMap<LabelKey, Vec<Option<Exemplar>>>;
+
+/// Folds an exemplars entry into `accs` (latest per bucket) when it names a histogram series of `bounds`.
+pub(crate) fn add_exemplars(accs: &mut ExemplarAccs, rec: &ExemplarsRec<'_>, slots: &[AtomicU64], bounds: &[f64]) {
+    if rec.bounds != bounds {
+        return;
+    }
+    let key: LabelKey = rec.labels.iter().map(|(k, v)| (Box::from(*k), Box::from(*v))).collect();
+    latest_of(
+        accs.entry(key).or_default(),
+        read_region(rec.kind, slots, rec.bounds.len()),
+    );
+}
 
 #[derive(Debug, Clone)]
 pub(crate) enum Acc {
@@ -113,6 +129,7 @@ pub fn merge(sources: &[Source], families: &[Arc<Family>]) -> View {
         .collect();
     let mut hdrs: Vec<HdrAcc> = families.iter().map(|_| HdrAcc::default()).collect();
     let mut accs: Vec<FamilyAccs> = families.iter().map(|_| (HashMap::new(), Vec::new())).collect();
+    let mut exemplars: Vec<ExemplarAccs> = families.iter().map(|_| HashMap::new()).collect();
     for src in sources {
         let recs = src.view.families();
         let local: HashMap<u32, usize> = recs
@@ -125,6 +142,16 @@ pub fn merge(sources: &[Source], families: &[Arc<Family>]) -> View {
                 let mut c = Cursor::new(e.body);
                 if let Some(&i) = c.u32().and_then(|fid| local.get(&fid)) {
                     hdrs[i].add(e.tag, c.u32(), e.slots);
+                }
+                continue;
+            }
+            if e.tag == TAG_EXEMPLARS {
+                // Keyed by name, not by this file's family ids: the series may live in another file.
+                if let Some(rec) = parse_exemplars(e.body) {
+                    let found = by_name.get(rec.name).copied();
+                    if let Some(i) = found.filter(|&i| families[i].kind == Kind::Histogram) {
+                        add_exemplars(&mut exemplars[i], &rec, e.slots, families[i].bounds().unwrap_or(&[]));
+                    }
                 }
                 continue;
             }
@@ -164,7 +191,8 @@ pub fn merge(sources: &[Source], families: &[Arc<Family>]) -> View {
         .iter()
         .zip(accs)
         .zip(hdrs)
-        .map(|((f, (_, list)), hdr)| {
+        .zip(exemplars)
+        .map(|(((f, (_, list)), hdr), mut exemplars)| {
             let shell = f.shell();
             if let Some(h) = shell.hdr() {
                 let blocks: Vec<(usize, Vec<u64>)> = hdr.blocks.into_iter().collect();
@@ -174,8 +202,14 @@ pub fn merge(sources: &[Source], families: &[Arc<Family>]) -> View {
             let series = list
                 .into_iter()
                 .map(|(labels, acc)| {
+                    // Most families have no exemplar: skip hashing their label sets.
+                    let ex = if exemplars.is_empty() {
+                        Vec::new()
+                    } else {
+                        exemplars.remove(&labels).unwrap_or_default()
+                    };
                     let labels = labels.into_iter().map(|(k, v)| (Arc::from(k), v)).collect();
-                    Series::detached(name.clone(), labels, acc.into_value(&shell))
+                    Series::detached_with(name.clone(), labels, acc.into_value(&shell), ex)
                 })
                 .collect();
             (shell, series)

@@ -17,6 +17,7 @@ pub use mode::Mode;
 pub use store::Store;
 
 use crate::metrics::atomic::Slots;
+use crate::metrics::exemplar::SlotKind;
 use crate::metrics::family::{Family, Value};
 use crate::metrics::hdr::HdrHome;
 use parking_lot::Mutex;
@@ -121,6 +122,11 @@ pub fn current_store() -> Option<Arc<Store>> {
 /// The value of a new series in this process's store, or None in single-process mode.
 pub fn alloc_value(family: &Family, labels: &[(Arc<str>, Box<str>)]) -> Option<Value> {
     current_store()?.alloc_value(family, labels).ok()
+}
+
+/// A histogram series' exemplar slots of `kind` in this process's store (see `Store::alloc_exemplars`).
+pub fn alloc_exemplars(name: &str, bounds: &[f64], labels: &[(Arc<str>, Box<str>)], kind: SlotKind) -> Option<Slots> {
+    current_store()?.alloc_exemplars(name, bounds, labels, kind).ok()
 }
 
 /// The head slots of a family's HDR recorder in this process's store.
@@ -251,6 +257,7 @@ pub fn permissions(dir: &Path) -> io::Result<(u32, Vec<u32>)> {
 pub(crate) mod tests {
     use super::*;
     use crate::exposition::{encode, encode_snapshots, Format};
+    use crate::metrics::exemplar::{check_labels, write_slot, Exemplar, ExemplarLabels};
     use crate::metrics::family::{FamilySpec, Kind, Series};
     use std::sync::atomic::AtomicUsize;
 
@@ -459,6 +466,149 @@ pub(crate) mod tests {
             // The live store of the first round stays live (this process holds it) in the second.
             std::mem::forget(live);
         }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    fn span_at(trace_id: u128, value: f64, timestamp: f64) -> Exemplar {
+        Exemplar {
+            labels: ExemplarLabels::Span {
+                trace_id,
+                span_id: trace_id as u64,
+            },
+            value,
+            timestamp,
+        }
+    }
+
+    /// Bucket i's exemplar of `labels` in a merged view's histogram family (index 1 of `families()`).
+    fn merged_exemplars(view: &View, ep: &str) -> Vec<Option<Exemplar>> {
+        view[1]
+            .1
+            .iter()
+            .find(|s| s.label("ep") == Some(ep))
+            .unwrap()
+            .exemplars()
+    }
+
+    /// Runs `f` in a forked child that then exits: a process that wrote its file and died.
+    fn in_dead_child(f: impl FnOnce() -> bool) {
+        // SAFETY: the child only writes its store (malloc and syscalls) and _exits.
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or(false);
+            unsafe { libc::_exit(i32::from(!ok)) };
+        }
+        let mut status = 0;
+        assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+        assert_eq!(status, 0);
+    }
+
+    #[test]
+    fn exemplars_merge_latest_per_bucket_skip_torn_slots_and_survive_the_archive() {
+        let dir = temp_dir();
+        ensure_dir(&dir).unwrap();
+        let fams = families();
+        let bounds = fams[1].bounds().unwrap().to_vec();
+        assert_eq!(bounds.len(), 3);
+        let l = labels(&[("ep", "/a")]);
+        let (w, c) = (SlotKind::Span.words(), SlotKind::Custom.words());
+        let region = |st: &Store, kind| st.alloc_exemplars("lat_ms", &bounds, &l, kind).unwrap();
+        let observe = |st: &Store| {
+            let h = Series::detached("lat_ms".into(), l.clone(), st.alloc_value(&fams[1], &l).unwrap());
+            [5.0, 50.0, 500.0].iter().all(|&v| h.observe(v))
+        };
+        // Process a: counts and span exemplars, then dies.
+        in_dead_child(|| {
+            let a = Store::create_at(dir.join("100-a.db"), 100).unwrap();
+            let r = region(&a, SlotKind::Span);
+            observe(&a)
+                && write_slot(&r[0..w], &span_at(0xa0, 5.0, 10.0))
+                && write_slot(&r[w..2 * w], &span_at(0xa1, 50.0, 30.0))
+                && write_slot(&r[2 * w..], &span_at(0xa2, 500.0, 1.0))
+        });
+        // Process b, alive: counts, span and custom exemplars.
+        let b = Store::create_at(dir.join("101-b.db"), 101).unwrap();
+        assert!(observe(&b));
+        let (b_span, b_custom) = (region(&b, SlotKind::Span), region(&b, SlotKind::Custom));
+        assert!(write_slot(&b_span[0..w], &span_at(0xb0, 6.0, 20.0)));
+        assert!(write_slot(&b_span[w..2 * w], &span_at(0xb1, 51.0, 5.0)));
+        let custom = check_labels(vec![("user".into(), "ü".repeat(120))]).unwrap();
+        let custom_at = Exemplar {
+            labels: custom.clone(),
+            value: 600.0,
+            timestamp: 2.0,
+        };
+        assert!(write_slot(&b_custom[2 * c..], &custom_at));
+        // Process c: the series' exemplars in a file without its counts (a fork child's, for an inherited series).
+        in_dead_child(|| {
+            let child = Store::create_at(dir.join("102-c.db"), 102).unwrap();
+            write_slot(&region(&child, SlotKind::Span)[w..2 * w], &span_at(0xc1, 52.0, 40.0))
+        });
+
+        // The same data without exemplars: one process's heap series.
+        let single = families();
+        for _ in 0..2 {
+            [5.0, 50.0, 500.0]
+                .iter()
+                .for_each(|&v| assert!(single[1].lookup(&["/a"]).series.observe(v)));
+        }
+        let (text_before, om_before) = (encode(&single, Format::Text), encode(&single, Format::OpenMetrics));
+        let view = merge(&sources(&dir, None).unwrap(), &fams);
+        let got = merged_exemplars(&view, "/a");
+        assert_eq!(
+            got,
+            vec![
+                Some(span_at(0xb0, 6.0, 20.0)),
+                Some(span_at(0xc1, 52.0, 40.0)),
+                Some(custom_at.clone())
+            ]
+        );
+        // Text 0.0.4 has no exemplars: byte for byte what it was before any was written; OpenMetrics only adds them.
+        assert_eq!(encode_snapshots(&view, Format::Text), text_before);
+        let om = encode_snapshots(&view, Format::OpenMetrics);
+        assert_eq!(om.matches(" # {").count(), 3, "{om}");
+        let stripped: String = om
+            .lines()
+            .map(|l| l.split(" # {").next().unwrap().to_owned() + "\n")
+            .collect();
+        assert_eq!(stripped, om_before);
+
+        // A write in progress in b's slot (odd sequence): the merge skips it and the next latest shows.
+        b_span[0].fetch_add(1, Ordering::Relaxed);
+        let got = merged_exemplars(&merge(&sources(&dir, None).unwrap(), &fams), "/a");
+        assert_eq!(got[0], Some(span_at(0xa0, 5.0, 10.0)));
+        b_span[0].fetch_sub(1, Ordering::Relaxed);
+
+        // The dead fold into the archive with their exemplars, the latest per bucket.
+        assert_eq!(archive_dead(&dir).unwrap(), 2);
+        let got = merged_exemplars(&merge(&sources(&dir, None).unwrap(), &fams), "/a");
+        assert_eq!(got[1], Some(span_at(0xc1, 52.0, 40.0)));
+        assert_eq!(got[2], Some(custom_at.clone()));
+        b_span[0].fetch_add(1, Ordering::Relaxed);
+        let got = merged_exemplars(&merge(&sources(&dir, None).unwrap(), &fams), "/a");
+        assert_eq!(got[0], Some(span_at(0xa0, 5.0, 10.0)), "the archive kept a's");
+        b_span[0].fetch_sub(1, Ordering::Relaxed);
+        // A later live exemplar beats the archive's; a later dead one replaces the archive's when it folds in.
+        assert!(write_slot(&b_span[0..w], &span_at(0xb2, 7.0, 50.0)));
+        in_dead_child(|| {
+            let d = Store::create_at(dir.join("103-d.db"), 103).unwrap();
+            let r = region(&d, SlotKind::Span);
+            write_slot(&r[w..2 * w], &span_at(0xd1, 53.0, 60.0)) && write_slot(&r[2 * w..], &span_at(0xd2, 400.0, 0.5))
+        });
+        assert_eq!(archive_dead(&dir).unwrap(), 1);
+        let view = merge(&sources(&dir, None).unwrap(), &fams);
+        let got = merged_exemplars(&view, "/a");
+        assert_eq!(
+            got,
+            vec![
+                Some(span_at(0xb2, 7.0, 50.0)),
+                Some(span_at(0xd1, 53.0, 60.0)),
+                Some(custom_at)
+            ]
+        );
+        assert_eq!(view[1].1[0].get(), 6.0);
+        assert_eq!(encode_snapshots(&view, Format::Text), text_before);
+        drop(b);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -4,6 +4,7 @@
 use super::store::{round8, COMMITTED_AT, ENTRY_HEAD, HEADER_LEN, MAGIC, TAG_FAMILY, TAG_SERIES};
 use super::sys;
 use super::Mode;
+use crate::metrics::exemplar::SlotKind;
 use crate::metrics::family::Kind;
 use hashbrown::HashMap;
 use std::fs::File;
@@ -114,6 +115,39 @@ pub fn parse_family(body: &[u8]) -> Option<(u32, FamilyRec)> {
             bounds,
         },
     ))
+}
+
+/// What an exemplars entry says about its slots: their kind and the series they belong to.
+#[derive(Debug)]
+pub struct ExemplarsRec<'a> {
+    pub kind: SlotKind,
+    pub name: &'a str,
+    pub bounds: Vec<f64>,
+    pub labels: Vec<(&'a str, &'a str)>,
+}
+
+pub fn parse_exemplars(body: &[u8]) -> Option<ExemplarsRec<'_>> {
+    let mut c = Cursor::new(body);
+    let kind = SlotKind::from_u32(c.u32()?)?;
+    let name = c.lp_str()?;
+    let nb = c.u32()? as usize;
+    if nb > body.len() {
+        return None;
+    }
+    let bounds = (0..nb).map(|_| c.f64()).collect::<Option<Vec<f64>>>()?;
+    let n = c.u32()? as usize;
+    if n > body.len() {
+        return None;
+    }
+    let labels = (0..n)
+        .map(|_| Some((c.lp_str()?, c.lp_str()?)))
+        .collect::<Option<Vec<_>>>()?;
+    Some(ExemplarsRec {
+        kind,
+        name,
+        bounds,
+        labels,
+    })
 }
 
 /// A series entry's family id and label pairs.

@@ -6,7 +6,10 @@
 //!   entry is complete, so a reader never sees half an entry), pid, creation time;
 //! - entries: `tag u32, total_len u32, body_len u32, nslots u32`, a body padded to 8, then
 //!   `nslots` u64 slots. A family entry names its family once; a series entry holds its family
-//!   id, its sorted label pairs and its value slots (the layouts of rust/metrics/value.rs).
+//!   id, its sorted label pairs and its value slots (the layouts of rust/metrics/value.rs). An exemplars entry,
+//!   appended on a histogram series' first exemplar of a kind (span ids or custom labels), names its series in
+//!   full (family name, bounds, labels: it may sit in another file than the series' counts, see `alloc_exemplars`)
+//!   and holds one seqlocked slot per bucket (the layouts of rust/metrics/exemplar.rs).
 //!
 //! The file grows in chunks, each mapped on its own and never moved or unmapped, so a pointer
 //! handed to a series stays valid for the life of the process.
@@ -14,6 +17,7 @@
 use super::sys;
 use super::Mode;
 use crate::metrics::atomic::Slots;
+use crate::metrics::exemplar::SlotKind;
 use crate::metrics::family::{Family, Kind, Value};
 use crate::metrics::hdr::{HdrHome, HEAD_SLOTS, SUB_BUCKETS};
 use crate::metrics::histogram::{histogram_slots, HistogramValue};
@@ -39,6 +43,7 @@ pub const TAG_FAMILY: u32 = 2;
 pub const TAG_SERIES: u32 = 3;
 pub const TAG_HDR_HEAD: u32 = 4;
 pub const TAG_HDR_BLOCK: u32 = 5;
+pub const TAG_EXEMPLARS: u32 = 6;
 
 pub fn round8(n: usize) -> usize {
     (n + 7) & !7
@@ -120,6 +125,26 @@ pub(crate) fn series_body<K: AsRef<str>, V: AsRef<str>>(fid: u32, labels: &[(K, 
             b.extend_from_slice(s.as_bytes());
         }
     }
+    b
+}
+
+/// Encodes the body of an exemplars entry: slot kind, family name, bounds, sorted label pairs.
+pub(crate) fn exemplars_body<K: AsRef<str>, V: AsRef<str>>(
+    kind: SlotKind,
+    name: &str,
+    bounds: &[f64],
+    labels: &[(K, V)],
+) -> Vec<u8> {
+    let mut b = Vec::with_capacity(16 + name.len() + bounds.len() * 8 + labels.len() * 24);
+    b.extend_from_slice(&(kind as u32).to_le_bytes());
+    b.extend_from_slice(&(name.len() as u32).to_le_bytes());
+    b.extend_from_slice(name.as_bytes());
+    b.extend_from_slice(&(bounds.len() as u32).to_le_bytes());
+    for x in bounds {
+        b.extend_from_slice(&x.to_le_bytes());
+    }
+    // The label part is a series body's without its family id.
+    b.extend_from_slice(&series_body(0, labels)[4..]);
     b
 }
 
@@ -208,6 +233,23 @@ impl Store {
 }
 
 impl Store {
+    /// A histogram series' exemplar slots of one kind, one per bucket, all empty. Keyed by name and labels rather
+    /// than by the series entry: a fork child records exemplars of series it inherited (whose counts stay in its
+    /// parent's file, which it must not append to) into its own file, and the merge joins them by key.
+    pub fn alloc_exemplars(
+        &self,
+        name: &str,
+        bounds: &[f64],
+        labels: &[(Arc<str>, Box<str>)],
+        kind: SlotKind,
+    ) -> io::Result<Slots> {
+        let nslots = bounds.len() * kind.words();
+        let mut inner = self.inner.lock();
+        let p = inner.append(TAG_EXEMPLARS, &exemplars_body(kind, name, bounds, labels), nslots, &[])?;
+        // SAFETY: as in alloc_value.
+        Ok(unsafe { Slots::external(p, nslots) })
+    }
+
     /// The head slots of a family's HDR recorder in this file (max/min start empty).
     pub fn hdr_head(&self, home: &HdrHome) -> io::Result<Slots> {
         let mut inner = self.inner.lock();
