@@ -43,7 +43,7 @@ impl TracerCore {
         py: Python<'py>,
         method: &Bound<'py, PyString>,
         parent: Option<&Bound<'py, PyAny>>,
-        rid_name: &[u8],
+        request_id_header: &Bound<'py, PyBytes>,
         trace_id_header: &Bound<'py, PyBytes>,
         request_id: Option<Bound<'py, PyBytes>>,
         user_agent: Option<Bound<'py, PyBytes>>,
@@ -82,7 +82,7 @@ impl TracerCore {
         let extra = PyList::new(
             py,
             [
-                PyTuple::new(py, [PyBytes::new(py, rid_name), rid])?,
+                PyTuple::new(py, [request_id_header.clone(), rid])?,
                 PyTuple::new(py, [trace_id_header.clone(), PyBytes::new(py, &buf)])?,
             ],
         )?;
@@ -367,7 +367,15 @@ impl TracerCore {
         } else if let Some(ctx) = extract(py, headers).unwrap_or_default() {
             // Another carrier (the ASGI spec says list, but an app may hand anything): its context only.
             let parent = Bound::new(py, ctx)?.into_any();
-            return self.begin_with(py, method, Some(&parent), rid_name, trace_id_header, None, None);
+            return self.begin_with(
+                py,
+                method,
+                Some(&parent),
+                request_id_header,
+                trace_id_header,
+                None,
+                None,
+            );
         }
         let parent = match context_of(&found) {
             Some(ctx) => Some(Bound::new(py, ctx)?.into_any()),
@@ -377,7 +385,7 @@ impl TracerCore {
             py,
             method,
             parent.as_ref(),
-            rid_name,
+            request_id_header,
             trace_id_header,
             request_id,
             user_agent,
