@@ -1,6 +1,7 @@
 //! OpenMetrics exemplars: the latest (trace, span) or explicit label set per histogram bucket.
 
-use parking_lot::Mutex;
+use std::cell::UnsafeCell;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 /// OpenMetrics (and prometheus-client) cap an exemplar's label set, names and values together, at 128 characters.
@@ -27,19 +28,45 @@ pub struct Exemplar {
 
 /// One slot per bucket, allocated with a series' first exemplar (most series never get one).
 ///
-/// Fork safety: every lock here is taken with `try_lock` and held only to move a plain value in or out, never
-/// across a GIL release or a Python call. A writer that finds its slot busy drops its exemplar (another one,
-/// just as recent, is being written), and a reader skips the slot for that scrape; so even a slot left locked in
+/// Fork safety: every slot is only ever tried, never waited for, and held only to move a plain value in or out,
+/// never across a GIL release or a Python call. A writer that finds its slot busy drops its exemplar (another one,
+/// just as recent, is being written), and a reader skips the slot for that scrape; so even a slot left busy in
 /// a forked child by a thread that does not exist there costs that bucket its exemplar, never a deadlock.
 #[derive(Debug)]
 pub struct Exemplars {
-    slots: Box<[Mutex<Option<Exemplar>>]>,
+    slots: Box<[Slot]>,
+}
+
+/// A try-only lock around one exemplar. Not a Mutex: with nothing ever waiting, taking it is one atomic swap and
+/// giving it back a plain release store, where a mutex's unlock is a second locked instruction. That one was most of
+/// an exemplar's cost (interleaved, same build: observe with one 1.31-1.32x a plain observe under parking_lot's
+/// Mutex, 1.19x with this).
+#[derive(Debug, Default)]
+struct Slot {
+    busy: AtomicBool,
+    exemplar: UnsafeCell<Option<Exemplar>>,
+}
+
+// SAFETY: `exemplar` is only touched by the one thread that turned `busy` from false to true.
+unsafe impl Sync for Slot {}
+
+impl Slot {
+    #[inline]
+    fn try_with<R>(&self, f: impl FnOnce(&mut Option<Exemplar>) -> R) -> Option<R> {
+        if self.busy.swap(true, Ordering::Acquire) {
+            return None;
+        }
+        // SAFETY: this thread set `busy`, so it alone holds the slot until the store below.
+        let r = f(unsafe { &mut *self.exemplar.get() });
+        self.busy.store(false, Ordering::Release);
+        Some(r)
+    }
 }
 
 impl Exemplars {
     pub fn new(buckets: usize) -> Self {
         Exemplars {
-            slots: (0..buckets).map(|_| Mutex::new(None)).collect(),
+            slots: (0..buckets).map(|_| Slot::default()).collect(),
         }
     }
 
@@ -47,20 +74,13 @@ impl Exemplars {
     #[inline]
     pub fn set(&self, index: usize, exemplar: Exemplar) {
         let Some(slot) = self.slots.get(index) else { return };
-        let old = match slot.try_lock() {
-            Some(mut guard) => guard.replace(exemplar),
-            None => return,
-        };
-        // A custom label set is freed after the lock is released.
-        drop(old);
+        // A custom label set is freed after the slot is released.
+        drop(slot.try_with(|e| e.replace(exemplar)));
     }
 
     /// A copy of every bucket's exemplar (None where there is none, or its slot is busy this instant).
     pub fn get_all(&self) -> Vec<Option<Exemplar>> {
-        self.slots
-            .iter()
-            .map(|s| s.try_lock().and_then(|g| g.clone()))
-            .collect()
+        self.slots.iter().map(|s| s.try_with(|e| e.clone()).flatten()).collect()
     }
 }
 
@@ -141,10 +161,10 @@ mod tests {
     fn busy_slot_drops_the_writer_and_skips_the_reader() {
         let e = Exemplars::new(1);
         e.set(0, span(1));
-        let guard = e.slots[0].lock();
-        e.set(0, span(2));
-        assert_eq!(e.get_all(), vec![None]);
-        drop(guard);
+        e.slots[0].try_with(|_| {
+            e.set(0, span(2));
+            assert_eq!(e.get_all(), vec![None]);
+        });
         assert_eq!(e.get_all()[0].as_ref().unwrap().labels, span(1).labels);
     }
 
