@@ -64,10 +64,12 @@ impl TracerCore {
             _ => None,
         };
         let token = set_current(py, &span)?;
-        let (trace_id, span_id) = match (span.cast::<Span>(), span.cast::<NonRecordingSpan>()) {
-            (Ok(s), _) => (s.get().trace_id, s.get().span_id),
-            (_, Ok(n)) => (n.get().ctx.trace_id, n.get().ctx.span_id),
-            _ => (0, 0),
+        let (trace_id, span_id) = if let Ok(n) = span.cast::<NonRecordingSpan>() {
+            (n.get().ctx.trace_id, n.get().ctx.span_id)
+        } else if let Ok(s) = span.cast::<Span>() {
+            (s.get().trace_id, s.get().span_id)
+        } else {
+            (0, 0)
         };
         let rid = match request_id {
             Some(r) => r,
@@ -347,19 +349,24 @@ impl TracerCore {
                 if pair.len() != 2 {
                     continue;
                 }
-                let (Ok(name), Ok(value)) = (pair.get_item(0), pair.get_item(1)) else {
+                // Borrowed: most headers are only looked at, so no reference is taken for them.
+                let (Ok(name), Ok(value)) = (pair.get_borrowed_item(0), pair.get_borrowed_item(1)) else {
                     continue;
                 };
                 let Ok(n) = name.cast::<PyBytes>() else { continue };
                 let n = n.as_bytes();
                 if n == rid_name {
                     // The last one wins, and one that is not worth echoing replaces an earlier good one.
-                    request_id = value.cast_into::<PyBytes>().ok().filter(|v| {
-                        let b = v.as_bytes();
-                        !b.is_empty() && b.len() <= MAX_REQUEST_ID && b.iter().all(|c| (0x20..0x7f).contains(c))
-                    });
+                    request_id = value
+                        .cast::<PyBytes>()
+                        .ok()
+                        .filter(|v| {
+                            let b = v.as_bytes();
+                            !b.is_empty() && b.len() <= MAX_REQUEST_ID && b.iter().all(|c| (0x20..0x7f).contains(c))
+                        })
+                        .map(|v| v.to_owned());
                 } else if n == b"user-agent" {
-                    user_agent = value.cast_into::<PyBytes>().ok();
+                    user_agent = value.cast::<PyBytes>().ok().map(|v| v.to_owned());
                 } else if matches!(n.len(), 7 | 10 | 11) {
                     found.add(n, &value);
                 }
