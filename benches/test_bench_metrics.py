@@ -206,7 +206,7 @@ def test_child_observe_exemplar(bench) -> None:  # type: ignore[no-untyped-def]
 
 def test_report_exemplar_cost() -> None:
     """Interleaved rounds, CPU time, best of: the same record with and without a sampled span current."""
-    collector = ProductionMetricsCollector("victor", collect_system_metrics=False)
+    collector = ProductionMetricsCollector(prefix="victor", collect_system_metrics=False)
     runs = {
         "rr": _record_requests(collector),
         "rr_exemplar": _in_sampled_span(_record_requests(collector)),

@@ -10,11 +10,12 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Container, Iterable
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from victor_observability._asgi import UNMONITORED_KEY, Message, Receive, Scope, Send
+from victor_observability._core import CURRENT_SPAN
 from victor_observability.metrics.collector import ProductionMetricsCollector, create_production_collector
 from victor_observability.tracing.tracer import (
     DistributedTracer,
@@ -27,7 +28,8 @@ from victor_observability.tracing.tracer import (
 
 log = logging.getLogger("victor_observability.middleware")
 _now = time.perf_counter
-_new = object.__new__
+# What `detach_span` does, as the context variable's own C method: no extension-call wrapper on every request.
+_reset_span = CURRENT_SPAN.reset
 
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
@@ -85,43 +87,44 @@ class _Excluder:
         exact = [p for p in patterns if not p.endswith("*")]
         self.exact = frozenset([*exact, *(p + "/" for p in exact if not p.endswith("/"))])
         self.prefixes = tuple(p[:-1] for p in patterns if p.endswith("*"))
+        #: The second characters of the excluded paths ("m" and "h" by default): a path whose second character is
+        #: none of them is served without hashing it or scanning prefixes (a one-character slice of an ASCII str is one
+        #: of CPython's cached strings: the test makes no object). A prefix too short to have one checks every path.
+        self.heads: Container[str] = (
+            frozenset([p[1:2] for p in self.exact] + [p[1:2] for p in self.prefixes])
+            if all(len(p) >= 2 for p in self.prefixes)
+            else _Anything()
+        )
 
     def __call__(self, path: str) -> bool:
         return path in self.exact or (bool(self.prefixes) and path.startswith(self.prefixes))
+
+
+class _Anything:
+    def __contains__(self, item: object) -> bool:
+        return True
 
 
 class _Exchange:
     """One request/response as it passes: status, completion, disconnects, and the headers we add."""
 
     # No __slots__: the flags start as these class attributes, so a request sets only what it changes (an
-    # instance of a slotted class pays for every slot it fills, and this one is made per request).
+    # instance of a slotted class pays for every slot it fills, and this one is made per request). No __init__
+    # either: the middleware fills the fields below in its own frame, one Python call less per request.
+    middleware: MonitoringMiddleware
+    scope: Scope
+    span: Any
+    method: str
+    user_agent: str | None
+    receive: Receive
+    send: Send
+    extra_headers: list[tuple[bytes, bytes]]
+    t0: float
     status = 500
     started = completed = disconnected = done = unmonitored = False
     t_end = 0.0
     remaining: int | None = None
     headers: Any = ()
-
-    def __init__(
-        self,
-        middleware: MonitoringMiddleware,
-        scope: Scope,
-        span: Any,
-        method: str,
-        user_agent: str | None,
-        receive: Receive,
-        send: Send,
-        extra_headers: list[tuple[bytes, bytes]],
-    ) -> None:
-        # No reference back from the middleware: one request makes no reference cycle for the GC.
-        self.middleware = middleware
-        self.scope = scope
-        self.span = span
-        self.method = method
-        self.user_agent = user_agent
-        self.receive = receive
-        self.send = send
-        self.extra_headers = extra_headers
-        self.t0 = _now()
 
     def _declared_length(self) -> int:
         """The response's Content-Length (ASGI header names are lowercase); -1 without one, so it is never reached."""
@@ -149,7 +152,7 @@ class _Exchange:
         try:
             completed = self.completed
             t_end = self.t_end if completed else _now()
-            if self.disconnected and not completed:
+            if not completed and self.disconnected:
                 status = CLIENT_CLOSED
             elif error is not None and not self.started:
                 # An exception before the response is what the client sees as a 500.
@@ -158,21 +161,31 @@ class _Exchange:
                 status = self.status
             scope = self.scope
             found = scope.get("route")
-            known = mw._routes.get(id(found)) if found is not None else None
-            route = known[1] if known is not None and known[0] is found else mw._route(scope)
+            if found is None:
+                route = UNMATCHED_ROUTE
+            else:
+                # Starlette and FastAPI routes carry their template, made once when the route was defined; any other
+                # route object is resolved once by identity (see MonitoringMiddleware._route).
+                try:
+                    route = found.path_format
+                except AttributeError:
+                    route = mw._route(found)
+                else:
+                    if type(route) is not str or not route:
+                        route = mw._route(found)
             success = status < 500 and (error is None or status == CLIENT_CLOSED)
             latency_ms = (t_end - self.t0) * 1000.0
             span = self.span
             method = self.method
             if not self.unmonitored:
-                labels = mw._label_sets.get((method, status)) or mw._labels(method, status)
-                if mw._end_takes_span:
-                    # The server span (when sampled) is the exemplar of the bucket this latency lands in.
-                    mw._end(route, mw.provider, success, latency_ms, labels, span)
-                else:
-                    mw._end(route, mw.provider, success, latency_ms, labels)
+                try:
+                    labels = mw._label_sets[method][status]
+                except KeyError:
+                    labels = mw._labels(method, status)
+                # The server span (when sampled) is the exemplar of the bucket this latency lands in.
+                mw._end(route, mw.provider, success, latency_ms, labels, span)
             # Unsampled: nothing to record or end (its end is a no-op), so no attributes are gathered for it.
-            if span.__class__ is not NonRecordingSpan:
+            if type(span) is not NonRecordingSpan:
                 if error is not None and status != CLIENT_CLOSED:
                     span.set_error(error)
                 # OpenTelemetry's HTTP server attributes (not url.query: query strings carry tokens too often),
@@ -213,7 +226,8 @@ class _Exchange:
                 self.t_end = _now()
                 self.complete(None)
         elif kind == "http.response.start":
-            self.status = int(message["status"])
+            status = message["status"]
+            self.status = status if type(status) is int else int(status)
             self.started = True
             headers = self.headers = message.get("headers", ())
             message["headers"] = [*headers, *self.extra_headers]
@@ -269,7 +283,7 @@ class MonitoringMiddleware:
         self.metrics_collector = metrics_collector
         self.tracer = tracer if tracer is not None else get_global_tracer()
         self._excluded = _Excluder(exclude_paths)
-        self._exact, self._prefixes = self._excluded.exact, self._excluded.prefixes
+        self._heads = self._excluded.heads
         self._status_class = status_label == "class"
         self._rid_name = request_id_header.lower().encode("latin-1")
         self._tid_name = trace_id_header.lower().encode("latin-1")
@@ -277,15 +291,22 @@ class MonitoringMiddleware:
         self.count_websockets = count_websockets
         # Bound once: attribute lookups per request add up.
         self._begin = self.metrics_collector.begin_request
-        self._end = self.metrics_collector.end_request
+        # The server span is the latency's exemplar; a stand-in collector gets the arguments it always got.
+        self._end: Callable[[str, str, bool, float, dict[str, str], Any], None] = (
+            self.metrics_collector.end_request
+            if isinstance(self.metrics_collector, ProductionMetricsCollector)
+            else _without_span(self.metrics_collector.end_request)
+        )
         # getattr: a stand-in collector without it still works (its scrapes are counted as requests).
         self._cancel: Callable[[], None] = getattr(self.metrics_collector, "cancel_request", _nothing)
         self._known_methods = _known_methods(known_methods)
-        self._label_sets: dict[tuple[str, int], dict[str, str]] = {}
-        # The server span is the latency's exemplar; a stand-in collector gets the arguments it always got.
-        self._end_takes_span = isinstance(self.metrics_collector, ProductionMetricsCollector)
+        # method -> status -> labels: two subscripts per request, no key tuple made.
+        self._label_sets: dict[str, dict[int, dict[str, str]]] = {}
+        self._label_set_count = 0
         # The core's own collector is marked in flight by begin_server, in the same call; a stand-in by _begin().
-        self._in_flight = self.metrics_collector if self._end_takes_span else None
+        self._in_flight = (
+            self.metrics_collector if isinstance(self.metrics_collector, ProductionMetricsCollector) else None
+        )
         core = getattr(self.tracer, "_core", None)
         self._begin_server: Callable[..., Any] | None = getattr(core, "begin_server", None)
         # Route templates per route object (by identity: Starlette's routes compare by value and do not hash),
@@ -304,13 +325,14 @@ class MonitoringMiddleware:
 
     def _labels(self, method: str, code: int) -> dict[str, str]:
         """The extra labels of a request, one dict per (method, status) reused: the core only reads it."""
-        key = (method, code)
-        labels = self._label_sets.get(key)
+        by_status = self._label_sets.get(method)
+        labels = by_status.get(code) if by_status is not None else None
         if labels is None:
             labels = {"method": method, "status": self._status(code)}
-            # Methods come from clients: bound what a scanner can make us keep.
-            if len(self._label_sets) < 1000:
-                self._label_sets[key] = labels
+            # Statuses come from apps, methods from clients (bounded to the known ones and _OTHER): bound what we keep.
+            if self._label_set_count < 1000:
+                self._label_set_count += 1
+                self._label_sets.setdefault(method, {})[code] = labels
         return labels
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -324,26 +346,28 @@ class MonitoringMiddleware:
             else:
                 await app(scope, receive, send)
             return
-        path = scope.get("path", "")
-        if path in self._exact or (self._prefixes and path.startswith(self._prefixes)):
+        # ASGI requires all three in an http scope; one missing (a hand-made scope) falls back to the defaults.
+        try:
+            path, method, headers = scope["path"], scope["method"], scope["headers"]
+        except KeyError:
+            path, method, headers = scope.get("path", ""), scope.get("method", "GET"), scope.get("headers")
+        if path[1:2] in self._heads and self._excluded(path):
             await _follow_slash_redirect(app, scope, receive, send)
             return
         # The request path is inline here, not a helper coroutine: one frame less on every await.
-        method = scope.get("method", "GET")
         begin = self._begin_server
         if begin is not None and method in self._known_methods:
             # One call into the core: trace headers, request id and user agent read, the span started and made
             # current (what `tracer.use_span` does, without its wrapper object), the response headers made.
             span, token, extra, user_agent = begin(
-                scope.get("headers") or [], method, self._rid_name, self._tid_name, self._in_flight
+                headers or [], method, self._rid_name, self._tid_name, self._in_flight
             )
             if self._in_flight is None:
                 self._begin()
         else:
             span, token, extra, user_agent, method = self._begin_other(scope, method)
             self._begin()
-        # Filled here rather than through __init__: one Python frame less per request (see _Exchange.__init__).
-        exchange = _new(_Exchange)
+        exchange = _Exchange()
         exchange.middleware = self
         exchange.scope = scope
         exchange.span = span
@@ -352,18 +376,27 @@ class MonitoringMiddleware:
         exchange.receive = receive
         exchange.send = send
         exchange.extra_headers = extra
+        # Set, though the class has them: CPython 3.11 reads an attribute that the instance lacks the slow way, and
+        # these two are read on every request.
+        exchange.done = exchange.unmonitored = False
         exchange.t0 = _now()
         # The /metrics and health apps find it here to take scrapes and probes out (see _asgi.unmonitor).
         scope[UNMONITORED_KEY] = exchange
-        error: BaseException | None = None
         try:
             await app(scope, exchange.wrapped_receive, exchange.wrapped_send)
         except BaseException as exc:
-            error = exc
-            raise
-        finally:
             detach_span(token)
-            exchange.complete(error)
+            exchange.complete(exc)
+            raise
+        # Not contextlib.suppress: its object and two calls would cost more than the wrapper this saves.
+        try:  # noqa: SIM105
+            _reset_span(token)
+        except (ValueError, RuntimeError):
+            # A token the app's own context switching made unusable (as detach_span, never the caller's problem).
+            pass
+        # Most responses were recorded at their last chunk already.
+        if not exchange.done:
+            exchange.complete(None)
 
     def _begin_other(self, scope: Scope, method: Any) -> tuple[Any, Any, list[tuple[bytes, bytes]], str | None, str]:
         """The start of a request the core's one call does not serve: a method OpenTelemetry does not know (or a
@@ -395,15 +428,12 @@ class MonitoringMiddleware:
         span.set_attribute("http.request.method_original", str(method)[:_MAX_METHOD_ORIGINAL])
         return span
 
-    def _route(self, scope: Scope) -> str:
-        """`_route_of`, decided once per route object."""
-        route = scope.get("route")
-        if route is None:
-            return UNMATCHED_ROUTE
+    def _route(self, route: Any) -> str:
+        """The template of a route object without a usable `path_format`, decided once per route object."""
         known = self._routes.get(id(route))
         if known is not None and known[0] is route:
             return known[1]
-        template = _route_of(scope)
+        template = _route_of({"route": route})
         if len(self._routes) < 10_000:
             self._routes[id(route)] = (route, template)
         return template
@@ -445,7 +475,15 @@ class MonitoringMiddleware:
         else:
             span = self._other_method_span(method, headers)
             method = OTHER_METHOD
-        exchange = _Exchange(self, scope, span, method, user_agent, _never_receive, _never_send, [])
+        exchange = _Exchange()
+        exchange.middleware, exchange.scope, exchange.span, exchange.method = self, scope, span, method
+        exchange.user_agent, exchange.receive, exchange.send, exchange.extra_headers = (
+            user_agent,
+            _never_receive,
+            _never_send,
+            [],
+        )
+        exchange.t0 = _now()
         scope[UNMONITORED_KEY] = exchange
         self._begin()
         token = attach_span(span)
@@ -514,6 +552,17 @@ async def _follow_slash_redirect(app: ASGIApp, scope: Scope, receive: Receive, s
 
 def _nothing() -> None:
     return None
+
+
+def _without_span(end: Callable[..., None]) -> Callable[[str, str, bool, float, dict[str, str], Any], None]:
+    """A stand-in collector's `end_request`, called with the arguments it always got (no span)."""
+
+    def end_request(
+        endpoint: str, provider: str, success: bool, latency_ms: float, labels: dict[str, str], span: Any
+    ) -> None:
+        end(endpoint, provider, success, latency_ms, labels)
+
+    return end_request
 
 
 async def _never_receive() -> Message:

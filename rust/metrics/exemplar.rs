@@ -1,8 +1,8 @@
 //! OpenMetrics exemplars: the latest (trace, span) or explicit label set per histogram bucket.
 
 use super::atomic::Slots;
-use parking_lot::Mutex;
-use std::sync::atomic::{fence, AtomicU64, Ordering};
+use std::cell::UnsafeCell;
+use std::sync::atomic::{fence, AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 /// OpenMetrics (and prometheus-client) cap an exemplar's label set, names and values together, at 128 characters.
@@ -29,26 +29,26 @@ pub struct Exemplar {
 
 /// One slot per bucket, allocated with a series' first exemplar (most series never get one).
 ///
-/// Fork safety: every lock here is taken with `try_lock` and held only to move a plain value in or out, never
-/// across a GIL release or a Python call. A writer that finds its slot busy drops its exemplar (another one,
-/// just as recent, is being written), and a reader skips the slot for that scrape; so even a slot left locked in
+/// Fork safety: every slot is only ever tried, never waited for, and held only to move a plain value in or out,
+/// never across a GIL release or a Python call. A writer that finds its slot busy drops its exemplar (another one,
+/// just as recent, is being written), and a reader skips the slot for that scrape; so even a slot left busy in
 /// a forked child by a thread that does not exist there costs that bucket its exemplar, never a deadlock.
 #[derive(Debug)]
 pub enum Exemplars {
     /// Single-process mode: on the heap, beside the series.
-    Local(Box<[Mutex<Option<Exemplar>>]>),
+    Local(Box<[Slot]>),
     /// Multi-process mode: in the process's store file, where every process's scrape reads them.
     Shared(SharedExemplars),
 }
 
 impl Exemplars {
     pub fn new(buckets: usize) -> Self {
-        Exemplars::Local((0..buckets).map(|_| Mutex::new(None)).collect())
+        Exemplars::Local((0..buckets).map(|_| Slot::default()).collect())
     }
 
     /// Already filled (a merged multi-process view carries its exemplars this way).
     pub fn filled(exemplars: Vec<Option<Exemplar>>) -> Self {
-        Exemplars::Local(exemplars.into_iter().map(Mutex::new).collect())
+        Exemplars::Local(exemplars.into_iter().map(Slot::filled).collect())
     }
 
     /// Makes `exemplar` the latest of bucket `index`. `alloc` gives a shared series its region in the store file
@@ -58,12 +58,8 @@ impl Exemplars {
         match self {
             Exemplars::Local(slots) => {
                 let Some(slot) = slots.get(index) else { return };
-                let old = match slot.try_lock() {
-                    Some(mut guard) => guard.replace(exemplar),
-                    None => return,
-                };
-                // A custom label set is freed after the lock is released.
-                drop(old);
+                // A custom label set is freed after the slot is released.
+                drop(slot.try_with(|e| e.replace(exemplar)));
             }
             Exemplars::Shared(shared) => shared.set(index, exemplar, alloc),
         }
@@ -72,9 +68,42 @@ impl Exemplars {
     /// A copy of every bucket's exemplar (None where there is none, or its slot is busy this instant).
     pub fn get_all(&self) -> Vec<Option<Exemplar>> {
         match self {
-            Exemplars::Local(slots) => slots.iter().map(|s| s.try_lock().and_then(|g| g.clone())).collect(),
+            Exemplars::Local(slots) => slots.iter().map(|s| s.try_with(|e| e.clone()).flatten()).collect(),
             Exemplars::Shared(shared) => shared.get_all(),
         }
+    }
+}
+
+/// A try-only lock around one local exemplar. Not a Mutex: with nothing ever waiting, taking it is one atomic swap
+/// and giving it back a plain release store, where a mutex's unlock is a second locked instruction. That one was
+/// most of an exemplar's cost (interleaved, same build: observe with one 1.31-1.32x a plain observe under
+/// parking_lot's Mutex, 1.19x with this).
+#[derive(Debug, Default)]
+pub struct Slot {
+    busy: AtomicBool,
+    exemplar: UnsafeCell<Option<Exemplar>>,
+}
+
+// SAFETY: `exemplar` is only touched by the one thread that turned `busy` from false to true.
+unsafe impl Sync for Slot {}
+
+impl Slot {
+    fn filled(exemplar: Option<Exemplar>) -> Slot {
+        Slot {
+            busy: AtomicBool::new(false),
+            exemplar: UnsafeCell::new(exemplar),
+        }
+    }
+
+    #[inline]
+    fn try_with<R>(&self, f: impl FnOnce(&mut Option<Exemplar>) -> R) -> Option<R> {
+        if self.busy.swap(true, Ordering::Acquire) {
+            return None;
+        }
+        // SAFETY: this thread set `busy`, so it alone holds the slot until the store below.
+        let r = f(unsafe { &mut *self.exemplar.get() });
+        self.busy.store(false, Ordering::Release);
+        Some(r)
     }
 }
 
@@ -415,10 +444,10 @@ mod tests {
         let e = Exemplars::new(1);
         e.set(0, span(1), |_| None);
         let Exemplars::Local(slots) = &e else { panic!() };
-        let guard = slots[0].lock();
-        e.set(0, span(2), |_| None);
-        assert_eq!(e.get_all(), vec![None]);
-        drop(guard);
+        slots[0].try_with(|_| {
+            e.set(0, span(2), |_| None);
+            assert_eq!(e.get_all(), vec![None]);
+        });
         assert_eq!(e.get_all()[0].as_ref().unwrap().labels, span(1).labels);
     }
 

@@ -94,24 +94,37 @@ impl Series {
     /// False when refused because the sum would overflow to infinity.
     #[inline]
     pub fn observe(&self, v: f64) -> bool {
-        if let Value::Histogram(h) = &self.value {
-            if !h.observe(v) {
-                return false;
-            }
-            if let Some(hdr) = &self.hdr {
-                if v >= 0.0 && v.is_finite() {
-                    hdr.record(v);
-                }
+        self.observe_bucket(v).is_some()
+    }
+
+    /// `observe` for a histogram's own handle, returning the bucket `v` landed in for its exemplar (None: refused;
+    /// a series of another kind observes nothing and answers bucket 0).
+    #[inline]
+    pub fn observe_bucket(&self, v: f64) -> Option<usize> {
+        let Value::Histogram(h) = &self.value else {
+            return Some(0);
+        };
+        let index = h.observe_bucket(v)?;
+        if let Some(hdr) = &self.hdr {
+            if v >= 0.0 && v.is_finite() {
+                hdr.record(v);
             }
         }
-        true
+        Some(index)
     }
 
     /// Makes `labels` the exemplar of the bucket `v` lands in (histograms only; the caller observed `v`).
     #[inline]
     pub fn set_exemplar(&self, v: f64, labels: ExemplarLabels, timestamp: f64) {
         if let Value::Histogram(h) = &self.value {
-            let index = h.bucket_of(v);
+            self.set_exemplar_at(h.bucket_of(v), v, labels, timestamp);
+        }
+    }
+
+    /// `set_exemplar` for a bucket the caller knows (from `observe_bucket`).
+    #[inline]
+    pub fn set_exemplar_at(&self, index: usize, v: f64, labels: ExemplarLabels, timestamp: f64) {
+        if let Value::Histogram(h) = &self.value {
             let slots = self.exemplars.get_or_init(|| {
                 // A series whose counts live in a store file keeps its exemplars there too, for every scrape to see.
                 Box::new(if h.is_shared() {

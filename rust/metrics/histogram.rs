@@ -86,11 +86,18 @@ impl HistogramValue {
     /// finite sum infinite (the caller counts it as invalid).
     #[inline]
     pub fn observe(&self, v: f64) -> bool {
+        self.observe_bucket(v).is_some()
+    }
+
+    /// `observe`, returning the bucket `v` landed in (its exemplar's slot), or None when refused.
+    #[inline]
+    pub fn observe_bucket(&self, v: f64) -> Option<usize> {
         if !AtomicF64::view(&self.s[0]).add_finite(v) {
-            return false;
+            return None;
         }
-        self.s[1 + self.bounds.index(v)].fetch_add(1, Ordering::Relaxed);
-        true
+        let index = self.bounds.index(v);
+        self.s[1 + index].fetch_add(1, Ordering::Relaxed);
+        Some(index)
     }
 
     /// Adds non-cumulative per-bucket counts and a sum (a merged view is built this way).

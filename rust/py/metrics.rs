@@ -570,10 +570,10 @@ impl HistogramChild {
     /// `span_id` when that span is sampled. `exemplar={}` observes without one.
     #[pyo3(signature = (value, exemplar = None))]
     fn observe(&self, py: Python<'_>, value: f64, exemplar: Option<&Bound<'_, PyAny>>) {
-        if !self.series.observe(value) {
+        let Some(bucket) = self.series.observe_bucket(value) else {
             count_refused(&self.invalid, &self.series, Invalid::Overflow);
             return;
-        }
+        };
         let labels = match exemplar.filter(|e| !e.is_none()) {
             None => match current_sampled_ids(py) {
                 Some((trace_id, span_id)) => ExemplarLabels::Span { trace_id, span_id },
@@ -588,7 +588,7 @@ impl HistogramChild {
                 }
             },
         };
-        self.series.set_exemplar(value, labels, now_seconds());
+        self.series.set_exemplar_at(bucket, value, labels, now_seconds());
     }
 
     /// The number of observations.

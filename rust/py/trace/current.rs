@@ -147,8 +147,12 @@ pub(crate) fn _random_trace_id() -> String {
 /// The trace and span ids of `obj` when it is a sampled span (a recording `Span`; a `NonRecordingSpan` has none).
 #[inline]
 pub(crate) fn sampled_ids(obj: &Bound<'_, PyAny>) -> Option<(u128, u64)> {
-    let span = obj.cast::<super::span::Span>().ok()?;
-    let span = span.get();
+    // Span cannot be subclassed: the exact type is the whole test, without walking a NonRecordingSpan's MRO.
+    if !obj.is_exact_instance_of::<super::span::Span>() {
+        return None;
+    }
+    // SAFETY: the type was checked just above.
+    let span = unsafe { obj.cast_unchecked::<super::span::Span>() }.get();
     Some((span.trace_id, span.span_id))
 }
 

@@ -43,7 +43,7 @@ impl TracerCore {
         py: Python<'py>,
         method: &Bound<'py, PyString>,
         parent: Option<&Bound<'py, PyAny>>,
-        rid_name: &[u8],
+        request_id_header: &Bound<'py, PyBytes>,
         trace_id_header: &Bound<'py, PyBytes>,
         request_id: Option<Bound<'py, PyBytes>>,
         user_agent: Option<Bound<'py, PyBytes>>,
@@ -64,10 +64,12 @@ impl TracerCore {
             _ => None,
         };
         let token = set_current(py, &span)?;
-        let (trace_id, span_id) = match (span.cast::<Span>(), span.cast::<NonRecordingSpan>()) {
-            (Ok(s), _) => (s.get().trace_id, s.get().span_id),
-            (_, Ok(n)) => (n.get().ctx.trace_id, n.get().ctx.span_id),
-            _ => (0, 0),
+        let (trace_id, span_id) = if let Ok(n) = span.cast::<NonRecordingSpan>() {
+            (n.get().ctx.trace_id, n.get().ctx.span_id)
+        } else if let Ok(s) = span.cast::<Span>() {
+            (s.get().trace_id, s.get().span_id)
+        } else {
+            (0, 0)
         };
         let rid = match request_id {
             Some(r) => r,
@@ -82,7 +84,7 @@ impl TracerCore {
         let extra = PyList::new(
             py,
             [
-                PyTuple::new(py, [PyBytes::new(py, rid_name), rid])?,
+                PyTuple::new(py, [request_id_header.clone(), rid])?,
                 PyTuple::new(py, [trace_id_header.clone(), PyBytes::new(py, &buf)])?,
             ],
         )?;
@@ -347,19 +349,24 @@ impl TracerCore {
                 if pair.len() != 2 {
                     continue;
                 }
-                let (Ok(name), Ok(value)) = (pair.get_item(0), pair.get_item(1)) else {
+                // Borrowed: most headers are only looked at, so no reference is taken for them.
+                let (Ok(name), Ok(value)) = (pair.get_borrowed_item(0), pair.get_borrowed_item(1)) else {
                     continue;
                 };
                 let Ok(n) = name.cast::<PyBytes>() else { continue };
                 let n = n.as_bytes();
                 if n == rid_name {
                     // The last one wins, and one that is not worth echoing replaces an earlier good one.
-                    request_id = value.cast_into::<PyBytes>().ok().filter(|v| {
-                        let b = v.as_bytes();
-                        !b.is_empty() && b.len() <= MAX_REQUEST_ID && b.iter().all(|c| (0x20..0x7f).contains(c))
-                    });
+                    request_id = value
+                        .cast::<PyBytes>()
+                        .ok()
+                        .filter(|v| {
+                            let b = v.as_bytes();
+                            !b.is_empty() && b.len() <= MAX_REQUEST_ID && b.iter().all(|c| (0x20..0x7f).contains(c))
+                        })
+                        .map(|v| v.to_owned());
                 } else if n == b"user-agent" {
-                    user_agent = value.cast_into::<PyBytes>().ok();
+                    user_agent = value.cast::<PyBytes>().ok().map(|v| v.to_owned());
                 } else if matches!(n.len(), 7 | 10 | 11) {
                     found.add(n, &value);
                 }
@@ -367,7 +374,15 @@ impl TracerCore {
         } else if let Some(ctx) = extract(py, headers).unwrap_or_default() {
             // Another carrier (the ASGI spec says list, but an app may hand anything): its context only.
             let parent = Bound::new(py, ctx)?.into_any();
-            return self.begin_with(py, method, Some(&parent), rid_name, trace_id_header, None, None);
+            return self.begin_with(
+                py,
+                method,
+                Some(&parent),
+                request_id_header,
+                trace_id_header,
+                None,
+                None,
+            );
         }
         let parent = match context_of(&found) {
             Some(ctx) => Some(Bound::new(py, ctx)?.into_any()),
@@ -377,7 +392,7 @@ impl TracerCore {
             py,
             method,
             parent.as_ref(),
-            rid_name,
+            request_id_header,
             trace_id_header,
             request_id,
             user_agent,
