@@ -568,7 +568,7 @@ pub(crate) fn events_to_py<'py>(py: Python<'py>, events: &[Event]) -> PyResult<B
     Ok(out)
 }
 
-// must match rust/trace/encode/json.rs: write_links
+// must match rust/trace/encode/json/mod.rs: write_links
 pub(crate) fn links_to_py<'py>(py: Python<'py>, links: &[Link]) -> PyResult<Bound<'py, PyList>> {
     let out = PyList::empty(py);
     for l in links {
