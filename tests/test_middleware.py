@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import random
 import socket
 import threading
 import time
+import weakref
 from collections import Counter as Tally
 from collections.abc import AsyncIterator, Iterator
 
@@ -426,3 +428,36 @@ async def test_a_request_is_in_flight_while_the_app_runs() -> None:
         await mw({"type": "http", "method": method, "path": "/x", "headers": []}, receive, send)
     assert during == [1, 1]
     assert collector.get_summary()["requests"]["active"] == 0
+
+
+async def test_a_served_request_is_freed_by_refcount() -> None:
+    """The exchange the middleware leaves in the scope holds the server's send and receive, which (as uvicorn's
+    request cycle does) hold the scope: unlinked when the app returns, so no request waits for the GC."""
+    collector = create_production_collector(collect_system_metrics=False)
+
+    class ServerCycle:  # uvicorn's RequestResponseCycle, in the part that matters: it keeps the scope
+        def __init__(self, scope: dict[str, object]) -> None:
+            self.scope = scope
+
+        async def receive(self) -> dict[str, object]:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(self, message: dict[str, object]) -> None:
+            pass
+
+    async def app(scope, receive, send):  # type: ignore[no-untyped-def]
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    mw = MonitoringMiddleware(app, metrics_collector=collector, tracer=DistributedTracer("x"))
+    gc.disable()
+    try:
+        for method in ("GET", "BREW"):  # the core's start of a request, and the other one
+            cycle = ServerCycle({"type": "http", "method": method, "path": "/x", "headers": []})
+            await mw(cycle.scope, cycle.receive, cycle.send)
+            freed = weakref.ref(cycle)
+            del cycle
+            assert freed() is None, method
+    finally:
+        gc.enable()
+    assert collector.get_summary()["requests"]["total"] == 2
