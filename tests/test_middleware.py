@@ -432,12 +432,15 @@ async def test_a_request_is_in_flight_while_the_app_runs() -> None:
 
 async def test_a_served_request_is_freed_by_refcount() -> None:
     """The exchange the middleware leaves in the scope holds the server's send and receive, which (as uvicorn's
-    request cycle does) hold the scope: unlinked when the app returns, so no request waits for the GC."""
+    request cycle does) hold the scope: unlinked once the response is served, so no request waits for the GC."""
     collector = create_production_collector(collect_system_metrics=False)
 
     class ServerCycle:  # uvicorn's RequestResponseCycle, in the part that matters: it keeps the scope
-        def __init__(self, scope: dict[str, object]) -> None:
-            self.scope = scope
+        def __init__(self, method: str) -> None:
+            self.scope = {
+                "type": "http", "method": method, "path": "/x", "raw_path": b"/x", "headers": [], "query_string": b"",
+                "http_version": "1.1", "scheme": "http", "server": ("127.0.0.1", 80), "root_path": "",
+            }  # fmt: skip
 
         async def receive(self) -> dict[str, object]:
             return {"type": "http.request", "body": b"", "more_body": False}
@@ -449,15 +452,21 @@ async def test_a_served_request_is_freed_by_refcount() -> None:
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": b"ok"})
 
-    mw = MonitoringMiddleware(app, metrics_collector=collector, tracer=DistributedTracer("x"))
+    guide_form = FastAPI()
+    guide_form.get("/x")(lambda: {"ok": True})
+    middleware = create_monitoring_middleware(collector, DistributedTracer("x"))
+    guide_form.middleware("http")(middleware.handle_request)
+    asgi_form = MonitoringMiddleware(app, metrics_collector=collector, tracer=DistributedTracer("x"))
+    gc.collect()
     gc.disable()
     try:
-        for method in ("GET", "BREW"):  # the core's start of a request, and the other one
-            cycle = ServerCycle({"type": "http", "method": method, "path": "/x", "headers": []})
-            await mw(cycle.scope, cycle.receive, cycle.send)
+        # The ASGI form with the core's start of a request and the other one; the guide's @app.middleware form.
+        for served, method in ((asgi_form, "GET"), (asgi_form, "BREW"), (guide_form, "GET")):
+            cycle = ServerCycle(method)
+            await served(cycle.scope, cycle.receive, cycle.send)  # type: ignore[operator]
             freed = weakref.ref(cycle)
             del cycle
-            assert freed() is None, method
+            assert freed() is None, (served, method)
     finally:
         gc.enable()
-    assert collector.get_summary()["requests"]["total"] == 2
+    assert collector.get_summary()["requests"]["total"] == 3

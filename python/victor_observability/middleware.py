@@ -524,6 +524,9 @@ class _MonitoredResponse:
             error = exc
             raise
         finally:
+            # As the ASGI form does once its app returns: the scope's exchange now holds the server's send and
+            # receive, which hold the scope; unlinked, the request is freed by refcount.
+            scope.pop(UNMONITORED_KEY, None)
             exchange.complete(error)
 
 
