@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import random
 import socket
 import threading
 import time
+import weakref
 from collections import Counter as Tally
 from collections.abc import AsyncIterator, Iterator
 
@@ -426,3 +428,45 @@ async def test_a_request_is_in_flight_while_the_app_runs() -> None:
         await mw({"type": "http", "method": method, "path": "/x", "headers": []}, receive, send)
     assert during == [1, 1]
     assert collector.get_summary()["requests"]["active"] == 0
+
+
+async def test_a_served_request_is_freed_by_refcount() -> None:
+    """The exchange the middleware leaves in the scope holds the server's send and receive, which (as uvicorn's
+    request cycle does) hold the scope: unlinked once the response is served, so no request waits for the GC."""
+    collector = create_production_collector(collect_system_metrics=False)
+
+    class ServerCycle:  # uvicorn's RequestResponseCycle, in the part that matters: it keeps the scope
+        def __init__(self, method: str) -> None:
+            self.scope = {
+                "type": "http", "method": method, "path": "/x", "raw_path": b"/x", "headers": [], "query_string": b"",
+                "http_version": "1.1", "scheme": "http", "server": ("127.0.0.1", 80), "root_path": "",
+            }  # fmt: skip
+
+        async def receive(self) -> dict[str, object]:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(self, message: dict[str, object]) -> None:
+            pass
+
+    async def app(scope, receive, send):  # type: ignore[no-untyped-def]
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    guide_form = FastAPI()
+    guide_form.get("/x")(lambda: {"ok": True})
+    middleware = create_monitoring_middleware(collector, DistributedTracer("x"))
+    guide_form.middleware("http")(middleware.handle_request)
+    asgi_form = MonitoringMiddleware(app, metrics_collector=collector, tracer=DistributedTracer("x"))
+    gc.collect()
+    gc.disable()
+    try:
+        # The ASGI form with the core's start of a request and the other one; the guide's @app.middleware form.
+        for served, method in ((asgi_form, "GET"), (asgi_form, "BREW"), (guide_form, "GET")):
+            cycle = ServerCycle(method)
+            await served(cycle.scope, cycle.receive, cycle.send)  # type: ignore[operator]
+            freed = weakref.ref(cycle)
+            del cycle
+            assert freed() is None, (served, method)
+    finally:
+        gc.enable()
+    assert collector.get_summary()["requests"]["total"] == 3

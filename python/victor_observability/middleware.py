@@ -385,9 +385,14 @@ class MonitoringMiddleware:
         try:
             await app(scope, exchange.wrapped_receive, exchange.wrapped_send)
         except BaseException as exc:
+            scope.pop(UNMONITORED_KEY, None)
             detach_span(token)
             exchange.complete(exc)
             raise
+        # The scope holds the exchange, which holds the server's send and receive, which hold the scope: a cycle that
+        # would leave the whole request (server cycle, scope, FastAPI's exit stacks) for the GC. Unlinked here, the
+        # request's objects are freed by refcount when it ends; nothing looks the key up once the app has returned.
+        scope.pop(UNMONITORED_KEY, None)
         # Not contextlib.suppress: its object and two calls would cost more than the wrapper this saves.
         try:  # noqa: SIM105
             _reset_span(token)
@@ -519,6 +524,9 @@ class _MonitoredResponse:
             error = exc
             raise
         finally:
+            # As the ASGI form does once its app returns: the scope's exchange now holds the server's send and
+            # receive, which hold the scope; unlinked, the request is freed by refcount.
+            scope.pop(UNMONITORED_KEY, None)
             exchange.complete(error)
 
 
