@@ -9,11 +9,10 @@ and 20,000 calls; the difference / 15,000 is per call.
 from __future__ import annotations
 
 import contextlib
-import os
-import re
-import subprocess
 import sys
 import tempfile
+
+import callgrind
 
 CASES = ("observe", "observe_exemplar", "rr", "rr_exemplar")
 MODES = ("", "mp_")
@@ -44,16 +43,7 @@ def serve(case: str, n: int) -> None:
 
 
 def instructions(case: str, n: int) -> int:
-    out = subprocess.run(
-        ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable, __file__, case, str(n)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env={**os.environ, "PYTHONHASHSEED": "0"},
-    )
-    match = re.search(r"Collected : (\d+)", out.stderr)
-    assert match, out.stderr[-2000:]
-    return int(match.group(1))
+    return callgrind.instructions(__file__, case, str(n))
 
 
 def main() -> None:

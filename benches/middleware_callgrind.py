@@ -8,11 +8,10 @@ with 100 and 400 requests, and the difference / 600 (the driver serves each coun
 
 from __future__ import annotations
 
-import os
-import re
-import subprocess
 import sys
 from pathlib import Path
+
+import callgrind
 
 HERE = Path(__file__).resolve().parent
 CASES = ("bare", "floor", "ours", "ours_traced", "instrumentator", "starlette_exporter", "otel_instrumentator")
@@ -34,17 +33,7 @@ def serve(case: str, n: int) -> None:
 
 
 def instructions(case: str, n: int) -> int:
-    out = subprocess.run(
-        ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable, __file__, case, str(n)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        # Hash randomisation moves every dict's probing, and with it thousands of instructions per request.
-        env={**os.environ, "PYTHONHASHSEED": "0"},
-    )
-    match = re.search(r"Collected : (\d+)", out.stderr)
-    assert match, out.stderr[-2000:]
-    return int(match.group(1))
+    return callgrind.instructions(__file__, case, str(n))
 
 
 def main() -> None:
