@@ -28,9 +28,10 @@ def _env(mp_dir: Path | None) -> dict[str, str]:
     return env
 
 
-def _run(code: str, mp_dir: Path | None, *args: str) -> str:
+def _run(code: str, mp_dir: Path | None, *args: str, prelude: str = _PRELUDE) -> str:
+    """Runs `code` (after `prelude`) in a fresh interpreter, multi-process mode on `mp_dir`; returns its stdout."""
     out = subprocess.run(
-        [sys.executable, "-c", _PRELUDE + textwrap.dedent(code), *args],
+        [sys.executable, "-c", prelude + textwrap.dedent(code), *args],
         env=_env(mp_dir),
         capture_output=True,
         text=True,

@@ -4,18 +4,17 @@ process's OpenMetrics scrape carries the latest exemplar per bucket from all of 
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
-import textwrap
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as om_parse
-from victor_observability import multiprocess
+from test_multiprocess import _env
+from test_multiprocess import _run as run_in_process
 
 PRELUDE = """
 import json, os, sys, time
@@ -52,21 +51,8 @@ for line in sys.stdin:
 """
 
 
-def _env(mp_dir: Path) -> dict[str, str]:
-    return {**{k: v for k, v in os.environ.items() if k != multiprocess.ENV_VAR}, multiprocess.ENV_VAR: str(mp_dir)}
-
-
 def _run(code: str, mp_dir: Path, *args: str) -> str:
-    out = subprocess.run(
-        [sys.executable, "-c", PRELUDE + textwrap.dedent(code), *args],
-        env=_env(mp_dir),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert out.returncode == 0, out.stderr
-    return out.stdout
+    return run_in_process(code, mp_dir, *args, prelude=PRELUDE)
 
 
 class Worker:
