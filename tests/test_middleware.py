@@ -346,11 +346,29 @@ async def test_lifespan_and_websocket_pass_through() -> None:
     assert collector.get_summary()["requests"]["total"] == 0
 
 
-def test_status_class_and_bad_option() -> None:
+async def test_status_class_and_bad_option() -> None:
     with pytest.raises(ValueError, match="status_label"):
         MonitoringMiddleware(None, status_label="nope")  # type: ignore[arg-type]
-    mw = MonitoringMiddleware(None, create_production_collector(collect_system_metrics=False), status_label="class")
-    assert mw._status(503) == "5xx"
+    collector = create_production_collector(collect_system_metrics=False)
+
+    async def app(scope, receive, send):  # type: ignore[no-untyped-def]
+        await send({"type": "http.response.start", "status": int(scope["path"][1:]), "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    async def send(message):  # type: ignore[no-untyped-def]
+        pass
+
+    mw = MonitoringMiddleware(app, collector, DistributedTracer("x"), status_label="class")
+    for path in ("/503", "/504", "/201"):
+        await mw({"type": "http", "method": "GET", "path": path, "headers": []}, None, send)  # type: ignore[arg-type]
+    statuses = {
+        dict(s.labels)["status"]: s.value
+        for f in text_string_to_metric_families(collector.export_prometheus())
+        if f.name == "victor_request"
+        for s in f.samples
+        if s.name == "victor_request_total"
+    }
+    assert statuses == {"5xx": 2.0, "2xx": 1.0}
 
 
 async def test_a_failure_to_record_never_breaks_the_response(caplog: pytest.LogCaptureFixture) -> None:

@@ -15,9 +15,11 @@ __all__ = [
     "TEXT_CONTENT_TYPE",
     "CollectorCore",
     "CounterChild",
+    "Exchange",
     "FamilyCore",
     "GaugeChild",
     "HistogramChild",
+    "MiddlewareCore",
     "NonRecordingSpan",
     "OtlpHttpConnection",
     "ParentBasedSampler",
@@ -535,18 +537,6 @@ class TracerCore:
     def extract_context(self, headers: _Headers) -> SpanContext | None:
         """The incoming context, or None when traceparent is missing, repeated or invalid; a carrier's Exception
         means None, only a BaseException that is not an Exception (KeyboardInterrupt) propagates."""
-    def begin_server(
-        self,
-        headers: object,
-        method: str,
-        request_id_header: bytes,
-        trace_id_header: bytes,
-        collector: object | None = None,
-    ) -> tuple[Span | NonRecordingSpan, object, list[tuple[bytes, bytes]], str | None]:
-        """The middleware's start of a request: the SERVER span under the incoming context, made current, and
-        `collector.begin_request()` when given; returns (span, token for detach_span, response headers to add,
-        user agent or None)."""
-
     def wait(self, timeout: float) -> bool: ...
     def wake(self) -> None: ...
     def set_exporting(self, on: bool) -> None: ...
@@ -578,3 +568,45 @@ def mp_directory() -> str | None: ...
 def mp_store_path() -> str | None: ...
 def mp_archive_dead() -> int: ...
 def mp_is_leader() -> bool: ...
+
+
+# -- the middleware core (rust/py/middleware/) --------------------------------------------------------------------
+
+@final
+class MiddlewareCore:
+    """The Rust half of MonitoringMiddleware: its settings as Rust values, and the per-request work."""
+
+    def __new__(
+        cls,
+        tracer: TracerCore,
+        collector: object,
+        *,
+        exchange_key: str,
+        request_id_header: bytes,
+        trace_id_header: bytes,
+        provider: str,
+        status_class: bool,
+        known_methods: list[str],
+        excluded_exact: list[str],
+        excluded_prefixes: list[str],
+        on_failure: Any,
+    ) -> MiddlewareCore: ...
+    def start(self, scope: Any, add_headers: bool = True) -> Exchange | None:
+        """Starts an HTTP request: None when its path is excluded; else it is in flight, its SERVER span current,
+        and the Exchange in the scope until `finish`."""
+
+@final
+class Exchange:
+    """One request, from `MiddlewareCore.start` to its record."""
+
+    def on_send(self, message: Any) -> None:
+        """A message the app sends: the response start or a body chunk (the last one records). Never raises."""
+    def send_failed(self) -> None: ...
+    def client_gone(self) -> None: ...
+    def finish(self, error: BaseException | None = None) -> None:
+        """The app returned or raised: out of the scope, the span before it current again, recorded once."""
+    def detach(self) -> None: ...
+    def unmonitor(self) -> None:
+        """Out of the request metrics and the in-flight gauge (a scrape or a probe)."""
+    @property
+    def response_headers(self) -> list[tuple[bytes, bytes]]: ...

@@ -107,6 +107,14 @@ fn with_series<R>(
     Ok(r)
 }
 
+/// A latency from Python: None, or no argument at all, is a latency not given (the event counts, the sample is
+/// refused as missing).
+fn given(duration: Option<&Bound<'_, PyAny>>) -> Result<f64, Invalid> {
+    duration
+        .filter(|d| !d.is_none())
+        .map_or(Err(Invalid::Missing), sample_f64)
+}
+
 /// `part` as a percentage of `whole` (0 when `whole` is 0).
 fn rate(part: f64, whole: f64) -> f64 {
     if whole == 0.0 {
@@ -176,6 +184,37 @@ impl CollectorCore {
         self.core.active_requests.add(1.0);
     }
 
+    /// `cancel_request` for the middleware core: a request taken out (a scrape or a probe) leaves the in-flight gauge.
+    #[inline]
+    pub(crate) fn unmark_in_flight(&self) {
+        self.core.active_requests.add(-1.0);
+    }
+
+    /// `end_request` for the middleware core, with the values it already holds as Rust values.
+    #[inline]
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn end_request_with(
+        &self,
+        py: Python<'_>,
+        endpoint: &Bound<'_, PyAny>,
+        provider: &Bound<'_, PyAny>,
+        success: bool,
+        latency_ms: f64,
+        labels: &Bound<'_, PyAny>,
+        span: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
+        self.core.active_requests.add(-1.0);
+        self.outcome(
+            py,
+            &self.core.requests,
+            &[endpoint, provider],
+            success,
+            Ok(latency_ms),
+            Some(labels),
+            Some(span),
+        )
+    }
+
     #[inline]
     #[allow(clippy::too_many_arguments)]
     fn outcome(
@@ -183,16 +222,11 @@ impl CollectorCore {
         py: Python<'_>,
         group: &Group,
         fixed: &[&Bound<'_, PyAny>],
-        success: &Bound<'_, PyAny>,
-        duration: Option<&Bound<'_, PyAny>>,
+        success: bool,
+        d: Result<f64, Invalid>,
         labels: Option<&Bound<'_, PyAny>>,
         span: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
-        // None, or no argument at all, is a latency not given: the event counts, the sample is refused as missing.
-        let d = duration
-            .filter(|d| !d.is_none())
-            .map_or(Err(Invalid::Missing), sample_f64);
-        let success = truthy(success);
         // The exemplar: the span given, else the current one; only a sampled span has a trace to link to.
         let ids = match span {
             Some(s) if !s.is_none() => sampled_ids(s),
@@ -280,8 +314,8 @@ impl CollectorCore {
             py,
             &self.core.requests,
             &[endpoint, provider],
-            success,
-            latency_ms,
+            truthy(success),
+            given(latency_ms),
             labels,
             None,
         )
@@ -316,8 +350,8 @@ impl CollectorCore {
             py,
             &self.core.requests,
             &[endpoint, provider],
-            success,
-            Some(latency_ms),
+            truthy(success),
+            given(Some(latency_ms)),
             labels,
             span,
         )
@@ -336,8 +370,8 @@ impl CollectorCore {
             py,
             &self.core.tools,
             &[tool_name],
-            success,
-            Some(duration_ms),
+            truthy(success),
+            given(Some(duration_ms)),
             labels,
             None,
         )
@@ -356,8 +390,8 @@ impl CollectorCore {
             py,
             &self.core.coordinators,
             &[coordinator_name],
-            success,
-            Some(duration_ms),
+            truthy(success),
+            given(Some(duration_ms)),
             labels,
             None,
         )

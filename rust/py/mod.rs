@@ -4,6 +4,7 @@
 mod bench;
 pub(crate) mod collector;
 mod metrics;
+mod middleware;
 mod multiproc;
 mod trace;
 
@@ -27,6 +28,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     metrics::register(m)?;
     collector::register(m)?;
     trace::register(m)?;
+    middleware::register(m)?;
     #[cfg(feature = "bench")]
     bench::register(m)?;
     Ok(())

@@ -18,14 +18,14 @@ mod tracer;
 use context::SpanContext;
 use current::{_random_trace_id, _reseed_ids, attach_span, current_span, current_var, detach_span};
 /// Exemplar sources for the metrics bindings.
-pub(crate) use current::{current_sampled_ids, sampled_ids};
+pub(crate) use current::{current_sampled_ids, reset_current, sampled_ids};
 use data::SpanData;
 use export::{OtlpHttpConnection, SpanBatch};
 use non_recording::NonRecordingSpan;
 use pyo3::prelude::*;
 use sampler::{ParentBasedSampler, Sampler, TraceIdRatioSampler};
-use span::Span;
-use tracer::TracerCore;
+pub(crate) use span::Span;
+pub(crate) use tracer::TracerCore;
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<TracerCore>()?;

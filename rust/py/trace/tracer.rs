@@ -10,10 +10,9 @@ use super::propagation::{context_of, extract, Found};
 use super::sampler::Sampler;
 use super::shared::{parent_of, SamplerImpl, Shared};
 use super::span::{Span, SpanState};
-use crate::py::collector::CollectorCore;
 use crate::trace::baggage;
 use crate::trace::buffer::Store;
-use crate::trace::hex::{encode_into, parse_trace_id};
+use crate::trace::hex::parse_trace_id;
 use crate::trace::sampler::{ParentInfo, Sampler as CoreSampler};
 use crate::trace::span::{self as core_span, Attributes, Kind, Limits, Scope, StatusCode};
 use crate::trace::{ids, traceparent, tracestate};
@@ -27,6 +26,17 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// A request's start, for the middleware core: the SERVER span (made current) and the token that restores the span
+/// before it, its ids, and the request's own id (when worth echoing) and user agent (sampled spans only).
+pub(crate) struct ServerStart<'py> {
+    pub(crate) span: Bound<'py, PyAny>,
+    pub(crate) token: Bound<'py, PyAny>,
+    pub(crate) trace_id: u128,
+    pub(crate) span_id: u64,
+    pub(crate) request_id: Option<Bound<'py, PyBytes>>,
+    pub(crate) user_agent: Option<String>,
+}
+
 // The tracer core.
 
 /// The Rust half of DistributedTracer: sampling, ids, spans, propagation and the finished-span store.
@@ -37,61 +47,85 @@ pub struct TracerCore {
 }
 
 impl TracerCore {
-    #[allow(clippy::too_many_arguments)]
-    fn begin_with<'py>(
+    /// The middleware's start of a request in one crossing: reads the ASGI headers (a list of (bytes, bytes))
+    /// once for the W3C context, the request id and the user agent; starts the SERVER span `name` under the
+    /// incoming context (else the current span) and makes it current.
+    pub(crate) fn begin_server<'py>(
         &self,
         py: Python<'py>,
-        method: &Bound<'py, PyString>,
-        parent: Option<&Bound<'py, PyAny>>,
-        request_id_header: &Bound<'py, PyBytes>,
-        trace_id_header: &Bound<'py, PyBytes>,
-        request_id: Option<Bound<'py, PyBytes>>,
-        user_agent: Option<Bound<'py, PyBytes>>,
-    ) -> PyResult<Bound<'py, PyTuple>> {
+        headers: &Bound<'py, PyAny>,
+        name: &Bound<'py, PyString>,
+        attributes: Option<&Bound<'py, PyAny>>,
+        request_id_header: &[u8],
+    ) -> PyResult<ServerStart<'py>> {
+        const MAX_REQUEST_ID: usize = 128;
         const MAX_USER_AGENT: usize = 512;
-        let span = self.start(py, method, parent, Kind::Server, None, None)?;
-        // Only a recorded span keeps the user agent (as latin-1, the first 512 bytes): an unsampled one makes none.
-        let user_agent = match user_agent {
-            Some(v) if span.is_instance_of::<Span>() => {
-                let b = v.as_bytes();
-                Some(
-                    b[..b.len().min(MAX_USER_AGENT)]
-                        .iter()
-                        .map(|&c| c as char)
-                        .collect::<String>(),
-                )
+        let mut found = Found::default();
+        let mut request_id: Option<Bound<'py, PyBytes>> = None;
+        let mut user_agent: Option<Bound<'py, PyBytes>> = None;
+        let parent = if let Ok(list) = headers.cast::<PyList>() {
+            for pair in list.iter() {
+                let Ok(pair) = pair.cast_into::<PyTuple>() else {
+                    continue;
+                };
+                if pair.len() != 2 {
+                    continue;
+                }
+                // Borrowed: most headers are only looked at, so no reference is taken for them.
+                let (Ok(name), Ok(value)) = (pair.get_borrowed_item(0), pair.get_borrowed_item(1)) else {
+                    continue;
+                };
+                let Ok(n) = name.cast::<PyBytes>() else { continue };
+                let n = n.as_bytes();
+                if n == request_id_header {
+                    // The last one wins, and one that is not worth echoing replaces an earlier good one.
+                    request_id = value
+                        .cast::<PyBytes>()
+                        .ok()
+                        .filter(|v| {
+                            let b = v.as_bytes();
+                            !b.is_empty() && b.len() <= MAX_REQUEST_ID && b.iter().all(|c| (0x20..0x7f).contains(c))
+                        })
+                        .map(|v| v.to_owned());
+                } else if n == b"user-agent" {
+                    user_agent = value.cast::<PyBytes>().ok().map(|v| v.to_owned());
+                } else if matches!(n.len(), 7 | 10 | 11) {
+                    found.add(n, &value);
+                }
             }
-            _ => None,
-        };
-        let token = set_current(py, &span)?;
-        let (trace_id, span_id) = if let Ok(n) = span.cast::<NonRecordingSpan>() {
-            (n.get().ctx.trace_id, n.get().ctx.span_id)
-        } else if let Ok(s) = span.cast::<Span>() {
-            (s.get().trace_id, s.get().span_id)
+            context_of(&found)
+        } else if headers.is_none() {
+            None
         } else {
-            (0, 0)
+            // Another carrier (the ASGI spec says list, but an app may hand anything): its context only.
+            extract(py, headers).unwrap_or_default()
         };
-        let rid = match request_id {
-            Some(r) => r,
-            None => {
-                let mut buf = [0u8; 16];
-                encode_into(span_id as u128, 16, &mut buf);
-                PyBytes::new(py, &buf)
-            }
+        let parent = match parent {
+            Some(ctx) => Some(Bound::new(py, ctx)?.into_any()),
+            None => None,
         };
-        let mut buf = [0u8; 32];
-        encode_into(trace_id, 32, &mut buf);
-        let extra = PyList::new(
-            py,
-            [
-                PyTuple::new(py, [request_id_header.clone(), rid])?,
-                PyTuple::new(py, [trace_id_header.clone(), PyBytes::new(py, &buf)])?,
-            ],
-        )?;
-        PyTuple::new(
-            py,
-            [span, token, extra.into_any(), user_agent.into_pyobject(py)?.into_any()],
-        )
+        let span = self.start(py, name, parent.as_ref(), Kind::Server, attributes, None)?;
+        let (trace_id, span_id, sampled) = if let Ok(n) = span.cast::<NonRecordingSpan>() {
+            (n.get().ctx.trace_id, n.get().ctx.span_id, false)
+        } else if let Ok(s) = span.cast::<Span>() {
+            (s.get().trace_id, s.get().span_id, true)
+        } else {
+            (0, 0, false)
+        };
+        // Only a recorded span keeps the user agent (as latin-1, the first 512 bytes): an unsampled one makes none.
+        let user_agent = user_agent.filter(|_| sampled).map(|v| {
+            let b = v.as_bytes();
+            b[..b.len().min(MAX_USER_AGENT)].iter().map(|&c| c as char).collect::<String>()
+        });
+        let token = set_current(py, &span)?;
+        Ok(ServerStart {
+            span,
+            token,
+            trace_id,
+            span_id,
+            request_id,
+            user_agent,
+        })
     }
 
     fn start<'py>(
@@ -314,89 +348,6 @@ impl TracerCore {
         start_time: Option<u64>,
     ) -> PyResult<Bound<'py, PyAny>> {
         self.start(py, name, parent, kind_from_py(kind)?, attributes, start_time)
-    }
-
-    /// The middleware's start of a request in one crossing: reads the ASGI headers (a list of (bytes, bytes))
-    /// once for the W3C context, the request id and the user agent; starts the SERVER span named `method` under
-    /// the incoming context (else the current span) and makes it current. Returns `(span, token, headers,
-    /// user_agent)`: the token for `detach_span`, the response headers to add (the request id, echoed when it is
-    /// 1-128 printable ASCII bytes, else the span id; the trace id), and the user agent (first 512 bytes, as
-    /// latin-1) or None (also for an unsampled span, which records nothing). With `collector` (a
-    /// ProductionMetricsCollector), also its `begin_request()`: the request is in flight.
-    #[pyo3(signature = (headers, method, request_id_header, trace_id_header, collector = None))]
-    pub(crate) fn begin_server<'py>(
-        &self,
-        py: Python<'py>,
-        headers: &Bound<'py, PyAny>,
-        method: &Bound<'py, PyString>,
-        request_id_header: &Bound<'py, PyBytes>,
-        trace_id_header: &Bound<'py, PyBytes>,
-        collector: Option<&Bound<'py, PyAny>>,
-    ) -> PyResult<Bound<'py, PyTuple>> {
-        if let Some(c) = collector.and_then(|c| c.cast::<CollectorCore>().ok()) {
-            c.get().mark_in_flight();
-        }
-        const MAX_REQUEST_ID: usize = 128;
-        let rid_name = request_id_header.as_bytes();
-        let mut found = Found::default();
-        let mut request_id: Option<Bound<'py, PyBytes>> = None;
-        let mut user_agent: Option<Bound<'py, PyBytes>> = None;
-        if let Ok(list) = headers.cast::<PyList>() {
-            for pair in list.iter() {
-                let Ok(pair) = pair.cast_into::<PyTuple>() else {
-                    continue;
-                };
-                if pair.len() != 2 {
-                    continue;
-                }
-                // Borrowed: most headers are only looked at, so no reference is taken for them.
-                let (Ok(name), Ok(value)) = (pair.get_borrowed_item(0), pair.get_borrowed_item(1)) else {
-                    continue;
-                };
-                let Ok(n) = name.cast::<PyBytes>() else { continue };
-                let n = n.as_bytes();
-                if n == rid_name {
-                    // The last one wins, and one that is not worth echoing replaces an earlier good one.
-                    request_id = value
-                        .cast::<PyBytes>()
-                        .ok()
-                        .filter(|v| {
-                            let b = v.as_bytes();
-                            !b.is_empty() && b.len() <= MAX_REQUEST_ID && b.iter().all(|c| (0x20..0x7f).contains(c))
-                        })
-                        .map(|v| v.to_owned());
-                } else if n == b"user-agent" {
-                    user_agent = value.cast::<PyBytes>().ok().map(|v| v.to_owned());
-                } else if matches!(n.len(), 7 | 10 | 11) {
-                    found.add(n, &value);
-                }
-            }
-        } else if let Some(ctx) = extract(py, headers).unwrap_or_default() {
-            // Another carrier (the ASGI spec says list, but an app may hand anything): its context only.
-            let parent = Bound::new(py, ctx)?.into_any();
-            return self.begin_with(
-                py,
-                method,
-                Some(&parent),
-                request_id_header,
-                trace_id_header,
-                None,
-                None,
-            );
-        }
-        let parent = match context_of(&found) {
-            Some(ctx) => Some(Bound::new(py, ctx)?.into_any()),
-            None => None,
-        };
-        self.begin_with(
-            py,
-            method,
-            parent.as_ref(),
-            request_id_header,
-            trace_id_header,
-            request_id,
-            user_agent,
-        )
     }
 
     /// Writes `traceparent`, `tracestate` and `baggage` for `context` (default: the current span) into a dict,

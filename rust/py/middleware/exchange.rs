@@ -1,0 +1,386 @@
+//! One request/response as it passes the middleware: its status, completion, disconnects, and its record.
+
+use super::{MiddlewareCore, UNMATCHED_ROUTE};
+use crate::py::trace::{reset_current, Span};
+use parking_lot::Mutex;
+use pyo3::intern;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyInt, PyList, PyString};
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicU8, Ordering::Relaxed};
+use std::time::Instant;
+
+/// The status label of a request whose client went away before the response was complete (nginx's code).
+const CLIENT_CLOSED: i64 = 499;
+
+// Flags: each set once, by the one task serving the request (the atomics make the class Sync, not fast paths).
+const STARTED: u8 = 1;
+const COMPLETED: u8 = 2;
+const DISCONNECTED: u8 = 4;
+const DONE: u8 = 8;
+const UNMONITORED: u8 = 16;
+
+/// No Content-Length seen yet (the remaining count is computed at the first of several chunks).
+const UNKNOWN: i64 = i64::MIN;
+/// A response without a declared length: never reached.
+const UNDECLARED: i64 = -(1 << 62);
+
+/// The Python objects a request holds until its end lets go of them: the scope (which holds us while the request
+/// runs, and may hold the app's wrappers of ours), the span (taken by the record) and the context token (taken when
+/// the span before ours is made current again).
+struct Held {
+    scope: Option<Py<PyAny>>,
+    span: Option<Py<PyAny>>,
+    token: Option<Py<PyAny>>,
+}
+
+/// One request, from `MiddlewareCore.start` to its record: the wrappers of `send` and `receive` report to it.
+#[pyclass(frozen, module = "victor_observability._core")]
+pub struct Exchange {
+    core: Py<MiddlewareCore>,
+    held: Mutex<Held>,
+    method: Py<PyString>,
+    user_agent: Option<String>,
+    extra_headers: Py<PyList>,
+    add_headers: bool,
+    t0: Instant,
+    flags: AtomicU8,
+    status: AtomicI64,
+    remaining: AtomicI64,
+    t_end_ns: AtomicU64,
+}
+
+impl Exchange {
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn new(
+        core: Py<MiddlewareCore>,
+        scope: Py<PyAny>,
+        span: Py<PyAny>,
+        token: Py<PyAny>,
+        method: Py<PyString>,
+        user_agent: Option<String>,
+        extra_headers: Py<PyList>,
+        add_headers: bool,
+        t0: Instant,
+    ) -> Exchange {
+        Exchange {
+            core,
+            held: Mutex::new(Held {
+                scope: Some(scope),
+                span: Some(span),
+                token: Some(token),
+            }),
+            method,
+            user_agent,
+            extra_headers,
+            add_headers,
+            t0,
+            flags: AtomicU8::new(0),
+            status: AtomicI64::new(500),
+            remaining: AtomicI64::new(UNKNOWN),
+            t_end_ns: AtomicU64::new(0),
+        }
+    }
+
+    fn has(&self, flag: u8) -> bool {
+        self.flags.load(Relaxed) & flag != 0
+    }
+
+    fn set(&self, flag: u8) {
+        self.flags.fetch_or(flag, Relaxed);
+    }
+
+    fn elapsed_ns(&self) -> u64 {
+        u64::try_from(self.t0.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    /// The response start: its status, its declared length, and our headers added.
+    fn started(&self, message: &Bound<'_, PyDict>) -> PyResult<()> {
+        let py = message.py();
+        if let Some(status) = message.get_item(intern!(py, "status"))? {
+            let code = match status.extract::<i64>() {
+                Ok(c) => c,
+                Err(_) => py.get_type::<PyInt>().call1((status,))?.extract::<i64>()?,
+            };
+            self.status.store(code, Relaxed);
+        }
+        self.set(STARTED);
+        let headers = message.get_item(intern!(py, "headers"))?;
+        if self.add_headers {
+            let extra = self.extra_headers.bind(py);
+            let merged = match &headers {
+                Some(h) => match h.cast::<PyList>() {
+                    Ok(list) => list.as_sequence().concat(extra.as_sequence())?.into_any(),
+                    Err(_) => {
+                        let list = PyList::empty(py);
+                        for item in h.try_iter()? {
+                            list.append(item?)?;
+                        }
+                        for item in extra.iter() {
+                            list.append(item)?;
+                        }
+                        list.into_any()
+                    }
+                },
+                None => PyList::new(py, extra.iter())?.into_any(),
+            };
+            message.set_item(intern!(py, "headers"), merged)?;
+        }
+        if let Some(h) = headers {
+            self.remaining.store(declared_length(&h), Relaxed);
+        } else {
+            self.remaining.store(UNDECLARED, Relaxed);
+        }
+        Ok(())
+    }
+
+    /// A body chunk: the response is complete at its last chunk, or at its declared length (a client that has
+    /// Content-Length bytes is done, whether or not an empty final chunk follows).
+    fn body(&self, message: &Bound<'_, PyDict>) -> PyResult<bool> {
+        let py = message.py();
+        let more = match message.get_item(intern!(py, "more_body"))? {
+            Some(m) => m.is_truthy()?,
+            None => false,
+        };
+        if !more {
+            return Ok(true);
+        }
+        let sent = match message.get_item(intern!(py, "body"))? {
+            Some(b) => match b.cast::<PyBytes>() {
+                Ok(b) => b.as_bytes().len(),
+                Err(_) => b.len()?,
+            },
+            None => 0,
+        };
+        let mut remaining = self.remaining.load(Relaxed);
+        if remaining == UNKNOWN {
+            remaining = UNDECLARED;
+        }
+        remaining -= i64::try_from(sent).unwrap_or(i64::MAX);
+        self.remaining.store(remaining, Relaxed);
+        Ok(remaining == 0)
+    }
+
+    /// Records the request, once: before the last chunk goes out, so that a client holding the whole response also
+    /// finds it counted; else when the app returns or raises.
+    fn complete(&self, py: Python<'_>, error: Option<&Bound<'_, PyAny>>) {
+        if self.flags.fetch_or(DONE, Relaxed) & DONE != 0 {
+            return;
+        }
+        // Taken under the lock, used without it: the record calls Python code (a route's attributes, a stand-in).
+        let (scope, span) = {
+            let mut held = self.held.lock();
+            (held.scope.as_ref().map(|s| s.clone_ref(py)), held.span.take())
+        };
+        let (Some(scope), Some(span)) = (scope, span) else { return };
+        let core = self.core.get();
+        if let Err(e) = self.record(py, core, scope.bind(py), span.bind(py), error) {
+            core.report(py, e);
+        }
+    }
+
+    fn record(
+        &self,
+        py: Python<'_>,
+        core: &MiddlewareCore,
+        scope: &Bound<'_, PyAny>,
+        span: &Bound<'_, PyAny>,
+        error: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
+        let flags = self.flags.load(Relaxed);
+        let completed = flags & COMPLETED != 0;
+        let t_end = if completed {
+            self.t_end_ns.load(Relaxed)
+        } else {
+            self.elapsed_ns()
+        };
+        let status = if !completed && flags & DISCONNECTED != 0 {
+            CLIENT_CLOSED
+        } else if error.is_some() && flags & STARTED == 0 {
+            // An exception before the response is what the client sees as a 500.
+            500
+        } else {
+            self.status.load(Relaxed)
+        };
+        let route = route_of(scope)?;
+        let route = match &route {
+            Some(r) => r.clone(),
+            None => PyString::new(py, UNMATCHED_ROUTE),
+        };
+        let success = status < 500 && (error.is_none() || status == CLIENT_CLOSED);
+        let latency_ms = t_end as f64 / 1e6;
+        let method = self.method.bind(py);
+        let recorded = if flags & UNMONITORED == 0 {
+            // The server span (when sampled) is the exemplar of the bucket this latency lands in.
+            core.record(py, &route, method, status, success, latency_ms, span)
+        } else {
+            Ok(())
+        };
+        // Unsampled: nothing to end (its end is a no-op), so no attributes are gathered for it.
+        if let Ok(s) = span.cast::<Span>() {
+            let s = s.get();
+            if let Some(e) = error.filter(|_| status != CLIENT_CLOSED) {
+                s.set_error(py, e)?;
+            }
+            // OpenTelemetry's HTTP server attributes (not url.query: query strings carry tokens too often), the name
+            // "GET /items/{item_id}", error status on 5xx and the end, in one call.
+            let path = scope_str(scope, intern!(py, "path"))?;
+            let scheme = scope_str(scope, intern!(py, "scheme"))?;
+            let server = scope_get(scope, intern!(py, "server"))?
+                .filter(|s| s.is_truthy().unwrap_or(false))
+                .map(|s| s.get_item(0).and_then(|h| h.str()))
+                .transpose()?;
+            let shown_route = if route_matched(&route) { Some(route.to_str()?) } else { None };
+            s.end_http_server(
+                method.to_str()?,
+                path.as_ref().map_or(Ok(""), |p| p.to_str())?,
+                scheme.as_ref().map_or(Ok("http"), |p| p.to_str())?,
+                status,
+                shown_route,
+                server.as_ref().map(|s| s.to_str()).transpose()?,
+                self.user_agent.as_deref().filter(|u| !u.is_empty()),
+            );
+        }
+        recorded
+    }
+
+    /// Restores the span that was current before this request's (once).
+    fn reset_token(&self, py: Python<'_>) {
+        let token = self.held.lock().token.take();
+        if let Some(token) = token {
+            reset_current(py, token.bind(py));
+        }
+    }
+}
+
+#[pymethods]
+impl Exchange {
+    /// A message the app sends: the response start (status, our headers) or a body chunk (the last one records).
+    /// Never raises: a message it cannot read is left to the server to refuse.
+    fn on_send(&self, message: &Bound<'_, PyAny>) {
+        let py = message.py();
+        let Ok(message) = message.cast::<PyDict>() else { return };
+        let Ok(Some(kind)) = message.get_item(intern!(py, "type")) else { return };
+        let Ok(kind) = kind.cast_into::<PyString>() else { return };
+        let result = match kind.to_str() {
+            Ok("http.response.body") => self.body(message).map(|done| {
+                if done {
+                    self.t_end_ns.store(self.elapsed_ns(), Relaxed);
+                    self.set(COMPLETED);
+                    self.complete(py, None);
+                }
+            }),
+            Ok("http.response.start") => self.started(message),
+            _ => Ok(()),
+        };
+        if let Err(e) = result {
+            self.core.get().report(py, e);
+        }
+    }
+
+    /// The server's send raised OSError: the client is gone.
+    fn send_failed(&self) {
+        self.set(DISCONNECTED);
+    }
+
+    /// The server said `http.disconnect`: before the response was complete, the client went away.
+    fn client_gone(&self) {
+        if !self.has(COMPLETED) {
+            self.set(DISCONNECTED);
+        }
+    }
+
+    /// The app returned (`error` None) or raised: out of the scope, the span before it current again, recorded
+    /// if no chunk recorded it already.
+    #[pyo3(signature = (error = None))]
+    fn finish(&self, py: Python<'_>, error: Option<&Bound<'_, PyAny>>) {
+        // The scope holds us, we hold the server's send and receive (through the wrappers), which hold the scope:
+        // unlinked here, the request's objects are freed by refcount when it ends.
+        let scope = self.held.lock().scope.as_ref().map(|s| s.clone_ref(py));
+        if let Some(scope) = scope {
+            let scope = scope.bind(py);
+            let key = self.core.get().exchange_key.bind(py);
+            // Gone already (the app took it out) is fine: nothing else looks it up once the app has returned.
+            let _ = match scope.cast::<PyDict>() {
+                Ok(d) => d.del_item(key),
+                Err(_) => scope.call_method1(intern!(py, "pop"), (key, py.None())).map(drop),
+            };
+        }
+        self.reset_token(py);
+        self.complete(py, error);
+        self.held.lock().scope = None;
+    }
+
+    /// The decorator form's end of the app's part: the span before this request's current again.
+    fn detach(&self, py: Python<'_>) {
+        self.reset_token(py);
+    }
+
+    /// A scrape or probe (the app said so through `_asgi.unmonitor`): out of the request metrics, and out of the
+    /// in-flight gauge at once, so the scrape it serves does not count itself.
+    fn unmonitor(&self, py: Python<'_>) {
+        if self.has(UNMONITORED | DONE) {
+            return;
+        }
+        if self.core.get().cancel_in_flight(py) {
+            self.set(UNMONITORED);
+        }
+    }
+
+    /// The headers this request's response gets: the request id (as sent when worth echoing, else the span id) and
+    /// the trace id.
+    #[getter]
+    fn response_headers<'py>(&self, py: Python<'py>) -> Bound<'py, PyList> {
+        self.extra_headers.bind(py).clone()
+    }
+}
+
+/// The response's Content-Length (ASGI header names are lowercase), or UNDECLARED.
+fn declared_length(headers: &Bound<'_, PyAny>) -> i64 {
+    let Ok(iter) = headers.try_iter() else { return UNDECLARED };
+    for pair in iter.flatten() {
+        let (Ok(name), Ok(value)) = (pair.get_item(0), pair.get_item(1)) else { continue };
+        let (Ok(name), Ok(value)) = (name.cast::<PyBytes>(), value.cast::<PyBytes>()) else { continue };
+        if name.as_bytes() == b"content-length" {
+            let v = value.as_bytes();
+            if !v.is_empty() && v.iter().all(u8::is_ascii_digit) {
+                return std::str::from_utf8(v).ok().and_then(|s| s.parse().ok()).unwrap_or(UNDECLARED);
+            }
+        }
+    }
+    UNDECLARED
+}
+
+/// The matched route's template (`/items/{item_id}`), as Starlette and FastAPI leave it in the scope; None when no
+/// route matched or the route has no template.
+fn route_of<'py>(scope: &Bound<'py, PyAny>) -> PyResult<Option<Bound<'py, PyString>>> {
+    let py = scope.py();
+    let Some(route) = scope_get(scope, intern!(py, "route"))? else { return Ok(None) };
+    if let Some(t) = route.getattr_opt(intern!(py, "path_format"))? {
+        if let Ok(t) = t.cast_into::<PyString>() {
+            if t.len()? > 0 {
+                return Ok(Some(t));
+            }
+        }
+    }
+    Ok(route
+        .getattr_opt(intern!(py, "path"))?
+        .and_then(|p| p.cast_into::<PyString>().ok()))
+}
+
+fn route_matched(route: &Bound<'_, PyString>) -> bool {
+    route.to_str().is_ok_and(|r| r != UNMATCHED_ROUTE)
+}
+
+/// `scope.get(key)`, None for a missing key or None.
+fn scope_get<'py>(scope: &Bound<'py, PyAny>, key: &Bound<'py, PyString>) -> PyResult<Option<Bound<'py, PyAny>>> {
+    let v = match scope.cast::<PyDict>() {
+        Ok(d) => d.get_item(key)?,
+        Err(_) => Some(scope.call_method1(intern!(scope.py(), "get"), (key,))?),
+    };
+    Ok(v.filter(|v| !v.is_none()))
+}
+
+/// `scope.get(key)` as a str, None when missing or not a str.
+fn scope_str<'py>(scope: &Bound<'py, PyAny>, key: &Bound<'py, PyString>) -> PyResult<Option<Bound<'py, PyString>>> {
+    Ok(scope_get(scope, key)?.and_then(|v| v.cast_into::<PyString>().ok()))
+}
