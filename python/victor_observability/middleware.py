@@ -178,7 +178,22 @@ class MonitoringMiddleware:
         if exchange is None:
             await _follow_slash_redirect(app, scope, receive, send)
             return
-        wrapped_receive, wrapped_send = _wrapped(exchange, receive, send)
+
+        # `_wrapped`, inline: one call and one tuple less per request.
+        async def wrapped_receive() -> Message:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                exchange.client_gone()
+            return message
+
+        async def wrapped_send(message: Message) -> None:
+            exchange.on_send(message)
+            try:
+                await send(message)
+            except OSError:
+                exchange.send_failed()
+                raise
+
         try:
             await app(scope, wrapped_receive, wrapped_send)
         except BaseException as exc:

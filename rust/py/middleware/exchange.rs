@@ -3,9 +3,11 @@
 use super::{MiddlewareCore, UNMATCHED_ROUTE};
 use crate::py::trace::{reset_current, Span};
 use parking_lot::Mutex;
+use pyo3::gc::PyVisit;
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyInt, PyList, PyString};
+use pyo3::PyTraverseError;
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicU8, Ordering::Relaxed};
 use std::time::Instant;
 
@@ -171,7 +173,9 @@ impl Exchange {
             let mut held = self.held.lock();
             (held.scope.as_ref().map(|s| s.clone_ref(py)), held.span.take())
         };
-        let (Some(scope), Some(span)) = (scope, span) else { return };
+        let (Some(scope), Some(span)) = (scope, span) else {
+            return;
+        };
         let core = self.core.get();
         if let Err(e) = self.record(py, core, scope.bind(py), span.bind(py), error) {
             core.report(py, e);
@@ -229,7 +233,11 @@ impl Exchange {
                 .filter(|s| s.is_truthy().unwrap_or(false))
                 .map(|s| s.get_item(0).and_then(|h| h.str()))
                 .transpose()?;
-            let shown_route = if route_matched(&route) { Some(route.to_str()?) } else { None };
+            let shown_route = if route_matched(&route) {
+                Some(route.to_str()?)
+            } else {
+                None
+            };
             s.end_http_server(
                 method.to_str()?,
                 path.as_ref().map_or(Ok(""), |p| p.to_str())?,
@@ -254,12 +262,36 @@ impl Exchange {
 
 #[pymethods]
 impl Exchange {
+    // The scope holds the exchange while the request runs and the exchange holds the scope: a request abandoned
+    // without `finish` leaves that cycle to the garbage collector, which must see through the exchange to free it.
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        // Never waits: the lock is only held for a few instructions by the task serving the request, and a
+        // traversal that finds it held skips this object's references for this collection.
+        if let Some(held) = self.held.try_lock() {
+            visit.call(&held.scope)?;
+            visit.call(&held.span)?;
+            visit.call(&held.token)?;
+        }
+        visit.call(&self.core)
+    }
+
+    fn __clear__(&self) {
+        // Dropped once the lock is released: a decref can run Python code, which could come back here.
+        let taken = {
+            let mut held = self.held.lock();
+            (held.scope.take(), held.span.take(), held.token.take())
+        };
+        drop(taken);
+    }
+
     /// A message the app sends: the response start (status, our headers) or a body chunk (the last one records).
     /// Never raises: a message it cannot read is left to the server to refuse.
     fn on_send(&self, message: &Bound<'_, PyAny>) {
         let py = message.py();
         let Ok(message) = message.cast::<PyDict>() else { return };
-        let Ok(Some(kind)) = message.get_item(intern!(py, "type")) else { return };
+        let Ok(Some(kind)) = message.get_item(intern!(py, "type")) else {
+            return;
+        };
         let Ok(kind) = kind.cast_into::<PyString>() else { return };
         let result = match kind.to_str() {
             Ok("http.response.body") => self.body(message).map(|done| {
@@ -307,7 +339,8 @@ impl Exchange {
         }
         self.reset_token(py);
         self.complete(py, error);
-        self.held.lock().scope = None;
+        let scope = self.held.lock().scope.take();
+        drop(scope);
     }
 
     /// The decorator form's end of the app's part: the span before this request's current again.
@@ -336,14 +369,23 @@ impl Exchange {
 
 /// The response's Content-Length (ASGI header names are lowercase), or UNDECLARED.
 fn declared_length(headers: &Bound<'_, PyAny>) -> i64 {
-    let Ok(iter) = headers.try_iter() else { return UNDECLARED };
+    let Ok(iter) = headers.try_iter() else {
+        return UNDECLARED;
+    };
     for pair in iter.flatten() {
-        let (Ok(name), Ok(value)) = (pair.get_item(0), pair.get_item(1)) else { continue };
-        let (Ok(name), Ok(value)) = (name.cast::<PyBytes>(), value.cast::<PyBytes>()) else { continue };
+        let (Ok(name), Ok(value)) = (pair.get_item(0), pair.get_item(1)) else {
+            continue;
+        };
+        let (Ok(name), Ok(value)) = (name.cast::<PyBytes>(), value.cast::<PyBytes>()) else {
+            continue;
+        };
         if name.as_bytes() == b"content-length" {
             let v = value.as_bytes();
             if !v.is_empty() && v.iter().all(u8::is_ascii_digit) {
-                return std::str::from_utf8(v).ok().and_then(|s| s.parse().ok()).unwrap_or(UNDECLARED);
+                return std::str::from_utf8(v)
+                    .ok()
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(UNDECLARED);
             }
         }
     }
@@ -354,7 +396,9 @@ fn declared_length(headers: &Bound<'_, PyAny>) -> i64 {
 /// route matched or the route has no template.
 fn route_of<'py>(scope: &Bound<'py, PyAny>) -> PyResult<Option<Bound<'py, PyString>>> {
     let py = scope.py();
-    let Some(route) = scope_get(scope, intern!(py, "route"))? else { return Ok(None) };
+    let Some(route) = scope_get(scope, intern!(py, "route"))? else {
+        return Ok(None);
+    };
     if let Some(t) = route.getattr_opt(intern!(py, "path_format"))? {
         if let Ok(t) = t.cast_into::<PyString>() {
             if t.len()? > 0 {

@@ -43,6 +43,16 @@ enum Recorder {
     },
 }
 
+/// A method and its labels dict, under one status.
+type MethodLabels = (Box<str>, Py<PyDict>);
+
+/// One labels dict per (method, status), reused (the collector only reads it): status -> [(method, labels)].
+#[derive(Default)]
+struct LabelSets {
+    kept: usize,
+    by_status: HashMap<i64, SmallVec<[MethodLabels; 2]>>,
+}
+
 /// The Rust half of MonitoringMiddleware: its settings as Rust values, and the per-request work.
 #[pyclass(frozen, module = "victor_observability._core")]
 pub struct MiddlewareCore {
@@ -56,8 +66,7 @@ pub struct MiddlewareCore {
     known_methods: HashSet<String>,
     excluded_exact: HashSet<String>,
     excluded_prefixes: Vec<String>,
-    /// status -> [(method, labels)]: one labels dict per (method, status), reused (the collector only reads it).
-    label_sets: Mutex<(usize, HashMap<i64, SmallVec<[(Box<str>, Py<PyDict>); 2]>>)>,
+    label_sets: Mutex<LabelSets>,
     on_failure: Py<PyAny>,
 }
 
@@ -105,7 +114,7 @@ impl MiddlewareCore {
             known_methods: known_methods.into_iter().collect(),
             excluded_exact: excluded_exact.into_iter().collect(),
             excluded_prefixes,
-            label_sets: Mutex::new((0, HashMap::new())),
+            label_sets: Mutex::new(LabelSets::default()),
             on_failure,
         })
     }
@@ -152,10 +161,17 @@ impl MiddlewareCore {
                 // OpenTelemetry's conventions: the span is named "HTTP", the method as sent kept (cut short).
                 let sent = method.str()?;
                 let sent = sent.to_str()?;
-                let cut = sent.char_indices().nth(MAX_METHOD_ORIGINAL).map_or(sent, |(i, _)| &sent[..i]);
+                let cut = sent
+                    .char_indices()
+                    .nth(MAX_METHOD_ORIGINAL)
+                    .map_or(sent, |(i, _)| &sent[..i]);
                 let attrs = PyDict::new(py);
                 attrs.set_item(intern!(py, "http.request.method_original"), cut)?;
-                (intern!(py, "HTTP").clone(), PyString::new(py, OTHER_METHOD), Some(attrs.into_any()))
+                (
+                    intern!(py, "HTTP").clone(),
+                    PyString::new(py, OTHER_METHOD),
+                    Some(attrs.into_any()),
+                )
             }
         };
         let headers = headers.unwrap_or_else(|| py.None().into_bound(py));
@@ -234,7 +250,9 @@ impl MiddlewareCore {
                 c.get().unmark_in_flight();
                 true
             }
-            Recorder::Python { cancel: Some(cancel), .. } => {
+            Recorder::Python {
+                cancel: Some(cancel), ..
+            } => {
                 if let Err(e) = cancel.bind(py).call0() {
                     self.report(py, e);
                 }
@@ -280,7 +298,11 @@ impl MiddlewareCore {
     fn labels<'py>(&self, py: Python<'py>, method: &Bound<'py, PyString>, status: i64) -> PyResult<Bound<'py, PyDict>> {
         let m = method.to_str()?;
         let mut sets = self.label_sets.lock();
-        if let Some(found) = sets.1.get(&status).and_then(|v| v.iter().find(|(k, _)| &**k == m)) {
+        if let Some(found) = sets
+            .by_status
+            .get(&status)
+            .and_then(|v| v.iter().find(|(k, _)| &**k == m))
+        {
             return Ok(found.1.bind(py).clone());
         }
         let labels = PyDict::new(py);
@@ -291,9 +313,12 @@ impl MiddlewareCore {
             status.to_string()
         };
         labels.set_item(intern!(py, "status"), shown)?;
-        if sets.0 < MAX_LABEL_SETS {
-            sets.0 += 1;
-            sets.1.entry(status).or_default().push((m.into(), labels.clone().unbind()));
+        if sets.kept < MAX_LABEL_SETS {
+            sets.kept += 1;
+            sets.by_status
+                .entry(status)
+                .or_default()
+                .push((m.into(), labels.clone().unbind()));
         }
         Ok(labels)
     }

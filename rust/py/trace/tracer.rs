@@ -115,7 +115,10 @@ impl TracerCore {
         // Only a recorded span keeps the user agent (as latin-1, the first 512 bytes): an unsampled one makes none.
         let user_agent = user_agent.filter(|_| sampled).map(|v| {
             let b = v.as_bytes();
-            b[..b.len().min(MAX_USER_AGENT)].iter().map(|&c| c as char).collect::<String>()
+            b[..b.len().min(MAX_USER_AGENT)]
+                .iter()
+                .map(|&c| c as char)
+                .collect::<String>()
         });
         let token = set_current(py, &span)?;
         Ok(ServerStart {
