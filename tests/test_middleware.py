@@ -350,6 +350,8 @@ async def test_status_class_and_bad_option() -> None:
     with pytest.raises(ValueError, match="status_label"):
         MonitoringMiddleware(None, status_label="nope")  # type: ignore[arg-type]
     collector = create_production_collector(collect_system_metrics=False)
+    with pytest.raises(TypeError, match="tracer must be a DistributedTracer"):
+        MonitoringMiddleware(None, collector, tracer=object())  # type: ignore[arg-type]
 
     async def app(scope, receive, send):  # type: ignore[no-untyped-def]
         await send({"type": "http.response.start", "status": int(scope["path"][1:]), "headers": []})

@@ -11,7 +11,7 @@ import logging
 import os
 import time
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any, Literal
+from typing import Any, Literal, cast
 from urllib.parse import urlsplit
 
 from victor_observability._asgi import UNMONITORED_KEY, Message, Receive, Scope, Send
@@ -141,7 +141,8 @@ class MonitoringMiddleware:
         # Per request, the core does the work (see rust/py/middleware/): one call starts a request, one per message
         # follows it, one ends it. A stand-in collector gets its begin_request/end_request(5 args)/cancel_request.
         self._core = MiddlewareCore(
-            self.tracer._core,
+            # Anything else than a DistributedTracer is refused there, with a TypeError that says so.
+            cast(Any, getattr(self.tracer, "_core", self.tracer)),
             self.metrics_collector,
             exchange_key=UNMONITORED_KEY,
             request_id_header=request_id_header.lower().encode("latin-1"),
