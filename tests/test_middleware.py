@@ -402,6 +402,31 @@ async def test_a_failure_to_record_never_breaks_the_response(caplog: pytest.LogC
     assert sum("could not record" in r.message for r in caplog.records) == 1
 
 
+async def test_a_scope_that_is_a_mapping_and_headers_as_a_tuple() -> None:
+    # ASGI says dict and list, but a hand-made scope or an app may hand any mapping and any sequence of pairs.
+    from collections import UserDict
+
+    collector = create_production_collector(collect_system_metrics=False)
+    sent: list[dict[str, Any]] = []
+
+    async def app(scope, receive, send):  # type: ignore[no-untyped-def]
+        assert UNMONITORED_KEY in scope  # the /metrics and health apps find the request here
+        await send({"type": "http.response.start", "status": 201, "headers": ((b"x-app", b"1"),)})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    async def send(message):  # type: ignore[no-untyped-def]
+        sent.append(message)
+
+    mw = MonitoringMiddleware(app, metrics_collector=collector, tracer=DistributedTracer("x"))
+    scope = UserDict({"type": "http", "method": "POST", "path": "/x", "headers": ((b"x-request-id", b"abc"),)})
+    await mw(scope, None, send)  # type: ignore[arg-type]
+    assert UNMONITORED_KEY not in scope
+    assert sent[0]["headers"][:2] == [(b"x-app", b"1"), (b"x-request-id", b"abc")]
+    assert [name for name, _ in sent[0]["headers"]] == [b"x-app", b"x-request-id", b"x-trace-id"]
+    summary = collector.get_summary()["requests"]
+    assert (summary["total"], summary["active"]) == (1, 0)
+
+
 async def test_a_response_is_recorded_when_its_declared_length_is_sent() -> None:
     collector = create_production_collector(collect_system_metrics=False)
     counted_before_last_chunk: list[float] = []

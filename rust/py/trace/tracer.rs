@@ -63,41 +63,46 @@ impl TracerCore {
         let mut found = Found::default();
         let mut request_id: Option<Bound<'py, PyBytes>> = None;
         let mut user_agent: Option<Bound<'py, PyBytes>> = None;
-        let parent = if let Ok(list) = headers.cast::<PyList>() {
-            for pair in list.iter() {
-                let Ok(pair) = pair.cast_into::<PyTuple>() else {
-                    continue;
-                };
-                if pair.len() != 2 {
-                    continue;
-                }
-                // Borrowed: most headers are only looked at, so no reference is taken for them.
-                let (Ok(name), Ok(value)) = (pair.get_borrowed_item(0), pair.get_borrowed_item(1)) else {
-                    continue;
-                };
-                let Ok(n) = name.cast::<PyBytes>() else { continue };
-                let n = n.as_bytes();
-                if n == request_id_header {
-                    // The last one wins, and one that is not worth echoing replaces an earlier good one.
-                    request_id = value
-                        .cast::<PyBytes>()
-                        .ok()
-                        .filter(|v| {
-                            let b = v.as_bytes();
-                            !b.is_empty() && b.len() <= MAX_REQUEST_ID && b.iter().all(|c| (0x20..0x7f).contains(c))
-                        })
-                        .map(|v| v.to_owned());
-                } else if n == b"user-agent" {
-                    user_agent = value.cast::<PyBytes>().ok().map(|v| v.to_owned());
-                } else if matches!(n.len(), 7 | 10 | 11) {
-                    found.add(n, &value);
-                }
+        let mut read = |pair: Bound<'py, PyAny>| {
+            let Ok(pair) = pair.cast_into::<PyTuple>() else {
+                return;
+            };
+            if pair.len() != 2 {
+                return;
             }
+            // Borrowed: most headers are only looked at, so no reference is taken for them.
+            let (Ok(name), Ok(value)) = (pair.get_borrowed_item(0), pair.get_borrowed_item(1)) else {
+                return;
+            };
+            let Ok(n) = name.cast::<PyBytes>() else { return };
+            let n = n.as_bytes();
+            if n == request_id_header {
+                // The last one wins, and one that is not worth echoing replaces an earlier good one.
+                request_id = value
+                    .cast::<PyBytes>()
+                    .ok()
+                    .filter(|v| {
+                        let b = v.as_bytes();
+                        !b.is_empty() && b.len() <= MAX_REQUEST_ID && b.iter().all(|c| (0x20..0x7f).contains(c))
+                    })
+                    .map(|v| v.to_owned());
+            } else if n == b"user-agent" {
+                user_agent = value.cast::<PyBytes>().ok().map(|v| v.to_owned());
+            } else if matches!(n.len(), 7 | 10 | 11) {
+                found.add(n, &value);
+            }
+        };
+        // ASGI's headers are an iterable of (bytes, bytes): a list from every server, a tuple from some apps.
+        let parent = if let Ok(list) = headers.cast::<PyList>() {
+            list.iter().for_each(&mut read);
+            context_of(&found)
+        } else if let Ok(tuple) = headers.cast::<PyTuple>() {
+            tuple.iter().for_each(&mut read);
             context_of(&found)
         } else if headers.is_none() {
             None
         } else {
-            // Another carrier (the ASGI spec says list, but an app may hand anything): its context only.
+            // Another carrier (a mapping): its context only.
             extract(py, headers).unwrap_or_default()
         };
         let parent = match parent {
