@@ -297,14 +297,18 @@ impl MiddlewareCore {
     /// The extra labels of a request, one dict per (method, status) reused.
     fn labels<'py>(&self, py: Python<'py>, method: &Bound<'py, PyString>, status: i64) -> PyResult<Bound<'py, PyDict>> {
         let m = method.to_str()?;
-        let mut sets = self.label_sets.lock();
-        if let Some(found) = sets
-            .by_status
-            .get(&status)
-            .and_then(|v| v.iter().find(|(k, _)| &**k == m))
-        {
-            return Ok(found.1.bind(py).clone());
+        let known = {
+            let sets = self.label_sets.lock();
+            sets.by_status
+                .get(&status)
+                .and_then(|v| v.iter().find(|(k, _)| &**k == m))
+                .map(|found| found.1.clone_ref(py))
+        };
+        if let Some(labels) = known {
+            return Ok(labels.into_bound(py));
         }
+        // Made without the lock: making Python objects can run Python code (a collection's finalizers), which must
+        // not find the lock held (a fork from there would leave it held in the child).
         let labels = PyDict::new(py);
         labels.set_item(intern!(py, "method"), method)?;
         let shown = if self.status_class {
@@ -313,12 +317,16 @@ impl MiddlewareCore {
             status.to_string()
         };
         labels.set_item(intern!(py, "status"), shown)?;
-        if sets.kept < MAX_LABEL_SETS {
+        let kept = labels.clone().unbind();
+        let mut sets = self.label_sets.lock();
+        let by_method = sets.by_status.entry(status).or_default();
+        // Another thread may have kept the same set meanwhile; the first kept serves.
+        if !by_method.iter().any(|(k, _)| &**k == m) && sets.kept < MAX_LABEL_SETS {
             sets.kept += 1;
-            sets.by_status
-                .entry(status)
-                .or_default()
-                .push((m.into(), labels.clone().unbind()));
+            sets.by_status.entry(status).or_default().push((m.into(), kept));
+        } else {
+            drop(sets);
+            drop(kept);
         }
         Ok(labels)
     }
