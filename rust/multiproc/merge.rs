@@ -122,6 +122,11 @@ fn add_float(c: &CounterValue, v: f64) {
 /// Merges `sources` (this process's file first, so a lone process keeps its series order) for
 /// the given families: counters and histograms summed, gauges combined by their family's mode.
 pub fn merge(sources: &[Source], families: &[Arc<Family>]) -> View {
+    merge_with(sources, families, true)
+}
+
+/// `merge`, reading the histograms' exemplars only when `exemplars` (an OpenMetrics scrape; the text format has none).
+pub fn merge_with(sources: &[Source], families: &[Arc<Family>], exemplars: bool) -> View {
     let by_name: HashMap<String, usize> = families
         .iter()
         .enumerate()
@@ -129,6 +134,7 @@ pub fn merge(sources: &[Source], families: &[Arc<Family>]) -> View {
         .collect();
     let mut hdrs: Vec<HdrAcc> = families.iter().map(|_| HdrAcc::default()).collect();
     let mut accs: Vec<FamilyAccs> = families.iter().map(|_| (HashMap::new(), Vec::new())).collect();
+    let read_exemplars = exemplars;
     let mut exemplars: Vec<ExemplarAccs> = families.iter().map(|_| HashMap::new()).collect();
     for src in sources {
         let recs = src.view.families();
@@ -146,6 +152,9 @@ pub fn merge(sources: &[Source], families: &[Arc<Family>]) -> View {
                 continue;
             }
             if e.tag == TAG_EXEMPLARS {
+                if !read_exemplars {
+                    continue;
+                }
                 // Keyed by name, not by this file's family ids: the series may live in another file.
                 if let Some(rec) = parse_exemplars(e.body) {
                     let found = by_name.get(rec.name).copied();

@@ -12,7 +12,7 @@ mod sys;
 
 pub use archive::archive_dead;
 pub use leader::try_lead;
-pub use merge::{merge, Source, View};
+pub use merge::{merge, merge_with, Source, View};
 pub use mode::Mode;
 pub use store::Store;
 
@@ -203,13 +203,14 @@ pub fn sources(dir: &Path, own: Option<&Path>) -> io::Result<Vec<Source>> {
 
 /// The merged view of `families` over the whole directory; the local view when the mode is off.
 pub fn view(families: &[Arc<Family>]) -> View {
-    view_of(crate::exposition::snapshot(families))
+    view_of(crate::exposition::snapshot(families), true)
 }
 
 /// The merged view over the whole directory of the families of `local`, a snapshot taken
 /// beforehand; `local` itself when the mode is off. Takes no family lock (the extension runs it
-/// with the GIL released: fork safety, see rust/metrics/family.rs).
-pub fn view_of(local: View) -> View {
+/// with the GIL released: fork safety, see rust/metrics/family.rs). Histograms carry their
+/// exemplars only with `exemplars` (what an OpenMetrics scrape shows; reading them costs).
+pub fn view_of(local: View, exemplars: bool) -> View {
     let Some(dir) = dir() else { return local };
     let families: Vec<Arc<Family>> = local.iter().map(|(f, _)| f.clone()).collect();
     let own = own_path();
@@ -233,7 +234,7 @@ pub fn view_of(local: View) -> View {
         srcs = sources(&dir, own.as_deref());
     }
     let merged = match srcs {
-        Ok(srcs) => merge(&srcs, &families),
+        Ok(srcs) => merge_with(&srcs, &families, exemplars),
         Err(_) => local,
     };
     if let Some(l) = &lock {
@@ -572,6 +573,10 @@ pub(crate) mod tests {
             .map(|l| l.split(" # {").next().unwrap().to_owned() + "\n")
             .collect();
         assert_eq!(stripped, om_before);
+        // A text scrape does not read them at all: the same counts, no exemplar, the same bytes.
+        let text_view = merge_with(&sources(&dir, None).unwrap(), &fams, false);
+        assert!(merged_exemplars(&text_view, "/a").iter().all(Option::is_none));
+        assert_eq!(encode_snapshots(&text_view, Format::Text), text_before);
 
         // A write in progress in b's slot (odd sequence): the merge skips it and the next latest shows.
         b_span[0].fetch_add(1, Ordering::Relaxed);

@@ -201,7 +201,7 @@ fn wants_gzip(accept_encoding: &str) -> bool {
 pub(crate) fn view(py: Python<'_>, families: Vec<Arc<Family>>) -> multiproc::View {
     let snapshot = exposition::snapshot(&families);
     if multiproc::is_enabled() {
-        py.detach(|| multiproc::view_of(snapshot))
+        py.detach(|| multiproc::view_of(snapshot, false))
     } else {
         snapshot
     }
@@ -214,7 +214,11 @@ fn encode_bytes<'py>(py: Python<'py>, families: Vec<Arc<Family>>, openmetrics: b
     let snapshot = exposition::snapshot(&families);
     let merged = multiproc::is_enabled();
     let text = py.detach(|| {
-        let view = if merged { multiproc::view_of(snapshot) } else { snapshot };
+        let view = if merged {
+            multiproc::view_of(snapshot, openmetrics)
+        } else {
+            snapshot
+        };
         exposition::encode_snapshots(&view, format_of(openmetrics))
     });
     PyBytes::new(py, text.as_bytes())
