@@ -427,6 +427,40 @@ async def test_a_scope_that_is_a_mapping_and_headers_as_a_tuple() -> None:
     assert (summary["total"], summary["active"]) == (1, 0)
 
 
+async def test_a_request_the_core_cannot_start_is_served_unrecorded(caplog: pytest.LogCaptureFixture) -> None:
+    from collections import UserDict
+
+    class Unreadable(UserDict):  # type: ignore[type-arg]
+        def get(self, key: str, default: object = None) -> object:
+            if key == "headers":
+                raise RuntimeError("a scope that cannot be read")
+            return super().get(key, default)
+
+    collector = create_production_collector(collect_system_metrics=False)
+    sent: list[dict[str, Any]] = []
+
+    async def app(scope, receive, send):  # type: ignore[no-untyped-def]
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    async def send(message):  # type: ignore[no-untyped-def]
+        sent.append(message)
+
+    mw = MonitoringMiddleware(app, metrics_collector=collector, tracer=DistributedTracer("x"))
+    await mw(Unreadable({"type": "http", "method": "GET", "path": "/\ud800", "headers": []}), None, send)  # type: ignore[arg-type]
+    assert [m["type"] for m in sent] == ["http.response.start", "http.response.body"]
+    assert mw.record_failures == 1
+    assert "could not record" in caplog.text
+    summary = collector.get_summary()["requests"]
+    assert (summary["total"], summary["active"]) == (0, 0)
+    # A path and a method that are not UTF-8 are served, recorded and traced like any other.
+    await mw({"type": "http", "method": "G\udc80T", "path": "/\ud800", "headers": []}, None, send)  # type: ignore[arg-type]
+    assert collector.get_summary()["requests"]["total"] == 1
+    assert mw.record_failures == 1
+    (span,) = mw.tracer.finished_spans()
+    assert (span.name, span.attributes["http.request.method"]) == ("HTTP", "_OTHER")
+
+
 async def test_a_response_is_recorded_when_its_declared_length_is_sent() -> None:
     collector = create_production_collector(collect_system_metrics=False)
     counted_before_last_chunk: list[float] = []

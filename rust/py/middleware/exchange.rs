@@ -205,7 +205,8 @@ impl Exchange {
         } else {
             self.status.load(Relaxed)
         };
-        let route = route_of(scope)?;
+        // A route object that cannot be read is no match: the request still counts, under __unmatched__.
+        let route = route_of(scope).ok().flatten();
         let route = match &route {
             Some(r) => r.clone(),
             None => PyString::new(py, UNMATCHED_ROUTE),
@@ -222,37 +223,42 @@ impl Exchange {
         // Unsampled: nothing to end (its end is a no-op), so no attributes are gathered for it.
         if let Ok(s) = span.cast::<Span>() {
             let s = s.get();
-            if let Some(e) = error.filter(|_| status != CLIENT_CLOSED) {
-                s.set_error(py, e)?;
-            }
+            // The span always ends: a value that cannot be read (not UTF-8, a broken scope) is shown lossily or
+            // left out, and a failure to record the exception is reported after the end.
+            let errored = error
+                .filter(|_| status != CLIENT_CLOSED)
+                .and_then(|e| s.set_error(py, e).err());
             // OpenTelemetry's HTTP server attributes (not url.query: query strings carry tokens too often), the name
             // "GET /items/{item_id}", error status on 5xx and the end, in one call.
-            let path = scope_str(scope, intern!(py, "path"))?;
-            let scheme = scope_str(scope, intern!(py, "scheme"))?;
-            let server = scope_get(scope, intern!(py, "server"))?
+            let path = scope_str(scope, intern!(py, "path")).ok().flatten();
+            let scheme = scope_str(scope, intern!(py, "scheme")).ok().flatten();
+            let server = scope_get(scope, intern!(py, "server"))
+                .ok()
+                .flatten()
                 .filter(|s| s.is_truthy().unwrap_or(false))
-                .map(|s| s.get_item(0).and_then(|h| h.str()))
-                .transpose()?;
-            let shown_route = if route_matched(&route) {
-                Some(route.to_str()?)
-            } else {
-                None
-            };
+                .and_then(|s| s.get_item(0).and_then(|h| h.str()).ok());
+            let path = path.as_ref().map(|p| p.to_string_lossy());
+            let scheme = scheme.as_ref().map(|p| p.to_string_lossy());
+            let server = server.as_ref().map(|p| p.to_string_lossy());
+            let shown_route = route_matched(&route).then(|| route.to_string_lossy());
             s.end_http_server(
-                method.to_str()?,
-                path.as_ref().map_or(Ok(""), |p| p.to_str())?,
-                scheme.as_ref().map_or(Ok("http"), |p| p.to_str())?,
+                &method.to_string_lossy(),
+                path.as_deref().unwrap_or(""),
+                scheme.as_deref().unwrap_or("http"),
                 status,
-                shown_route,
-                server.as_ref().map(|s| s.to_str()).transpose()?,
+                shown_route.as_deref(),
+                server.as_deref(),
                 self.user_agent.as_deref().filter(|u| !u.is_empty()),
             );
+            if let Some(e) = errored {
+                return Err(e);
+            }
         }
         recorded
     }
 
     /// Restores the span that was current before this request's (once).
-    fn reset_token(&self, py: Python<'_>) {
+    pub(super) fn reset_token(&self, py: Python<'_>) {
         let token = self.held.lock().token.take();
         if let Some(token) = token {
             reset_current(py, token.bind(py));

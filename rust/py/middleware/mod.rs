@@ -119,11 +119,29 @@ impl MiddlewareCore {
         })
     }
 
-    /// Starts an HTTP request: None when its path is excluded. Otherwise it is in flight, its SERVER span is
-    /// current, and the returned Exchange is in the scope (for `unmonitor`) until `finish`. With `add_headers`,
+    /// Starts an HTTP request: None when its path is excluded (or, never seen yet, when starting it failed: then it
+    /// is served unrecorded and the failure reported). Otherwise it is in flight, its SERVER span is current, and
+    /// the returned Exchange is in the scope (for `unmonitor`) until `finish`. With `add_headers`,
     /// the response start gets the request id and trace id headers.
     #[pyo3(signature = (scope, add_headers = true))]
     fn start<'py>(
+        slf: &Bound<'py, Self>,
+        scope: &Bound<'py, PyAny>,
+        add_headers: bool,
+    ) -> Option<Bound<'py, Exchange>> {
+        match Self::try_start(slf, scope, add_headers) {
+            Ok(started) => started,
+            // Monitoring never breaks the request it monitors: served unrecorded, the failure counted and logged.
+            Err(e) => {
+                slf.get().report(slf.py(), e);
+                None
+            }
+        }
+    }
+}
+
+impl MiddlewareCore {
+    fn try_start<'py>(
         slf: &Bound<'py, Self>,
         scope: &Bound<'py, PyAny>,
         add_headers: bool,
@@ -143,7 +161,8 @@ impl MiddlewareCore {
             ),
         };
         if let Some(path) = path.as_ref().and_then(|p| p.cast::<PyString>().ok()) {
-            if this.excluded(path.to_str()?) {
+            // A path that is not UTF-8 (lone surrogates in a hand-made scope) is no excluded one.
+            if path.to_str().is_ok_and(|p| this.excluded(p)) {
                 return Ok(None);
             }
         }
@@ -160,7 +179,8 @@ impl MiddlewareCore {
             None => {
                 // OpenTelemetry's conventions: the span is named "HTTP", the method as sent kept (cut short).
                 let sent = method.str()?;
-                let sent = sent.to_str()?;
+                let sent = sent.to_string_lossy();
+                let sent = &*sent;
                 let cut = sent
                     .char_indices()
                     .nth(MAX_METHOD_ORIGINAL)
@@ -175,13 +195,27 @@ impl MiddlewareCore {
             }
         };
         let headers = headers.unwrap_or_else(|| py.None().into_bound(py));
-        this.begin_in_flight(py);
-        let tracer = this.tracer.get();
-        let begun = tracer.begin_server(
+        Self::begin(slf, scope, &headers, &name, label, attributes.as_ref(), add_headers).map(Some)
+    }
+
+    /// The request's span started and made current, its exchange made and put in the scope, then it is in flight.
+    #[allow(clippy::too_many_arguments)]
+    fn begin<'py>(
+        slf: &Bound<'py, Self>,
+        scope: &Bound<'py, PyAny>,
+        headers: &Bound<'py, PyAny>,
+        name: &Bound<'py, PyString>,
+        label: Bound<'py, PyString>,
+        attributes: Option<&Bound<'py, PyAny>>,
+        add_headers: bool,
+    ) -> PyResult<Bound<'py, Exchange>> {
+        let py = slf.py();
+        let this = slf.get();
+        let begun = this.tracer.get().begin_server(
             py,
-            &headers,
-            &name,
-            attributes.as_ref(),
+            headers,
+            name,
+            attributes,
             this.request_id_header.bind(py).as_bytes(),
         )?;
         // Without an incoming id, the server span's id serves: unique per request, and it finds the trace.
@@ -218,15 +252,18 @@ impl MiddlewareCore {
         )?;
         // The /metrics and health apps find it here to take scrapes and probes out (see _asgi.unmonitor).
         let key = this.exchange_key.bind(py);
-        match scope.cast::<PyDict>() {
-            Ok(d) => d.set_item(key, &exchange)?,
-            Err(_) => scope.set_item(key, &exchange)?,
+        let kept = match scope.cast::<PyDict>() {
+            Ok(d) => d.set_item(key, &exchange),
+            Err(_) => scope.set_item(key, &exchange),
+        };
+        if let Err(e) = kept {
+            exchange.get().reset_token(py);
+            return Err(e);
         }
-        Ok(Some(exchange))
+        this.begin_in_flight(py);
+        Ok(exchange)
     }
-}
 
-impl MiddlewareCore {
     fn excluded(&self, path: &str) -> bool {
         self.excluded_exact.contains(path) || self.excluded_prefixes.iter().any(|p| path.starts_with(p.as_str()))
     }
