@@ -6,7 +6,7 @@ use parking_lot::Mutex;
 use pyo3::gc::PyVisit;
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict, PyInt, PyList, PyString};
+use pyo3::types::{PyBytes, PyDict, PyInt, PyList, PyString, PyTuple};
 use pyo3::PyTraverseError;
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicU8, Ordering::Relaxed};
 use std::time::Instant;
@@ -88,7 +88,9 @@ impl Exchange {
     }
 
     fn set(&self, flag: u8) {
-        self.flags.fetch_or(flag, Relaxed);
+        // A load and a store, not a locked read-modify-write: every method runs holding the GIL (the extension is
+        // built for GIL CPython), so no two of them interleave. DONE, which decides who records, is a swap.
+        self.flags.store(self.flags.load(Relaxed) | flag, Relaxed);
     }
 
     fn elapsed_ns(&self) -> u64 {
@@ -333,8 +335,18 @@ impl Exchange {
     fn finish(&self, py: Python<'_>, error: Option<&Bound<'_, PyAny>>) {
         // The scope holds us, we hold the server's send and receive (through the wrappers), which hold the scope:
         // unlinked here, the request's objects are freed by refcount when it ends.
-        let scope = self.held.lock().scope.as_ref().map(|s| s.clone_ref(py));
-        if let Some(scope) = scope {
+        // One lock for the common case, a response its last chunk recorded already: the scope is let go of here.
+        let recorded = self.has(DONE);
+        let (scope, token) = {
+            let mut held = self.held.lock();
+            let scope = if recorded {
+                held.scope.take()
+            } else {
+                held.scope.as_ref().map(|s| s.clone_ref(py))
+            };
+            (scope, held.token.take())
+        };
+        if let Some(scope) = &scope {
             let scope = scope.bind(py);
             let key = self.core.get().exchange_key.bind(py);
             // Gone already (the app took it out) is fine: nothing else looks it up once the app has returned.
@@ -343,9 +355,14 @@ impl Exchange {
                 Err(_) => scope.call_method1(intern!(py, "pop"), (key, py.None())).map(drop),
             };
         }
-        self.reset_token(py);
-        self.complete(py, error);
-        let scope = self.held.lock().scope.take();
+        if let Some(token) = token {
+            reset_current(py, token.bind(py));
+        }
+        if !recorded {
+            self.complete(py, error);
+            let rest = self.held.lock().scope.take();
+            drop(rest);
+        }
         drop(scope);
     }
 
@@ -375,27 +392,27 @@ impl Exchange {
 
 /// The response's Content-Length (ASGI header names are lowercase), or UNDECLARED.
 fn declared_length(headers: &Bound<'_, PyAny>) -> i64 {
+    let found = |pair: Bound<'_, PyAny>| -> Option<i64> {
+        let pair = pair.cast_into::<PyTuple>().ok().filter(|p| p.len() == 2)?;
+        let name = pair.get_borrowed_item(0).ok()?;
+        if name.cast::<PyBytes>().ok()?.as_bytes() != b"content-length" {
+            return None;
+        }
+        let value = pair.get_borrowed_item(1).ok()?;
+        let value = value.cast::<PyBytes>().ok()?;
+        let v = value.as_bytes();
+        if v.is_empty() || !v.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        Some(std::str::from_utf8(v).ok()?.parse().unwrap_or(UNDECLARED))
+    };
+    if let Ok(list) = headers.cast::<PyList>() {
+        return list.iter().find_map(found).unwrap_or(UNDECLARED);
+    }
     let Ok(iter) = headers.try_iter() else {
         return UNDECLARED;
     };
-    for pair in iter.flatten() {
-        let (Ok(name), Ok(value)) = (pair.get_item(0), pair.get_item(1)) else {
-            continue;
-        };
-        let (Ok(name), Ok(value)) = (name.cast::<PyBytes>(), value.cast::<PyBytes>()) else {
-            continue;
-        };
-        if name.as_bytes() == b"content-length" {
-            let v = value.as_bytes();
-            if !v.is_empty() && v.iter().all(u8::is_ascii_digit) {
-                return std::str::from_utf8(v)
-                    .ok()
-                    .and_then(|s| s.parse().ok())
-                    .unwrap_or(UNDECLARED);
-            }
-        }
-    }
-    UNDECLARED
+    iter.flatten().find_map(found).unwrap_or(UNDECLARED)
 }
 
 /// The matched route's template (`/items/{item_id}`), as Starlette and FastAPI leave it in the scope; None when no
