@@ -77,7 +77,8 @@ class _Failures:
 
 
 def _wrapped(exchange: Exchange, receive: Receive, send: Send) -> tuple[Receive, Send]:
-    """The app's `receive` and `send`: each message reported to the request's exchange, in the core."""
+    """The app's `receive` and `send`: each message reported to the request's exchange, in the core. (Inline in
+    `MonitoringMiddleware.__call__` too, for its cost: keep the two alike.)"""
 
     async def wrapped_receive() -> Message:
         message = await receive()
@@ -179,7 +180,23 @@ class MonitoringMiddleware:
         if exchange is None:
             await _follow_slash_redirect(app, scope, receive, send)
             return
-        wrapped_receive, wrapped_send = _wrapped(exchange, receive, send)
+
+        # `_wrapped`, inline: measured 0.3-0.5 us a request cheaper than calling it (a frame, a tuple, its unpacking),
+        # a sixth of what the middleware adds. The disconnect rules must stay the same in both.
+        async def wrapped_receive() -> Message:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                exchange.client_gone()
+            return message
+
+        async def wrapped_send(message: Message) -> None:
+            exchange.on_send(message)
+            try:
+                await send(message)
+            except OSError:
+                exchange.send_failed()
+                raise
+
         try:
             await app(scope, wrapped_receive, wrapped_send)
         except BaseException as exc:
