@@ -2,7 +2,8 @@
 //!
 //! Python keeps the policy (which paths are excluded, which methods are known, the header names, the status label
 //! form) and the ASGI plumbing that must be Python (the coroutines that wrap `send` and `receive`); this holds them
-//! as Rust values, starts each request with one call and records it with one more (see `exchange.rs`).
+//! as Rust values and starts each request with one call; one call per response message follows it and one ends it
+//! (see `exchange.rs`).
 
 mod exchange;
 
