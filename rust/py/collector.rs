@@ -190,7 +190,7 @@ impl CollectorCore {
         self.core.active_requests.add(-1.0);
     }
 
-    /// `end_request` for the middleware core, with the values it already holds as Rust values.
+    /// `end_request` with Rust values: the middleware core's, and the Python method's once it has read its arguments.
     #[inline]
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn end_request_with(
@@ -199,19 +199,19 @@ impl CollectorCore {
         endpoint: &Bound<'_, PyAny>,
         provider: &Bound<'_, PyAny>,
         success: bool,
-        latency_ms: f64,
-        labels: &Bound<'_, PyAny>,
-        span: &Bound<'_, PyAny>,
+        latency_ms: Result<f64, Invalid>,
+        labels: Option<&Bound<'_, PyAny>>,
+        span: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
-        self.core.active_requests.add(-1.0);
+        self.unmark_in_flight();
         self.outcome(
             py,
             &self.core.requests,
             &[endpoint, provider],
             success,
-            Ok(latency_ms),
-            Some(labels),
-            Some(span),
+            latency_ms,
+            labels,
+            span,
         )
     }
 
@@ -323,12 +323,12 @@ impl CollectorCore {
 
     /// Marks a request in flight (`<prefix>_active_requests` + 1); `end_request` records and undoes it.
     fn begin_request(&self) {
-        self.core.active_requests.add(1.0);
+        self.mark_in_flight();
     }
 
     /// Undoes `begin_request` for a request that is not to be recorded (a scrape or a probe).
     fn cancel_request(&self) {
-        self.core.active_requests.add(-1.0);
+        self.unmark_in_flight();
     }
 
     /// `record_request` and `<prefix>_active_requests` - 1 in one call (the middleware's end of request). The
@@ -345,11 +345,10 @@ impl CollectorCore {
         labels: Option<&Bound<'_, PyAny>>,
         span: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
-        self.core.active_requests.add(-1.0);
-        self.outcome(
+        self.end_request_with(
             py,
-            &self.core.requests,
-            &[endpoint, provider],
+            endpoint,
+            provider,
             truthy(success),
             given(Some(latency_ms)),
             labels,

@@ -1,12 +1,13 @@
 //! One request/response as it passes the middleware: its status, completion, disconnects, and its record.
 
+use super::asgi::{declared_length, route_matched, route_of, scope_get, scope_remove, scope_str, UNDECLARED};
 use super::{MiddlewareCore, UNMATCHED_ROUTE};
 use crate::py::trace::{reset_current, Span};
 use parking_lot::Mutex;
 use pyo3::gc::PyVisit;
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict, PyInt, PyList, PyString, PyTuple};
+use pyo3::types::{PyBytes, PyDict, PyInt, PyList, PyString};
 use pyo3::PyTraverseError;
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicU8, Ordering::Relaxed};
 use std::time::Instant;
@@ -23,8 +24,6 @@ const UNMONITORED: u8 = 16;
 
 /// No Content-Length seen yet (the remaining count is computed at the first of several chunks).
 const UNKNOWN: i64 = i64::MIN;
-/// A response without a declared length: never reached.
-const UNDECLARED: i64 = -(1 << 62);
 
 /// The Python objects a request holds until its end lets go of them: the scope (which holds us while the request
 /// runs, and may hold the app's wrappers of ours), the span (taken by the record) and the context token (taken when
@@ -350,10 +349,7 @@ impl Exchange {
             let scope = scope.bind(py);
             let key = self.core.get().exchange_key.bind(py);
             // Gone already (the app took it out) is fine: nothing else looks it up once the app has returned.
-            let _ = match scope.cast::<PyDict>() {
-                Ok(d) => d.del_item(key),
-                Err(_) => scope.call_method1(intern!(py, "pop"), (key, py.None())).map(drop),
-            };
+            scope_remove(scope, key);
         }
         if let Some(token) = token {
             reset_current(py, token.bind(py));
@@ -388,66 +384,4 @@ impl Exchange {
     fn response_headers<'py>(&self, py: Python<'py>) -> Bound<'py, PyList> {
         self.extra_headers.bind(py).clone()
     }
-}
-
-/// The response's Content-Length (ASGI header names are lowercase), or UNDECLARED.
-fn declared_length(headers: &Bound<'_, PyAny>) -> i64 {
-    let found = |pair: Bound<'_, PyAny>| -> Option<i64> {
-        let pair = pair.cast_into::<PyTuple>().ok().filter(|p| p.len() == 2)?;
-        let name = pair.get_borrowed_item(0).ok()?;
-        if name.cast::<PyBytes>().ok()?.as_bytes() != b"content-length" {
-            return None;
-        }
-        let value = pair.get_borrowed_item(1).ok()?;
-        let value = value.cast::<PyBytes>().ok()?;
-        let v = value.as_bytes();
-        if v.is_empty() || !v.iter().all(u8::is_ascii_digit) {
-            return None;
-        }
-        Some(std::str::from_utf8(v).ok()?.parse().unwrap_or(UNDECLARED))
-    };
-    if let Ok(list) = headers.cast::<PyList>() {
-        return list.iter().find_map(found).unwrap_or(UNDECLARED);
-    }
-    let Ok(iter) = headers.try_iter() else {
-        return UNDECLARED;
-    };
-    iter.flatten().find_map(found).unwrap_or(UNDECLARED)
-}
-
-/// The matched route's template (`/items/{item_id}`), as Starlette and FastAPI leave it in the scope; None when no
-/// route matched or the route has no template.
-fn route_of<'py>(scope: &Bound<'py, PyAny>) -> PyResult<Option<Bound<'py, PyString>>> {
-    let py = scope.py();
-    let Some(route) = scope_get(scope, intern!(py, "route"))? else {
-        return Ok(None);
-    };
-    if let Some(t) = route.getattr_opt(intern!(py, "path_format"))? {
-        if let Ok(t) = t.cast_into::<PyString>() {
-            if t.len()? > 0 {
-                return Ok(Some(t));
-            }
-        }
-    }
-    Ok(route
-        .getattr_opt(intern!(py, "path"))?
-        .and_then(|p| p.cast_into::<PyString>().ok()))
-}
-
-fn route_matched(route: &Bound<'_, PyString>) -> bool {
-    route.to_str().is_ok_and(|r| r != UNMATCHED_ROUTE)
-}
-
-/// `scope.get(key)`, None for a missing key or None.
-fn scope_get<'py>(scope: &Bound<'py, PyAny>, key: &Bound<'py, PyString>) -> PyResult<Option<Bound<'py, PyAny>>> {
-    let v = match scope.cast::<PyDict>() {
-        Ok(d) => d.get_item(key)?,
-        Err(_) => Some(scope.call_method1(intern!(scope.py(), "get"), (key,))?),
-    };
-    Ok(v.filter(|v| !v.is_none()))
-}
-
-/// `scope.get(key)` as a str, None when missing or not a str.
-fn scope_str<'py>(scope: &Bound<'py, PyAny>, key: &Bound<'py, PyString>) -> PyResult<Option<Bound<'py, PyString>>> {
-    Ok(scope_get(scope, key)?.and_then(|v| v.cast_into::<PyString>().ok()))
 }

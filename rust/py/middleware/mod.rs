@@ -5,11 +5,13 @@
 //! as Rust values and starts each request with one call; one call per response message follows it and one ends it
 //! (see `exchange.rs`).
 
+mod asgi;
 mod exchange;
 
 use super::collector::CollectorCore;
 use super::trace::TracerCore;
 use crate::trace::hex::encode_into;
+use asgi::{scope_get, scope_set};
 use exchange::Exchange;
 use hashbrown::{HashMap, HashSet};
 use parking_lot::Mutex;
@@ -149,18 +151,9 @@ impl MiddlewareCore {
     ) -> PyResult<Option<Bound<'py, Exchange>>> {
         let py = slf.py();
         let this = slf.get();
-        let (path, method, headers) = match scope.cast::<PyDict>() {
-            Ok(d) => (
-                d.get_item(intern!(py, "path"))?,
-                d.get_item(intern!(py, "method"))?,
-                d.get_item(intern!(py, "headers"))?,
-            ),
-            Err(_) => (
-                mapping_get(scope, intern!(py, "path"))?,
-                mapping_get(scope, intern!(py, "method"))?,
-                mapping_get(scope, intern!(py, "headers"))?,
-            ),
-        };
+        let path = scope_get(scope, intern!(py, "path"))?;
+        let method = scope_get(scope, intern!(py, "method"))?;
+        let headers = scope_get(scope, intern!(py, "headers"))?;
         if let Some(path) = path.as_ref().and_then(|p| p.cast::<PyString>().ok()) {
             // A path that is not UTF-8 (lone surrogates in a hand-made scope) is no excluded one.
             if path.to_str().is_ok_and(|p| this.excluded(p)) {
@@ -253,11 +246,7 @@ impl MiddlewareCore {
         )?;
         // The /metrics and health apps find it here to take scrapes and probes out (see _asgi.unmonitor).
         let key = this.exchange_key.bind(py);
-        let kept = match scope.cast::<PyDict>() {
-            Ok(d) => d.set_item(key, &exchange),
-            Err(_) => scope.set_item(key, &exchange),
-        };
-        if let Err(e) = kept {
+        if let Err(e) = scope_set(scope, key, &exchange) {
             exchange.get().reset_token(py);
             return Err(e);
         }
@@ -320,9 +309,9 @@ impl MiddlewareCore {
                 route.as_any(),
                 provider.as_any(),
                 success,
-                latency_ms,
-                labels.as_any(),
-                span,
+                Ok(latency_ms),
+                Some(labels.as_any()),
+                Some(span),
             ),
             // A stand-in gets the arguments it always got (no span).
             Recorder::Python { end, .. } => end
@@ -375,10 +364,4 @@ impl MiddlewareCore {
             again.write_unraisable(py, None);
         }
     }
-}
-
-/// `scope.get(key)` for a scope that is a mapping but not a dict.
-fn mapping_get<'py>(scope: &Bound<'py, PyAny>, key: &Bound<'py, PyString>) -> PyResult<Option<Bound<'py, PyAny>>> {
-    let v = scope.call_method1(intern!(scope.py(), "get"), (key,))?;
-    Ok(if v.is_none() { None } else { Some(v) })
 }
